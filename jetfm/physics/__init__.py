@@ -1,0 +1,1 @@
+"""Jet physics: kinematics, observables, FastJet clustering."""
