@@ -1,0 +1,152 @@
+"""GPT backbone over jet token sequences, its generative head and a KV-cached sampler.
+
+Vocabulary (OmniJet-alpha convention): token 0 = start, tokens 1..K = VQ-VAE codes shifted by
+one, token K + 1 = stop, so ``vocab_size = K + 2``. Sequences are (batch, length) int64 with a
+(batch, length) bool padding mask (True = real token). By default there is no positional
+embedding (as OmniJet-alpha: jets are sets, the pT ordering of the tokens is the only order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jetfm.nn.transformer import Block, KVCache
+
+START_TOKEN = 0
+
+
+@dataclass
+class GPTConfig:
+    """Backbone size. OmniJet-alpha: 3 blocks, 8 heads, dim 256, no positional embedding."""
+
+    vocab_size: int = 8194
+    dim: int = 256
+    n_blocks: int = 3
+    n_heads: int = 8
+    max_length: int = 130  # start + 128 particles + stop
+    dropout: float = 0.0
+    positional: bool = False
+
+    @property
+    def stop_token(self) -> int:
+        return self.vocab_size - 1
+
+
+class GPT(nn.Module):
+    """Token embedding -> causal transformer blocks -> final layer norm.
+
+    ``forward`` returns the hidden states (batch, length, dim), which the generative head and
+    the classification heads consume.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.dim)
+        self.position = nn.Embedding(config.max_length, config.dim) if config.positional else None
+        self.blocks = nn.ModuleList(
+            Block(config.dim, config.n_heads, dropout=config.dropout)
+            for _ in range(config.n_blocks)
+        )
+        self.norm = nn.LayerNorm(config.dim)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        caches: list[KVCache] | None = None,
+        causal: bool = True,
+    ) -> tuple[torch.Tensor, list[KVCache]]:
+        """Hidden states for ``tokens`` (appended after the cached positions, if any)."""
+        start = caches[0].length if caches else 0
+        x = self.embed(tokens)
+        if self.position is not None:
+            positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+            x = x + self.position(positions)[None]
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            x, cache = block(x, padding_mask, causal, caches[i] if caches else None)
+            new_caches.append(cache)
+        return self.norm(x), new_caches
+
+
+class NextTokenHead(nn.Module):
+    """Generative head: logits over the vocabulary for the next token."""
+
+    def __init__(self, dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, vocab_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden)
+
+
+def next_token_loss(
+    logits: torch.Tensor, tokens: torch.Tensor, padding_mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy of predicting ``tokens[:, 1:]`` from positions ``:-1`` (real only)."""
+    target = tokens[:, 1:].masked_fill(~padding_mask[:, 1:], -100)
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+def _sample_from(logits: torch.Tensor, temperature: float, top_k: int | None,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    logits = logits / max(temperature, 1e-8)
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def sample(
+    backbone: GPT,
+    head: NextTokenHead,
+    n_jets: int,
+    max_particles: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    forbid_start: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample token sequences autoregressively from the start token.
+
+    Returns (codes, mask): (n_jets, max_particles) int64 VQ codes (vocabulary token - 1; 0 where
+    masked) and a bool mask of the particles generated before each jet's stop token. With
+    ``use_cache`` each step feeds only the newest token and reuses keys/values; without it every
+    step recomputes the whole prefix (OmniJet-alpha's original sampler), for comparison.
+    """
+    device = next(backbone.parameters()).device
+    stop = backbone.config.stop_token
+    tokens = torch.full((n_jets, 1), START_TOKEN, dtype=torch.long, device=device)
+    finished = torch.zeros(n_jets, dtype=torch.bool, device=device)
+    caches = None
+    for _ in range(max_particles):
+        if use_cache:
+            hidden, caches = backbone(tokens[:, -1:], caches=caches)
+        else:
+            hidden, _ = backbone(tokens)
+        logits = head(hidden[:, -1])
+        if forbid_start:
+            logits[:, START_TOKEN] = float("-inf")
+        nxt = _sample_from(logits, temperature, top_k, generator).squeeze(1)
+        nxt = torch.where(finished, torch.full_like(nxt, stop), nxt)
+        finished |= nxt == stop
+        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+        if finished.all():
+            break
+    body = tokens[:, 1:]
+    mask = torch.cumsum((body == stop).long(), dim=1) == 0
+    codes = torch.where(mask, body - 1, torch.zeros_like(body))
+    if codes.shape[1] < max_particles:
+        pad = max_particles - codes.shape[1]
+        codes = F.pad(codes, (0, pad))
+        mask = F.pad(mask, (0, pad))
+    return codes, mask
