@@ -148,3 +148,55 @@ class Block(nn.Module):
         x = x + self.norm_attn_out(h)
         x = x + self.mlp(self.norm_mlp(x))
         return x, cache
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries ``x`` (b, n, dim) to ``context`` (b, m, dim)."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        b, n, d = x.shape
+        m = context.shape[1]
+        h = self.n_heads
+        q = self.q(x).view(b, n, h, d // h).transpose(1, 2)
+        k, v = (
+            t.view(b, m, h, d // h).transpose(1, 2) for t in self.kv(context).split(d, dim=2)
+        )
+        mask = attention_mask(context_mask, False, n, m, x.device)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+class ClassAttentionBlock(nn.Module):
+    """CaiT / ParT class-attention block: a class token attends to [class token, particles]."""
+
+    def __init__(self, dim: int, n_heads: int, expansion: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = CrossAttention(dim, n_heads, dropout)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, expansion, dropout)
+
+    def forward(
+        self, cls: torch.Tensor, x: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``cls`` (b, 1, dim), ``x`` (b, n, dim) -> updated class token (b, 1, dim)."""
+        context = torch.cat([cls, x], dim=1)
+        if padding_mask is not None:
+            ones = torch.ones_like(padding_mask[:, :1])
+            padding_mask = torch.cat([ones, padding_mask], dim=1)
+        cls = cls + self.attn(self.norm(cls), self.norm(context), padding_mask)
+        return cls + self.mlp(self.norm_mlp(cls))
