@@ -2,6 +2,7 @@
 
 from jetfm.data.batch import JetBatch, JetDataError, Padded, SelectionReport
 from jetfm.data.classes import CLASSES, JETCLASS_CLASSES, UNLABELLED, class_index, class_name
+from jetfm.data.io import FORMATS, read_jets, write_jets
 
 __all__ = [
     "CLASSES",
@@ -13,4 +14,7 @@ __all__ = [
     "SelectionReport",
     "class_index",
     "class_name",
+    "FORMATS",
+    "read_jets",
+    "write_jets",
 ]

@@ -1,0 +1,139 @@
+"""AspenOpenJets (AOJ) HDF5 files: CMS Open Data jets, unlabelled.
+
+Layout assumed (the AOJ release; other datasets in the file are ignored):
+
+* ``PFCands``: float (N, 150, 11), the particle-flow candidates of each jet, columns
+  px, py, pz, E [GeV], d0, d0Err, dz, dzErr [cm, as stored], charge [e], pdgId, PUPPI weight.
+  Real candidates come first; a padding row is all zeros.
+* ``jet_kinematics``: float (N, 4) = jet pt [GeV], eta, phi [rad], soft-drop mass [GeV],
+  kept in ``batch.extra`` as ``jet_pt, jet_eta, jet_phi, jet_sdmass``.
+
+PDG ids give the JetClass particle-type flags (:func:`jetfm.data.pid.particle_type_flags`,
+with CMS' HF pseudo-ids 1 and 2); ``pid``, ``charge``, the impact parameters and
+``puppi_weight`` are kept as particle fields. All jets are unlabelled (-1).
+"""
+
+from __future__ import annotations
+
+import os
+
+import awkward as ak
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from jetfm.data._files import Paths, as_paths, file_ranges, log, open_hdf5, validated
+from jetfm.data.batch import JetBatch, JetDataError
+from jetfm.data.pid import particle_type_flags
+
+N_MAX = 150
+PF_COLUMNS: tuple[str, ...] = (
+    "px",
+    "py",
+    "pz",
+    "energy",
+    "d0val",
+    "d0err",
+    "dzval",
+    "dzerr",
+    "charge",
+    "pid",
+    "puppi_weight",
+)
+JET_COLUMNS: tuple[str, ...] = ("jet_pt", "jet_eta", "jet_phi", "jet_sdmass")
+SLICE = 10_000  # jets read per h5py slice
+
+
+def _datasets(path: str, file: h5py.File) -> tuple[h5py.Dataset, h5py.Dataset]:
+    for key, shape in (("PFCands", f"(N, M, {len(PF_COLUMNS)})"), ("jet_kinematics", "(N, 4)")):
+        if key not in file:
+            raise JetDataError(f"{path}: no dataset {key!r} (keys {list(file.keys())})")
+        ndim, width = (3, len(PF_COLUMNS)) if key == "PFCands" else (2, len(JET_COLUMNS))
+        if file[key].ndim != ndim or file[key].shape[-1] != width:
+            raise JetDataError(f"{path}: dataset {key!r} has shape {file[key].shape}, not {shape}")
+    pf, jets = file["PFCands"], file["jet_kinematics"]
+    if len(pf) != len(jets):
+        raise JetDataError(
+            f"{path}: 'PFCands' has {len(pf)} jets but 'jet_kinematics' has {len(jets)}"
+        )
+    return pf, jets
+
+
+def _to_batch(pf: np.ndarray, jets: np.ndarray, path: str, entry: np.ndarray) -> JetBatch:
+    mask = np.any(pf != 0, axis=-1)
+    batch = JetBatch.from_padded(pf, mask, PF_COLUMNS, entry=entry, source_files=(path,))
+    pid = ak.values_astype(batch.particles["pid"], np.int64)
+    flat_pid, counts = ak.to_numpy(ak.flatten(pid)), batch.n_particles
+    flags = particle_type_flags(flat_pid, ak.to_numpy(ak.flatten(batch.particles["charge"])))
+    particles = ak.with_field(batch.particles, pid, "pid")
+    for name, flag in flags.items():
+        particles = ak.with_field(particles, ak.unflatten(flag, counts), name)
+    batch.particles = particles
+    batch.extra = {name: jets[:, i] for i, name in enumerate(JET_COLUMNS)}
+    return batch
+
+
+def read_aspen(
+    paths: Paths,
+    *,
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+    skip_invalid: bool = False,
+) -> JetBatch:
+    """Read AOJ file(s); ``entry_start/stop`` is a global range over the files in order.
+
+    Only the requested jets are read, in slices of :data:`SLICE` jets.
+    """
+    files = as_paths(paths)
+    handles = [open_hdf5(p) for p in files]
+    try:
+        datasets = [_datasets(p, f) for p, f in zip(files, handles, strict=True)]
+        ranges = file_ranges([len(pf) for pf, _ in datasets], entry_start, entry_stop)
+        slices = [
+            (i, start, min(start + SLICE, rng.stop))
+            for i, rng in enumerate(ranges)
+            for start in range(rng.start, rng.stop, SLICE)
+        ] or [(0, 0, 0)]
+        batches = []
+        for i, start, stop in tqdm(slices, desc="AOJ", unit="slice", disable=len(slices) < 4):
+            pf, jets = datasets[i]
+            entry = np.arange(start, stop, dtype=np.int64)
+            batch = _to_batch(pf[start:stop], jets[start:stop], files[i], entry)
+            batch.source_files, batch.source[:] = tuple(files), i
+            batches.append(validated(batch, files[i], skip_invalid))
+    finally:
+        for handle in handles:
+            handle.close()
+    return JetBatch.concatenate(batches)
+
+
+def write_aspen(batch: JetBatch, path: str | os.PathLike[str], *, n_max: int = N_MAX) -> int:
+    """Write ``batch`` in the AOJ layout; returns the number of particles dropped.
+
+    Each jet keeps its ``n_max`` hardest constituents (pT-ordered; the count dropped is also
+    logged). ``jet_kinematics`` comes from ``batch.extra`` where present, else from the
+    E-scheme sum of all constituents and :func:`jetfm.physics.observables.softdrop_mass`
+    (before truncation). Missing particle fields are written as zeros, except
+    ``puppi_weight`` = 1 (a particle fully kept).
+    """
+    missing = [name for name in JET_COLUMNS if name not in batch.extra]
+    computed = {"jet_pt": batch.jet_pt, "jet_eta": batch.jet_eta, "jet_phi": batch.jet_phi}
+    if "jet_sdmass" in missing:
+        from jetfm.physics.observables import softdrop_mass
+
+        computed["jet_sdmass"] = softdrop_mass(batch)
+    jets = np.stack([batch.extra.get(k, computed.get(k)) for k in JET_COLUMNS], axis=1)
+    particles = batch.particles
+    for name in PF_COLUMNS:
+        if name not in batch.fields:
+            fill = 1.0 if name == "puppi_weight" else 0.0
+            particles = ak.with_field(particles, ak.full_like(particles["px"], fill), name)
+    full = batch[:]
+    full.particles = particles
+    padded = full.to_padded(PF_COLUMNS, n_max=n_max)
+    if padded.n_truncated:
+        log.info("%s: truncation to %d particles dropped %d", path, n_max, padded.n_truncated)
+    with h5py.File(path, "w") as file:
+        file.create_dataset("PFCands", data=padded.values, compression="gzip")
+        file.create_dataset("jet_kinematics", data=jets.astype(np.float32))
+    return padded.n_truncated

@@ -1,0 +1,94 @@
+"""Pythia quark/gluon jets of energyflow (Komiske, Metodiev, Thaler), ``QG_jets*.npz``.
+
+Each file holds ``X``: (N, M, 4) = pt [GeV], rapidity y, phi [rad], PDG id per particle,
+zero-padded (a padding row is all zeros), and ``y``: 1 = quark (``QCD_quark``), 0 = gluon
+(``QCD_gluon``). The second column is the rapidity, not the pseudorapidity: the particle mass
+m is taken from its PDG id (``particle`` package; massless when unknown), and
+E = mT cosh y, pz = mT sinh y with mT = sqrt(pt^2 + m^2). ``pid``, ``charge`` and the JetClass
+particle-type flags are kept as particle fields.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from functools import lru_cache
+
+import awkward as ak
+import numpy as np
+from particle import Particle
+from particle.pdgid import PDGID
+
+from jetfm.data._files import as_paths, validated
+from jetfm.data.batch import JetBatch, JetDataError
+from jetfm.data.classes import class_index
+from jetfm.data.pid import charge_from_pid, particle_type_flags
+
+
+@lru_cache(maxsize=1024)
+def _mass(pid: int) -> float:
+    if not PDGID(pid).is_valid:
+        return 0.0
+    try:
+        mass = Particle.from_pdgid(pid).mass
+    except Exception:  # particle raises ParticleNotFound for ids not in its table
+        return 0.0
+    return 0.0 if mass is None else mass / 1000.0  # MeV -> GeV
+
+
+def mass_from_pid(pid: np.ndarray) -> np.ndarray:
+    """Rest mass [GeV] for an integer array of PDG ids; 0 for unknown ids."""
+    pid = np.asarray(pid, dtype=np.int64)
+    unique, inverse = np.unique(pid, return_inverse=True)
+    return np.array([_mass(int(p)) for p in unique])[inverse].reshape(pid.shape)
+
+
+def read_quarkgluon(
+    path: str | os.PathLike[str],
+    *,
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+    skip_invalid: bool = False,
+) -> JetBatch:
+    """Read one ``QG_jets*.npz`` file (jets ``entry_start:entry_stop``)."""
+    (path,) = as_paths(path)
+    try:
+        with np.load(path) as npz:
+            arrays = {key: npz[key] for key in npz.files if key in ("X", "y")}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise JetDataError(f"{path}: not a readable .npz file ({err})") from err
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise JetDataError(f"{path}: no array {key!r} (arrays {sorted(arrays)})")
+    x, y = arrays["X"], arrays["y"]
+    if x.ndim != 3 or x.shape[-1] != 4:
+        raise JetDataError(f"{path}: array 'X' has shape {x.shape}, not (N, M, 4)")
+    if y.shape != (len(x),) or not np.all(np.isin(y, (0, 1))):
+        raise JetDataError(f"{path}: array 'y' must hold {len(x)} labels 0 or 1 (got {y.shape})")
+    rows = range(len(x))[slice(entry_start, entry_stop)]
+    x, y = x[rows.start : rows.stop].astype(np.float64), y[rows.start : rows.stop]
+    mask = np.any(x != 0, axis=-1)  # NaN rows count as particles and fail validation
+    counts = mask.sum(axis=1)
+    pt, rap, phi, pid_f = (x[..., k][mask] for k in range(4))
+    pid = np.nan_to_num(pid_f).astype(np.int64)
+    try:
+        charge = charge_from_pid(pid)
+    except ValueError as err:
+        raise JetDataError(f"{path}: array 'X' column 3 (PDG id): {err}") from err
+    mt = np.hypot(pt, mass_from_pid(pid))
+    columns = {
+        "px": pt * np.cos(phi),
+        "py": pt * np.sin(phi),
+        "pz": mt * np.sinh(rap),
+        "energy": mt * np.cosh(rap),
+        "pid": pid,
+        "charge": charge,
+        **particle_type_flags(pid, charge),
+    }
+    batch = JetBatch(
+        ak.zip({name: ak.unflatten(v, counts) for name, v in columns.items()}),
+        label=np.where(y == 1, class_index("QCD_quark"), class_index("QCD_gluon")),
+        source_files=(path,),
+        entry=np.arange(rows.start, rows.stop),
+    )
+    return validated(batch, path, skip_invalid)

@@ -1,0 +1,137 @@
+"""AspenOpenJets HDF5: exact round trip, truncation count, PDG flags, slices, bad input."""
+
+from __future__ import annotations
+
+import logging
+
+import awkward as ak
+import h5py
+import numpy as np
+import pytest
+from io_jets import assert_same_batch, random_jets, with_value
+
+from jetfm.data import JetBatch, JetDataError, aspen
+from jetfm.data.aspen import JET_COLUMNS, PF_COLUMNS, read_aspen, write_aspen
+from jetfm.physics.observables import softdrop_mass
+
+COUNTS = np.array([1, 2, 12, 7, 30, 2, 1, 19])
+
+
+@pytest.fixture(scope="module")
+def jets() -> JetBatch:
+    batch = random_jets(len(COUNTS), seed=7, counts=COUNTS, label=False)
+    batch.particles = ak.with_field(
+        batch.particles, ak.full_like(batch.particles["charge"], 0.75), "puppi_weight"
+    )
+    return batch
+
+
+def _pf(path, pf, jets=None):
+    with h5py.File(path, "w") as f:
+        f["PFCands"] = pf
+        f["jet_kinematics"] = np.ones((len(pf), 4), np.float32) if jets is None else jets
+    return str(path)
+
+
+def test_round_trip_exact(tmp_path, jets):
+    path = str(tmp_path / "aoj.h5")
+    assert write_aspen(jets, path) == 0
+    back = read_aspen(path)
+    expected = jets.sort_by_pt()
+    for field in jets.fields:
+        dtype = np.int64 if field == "pid" else np.float32
+        want = ak.values_astype(expected.particles[field], dtype)
+        assert ak.array_equal(back.particles[field], want, dtype_exact=True), field
+    np.testing.assert_array_equal(back.label, -1)
+    np.testing.assert_array_equal(back.entry, np.arange(len(COUNTS)))
+    np.testing.assert_array_equal(back.extra["jet_pt"], jets.jet_pt.astype(np.float32))
+    np.testing.assert_array_equal(back.extra["jet_sdmass"], softdrop_mass(jets).astype(np.float32))
+    with h5py.File(path) as f:
+        assert f["PFCands"].shape == (len(COUNTS), 150, len(PF_COLUMNS))
+        assert f["jet_kinematics"].shape == (len(COUNTS), 4)
+    again = str(tmp_path / "again.h5")
+    write_aspen(back, again)
+    back2 = read_aspen(again)
+    back2.source_files = back.source_files
+    assert_same_batch(back2, back)
+
+
+def test_truncation_count_keeps_hardest(tmp_path, jets, caplog):
+    path = str(tmp_path / "short.h5")
+    with caplog.at_level(logging.INFO, logger="jetfm.data"):
+        dropped = write_aspen(jets, path, n_max=10)
+    assert dropped == int(np.sum(np.maximum(COUNTS - 10, 0))) == 2 + 20 + 9
+    assert f"dropped {dropped}" in caplog.text
+    back = read_aspen(path)
+    np.testing.assert_array_equal(back.n_particles, np.minimum(COUNTS, 10))
+    hardest = ak.sort(jets.pt, axis=1, ascending=False)[:, :10]
+    np.testing.assert_allclose(ak.flatten(back.pt), ak.flatten(hardest), rtol=1e-6)
+    # jet_kinematics describe the full jet, not the truncated one
+    np.testing.assert_array_equal(back.extra["jet_pt"], jets.jet_pt.astype(np.float32))
+
+
+def test_pdg_flags_with_cms_pseudo_ids(tmp_path):
+    pid = np.array([211, -11, 13, 22, 130, 1, 2])
+    charge = np.array([1, 1, -1, 0, 0, 0, 0])
+    pf = np.zeros((1, 150, 11), np.float32)
+    pf[0, :7, 0] = np.arange(1, 8)  # px
+    pf[0, :7, 3] = np.arange(1, 8)  # E
+    pf[0, :7, 8] = charge
+    pf[0, :7, 9] = pid
+    back = read_aspen(_pf(tmp_path / "pid.h5", pf))
+    p = back.particles[0]
+    np.testing.assert_array_equal(p["pid"], pid)
+    np.testing.assert_array_equal(p["is_charged_hadron"], [1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(p["is_electron"], [0, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(p["is_muon"], [0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(p["is_photon"], [0, 0, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(p["is_neutral_hadron"], [0, 0, 0, 0, 1, 1, 0])
+
+
+def test_slices_and_global_range(tmp_path, jets, monkeypatch):
+    a, b = str(tmp_path / "a.h5"), str(tmp_path / "b.h5")
+    write_aspen(jets, a)
+    write_aspen(jets[:5], b)
+    whole = read_aspen([a, b])
+    monkeypatch.setattr(aspen, "SLICE", 3)
+    assert_same_batch(read_aspen([a, b]), whole)
+    part = read_aspen([a, b], entry_start=6, entry_stop=11)
+    assert_same_batch(part, whole[6:11])
+    np.testing.assert_array_equal(part.source, [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(part.entry, [6, 7, 0, 1, 2])
+
+
+def test_bad_files(tmp_path, jets):
+    with pytest.raises(JetDataError, match=r"none\.h5: no such file"):
+        read_aspen(tmp_path / "none.h5")
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"\x89HDF\r\n" + b"0" * 500)
+    with pytest.raises(JetDataError, match=r"garbage\.h5: not a readable HDF5 file"):
+        read_aspen(garbage)
+    wrong = _pf(tmp_path / "wrong.h5", np.zeros((3, 150, 4), np.float32))
+    with pytest.raises(JetDataError, match=r"wrong\.h5: dataset 'PFCands' has shape \(3, 150, 4\)"):
+        read_aspen(wrong)
+    short = _pf(tmp_path / "short.h5", np.zeros((3, 150, 11)), np.zeros((2, 4)))
+    with pytest.raises(JetDataError, match=r"short\.h5: 'PFCands' has 3 jets.*2"):
+        read_aspen(short)
+    with h5py.File(tmp_path / "nokin.h5", "w") as f:
+        f["PFCands"] = np.zeros((3, 150, 11))
+    with pytest.raises(JetDataError, match=r"nokin\.h5: no dataset 'jet_kinematics'"):
+        read_aspen(tmp_path / "nokin.h5")
+
+
+def test_invalid_jets(tmp_path, jets, caplog):
+    bad = with_value(jets, 3, "energy", -5.0)
+    bad = with_value(bad, 5, "pz", np.nan)
+    bad.extra = {k: np.zeros(len(bad), np.float32) for k in JET_COLUMNS}
+    path = str(tmp_path / "bad.h5")
+    write_aspen(bad, path)
+    with h5py.File(path, "r+") as f:  # jet 6 becomes an all-padding (zero-particle) jet
+        f["PFCands"][6] = 0
+    with pytest.raises(JetDataError, match=r"bad\.h5: 1 jet\(s\) with non-finite pz"):
+        read_aspen(path)
+    with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+        kept = read_aspen(path, skip_invalid=True)
+    np.testing.assert_array_equal(kept.entry, [0, 1, 2, 4, 7])
+    for text in ("negative energy: 1", "non-finite pz: 1", "zero particles: 1", "kept 5 / 8"):
+        assert text in caplog.text
