@@ -1,0 +1,59 @@
+"""Model files: safetensors weights + JSON metadata (config, preprocessing), written atomically.
+
+A jetfm model file never needs unpickling: tensors go through safetensors and everything
+else (model configuration, the preprocessing that turns jets into inputs and back, class
+names, the tokenizer a backbone was trained with) is JSON stored in the safetensors header.
+Files load on CPU by default. Lightning's own ``.ckpt`` files (full training state, for
+resuming) are loaded with ``weights_only=True`` by :mod:`jetfm.tasks.training`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+META_KEY = "jetfm"
+
+
+def save_model(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``tensors`` and JSON-able ``meta`` to ``path`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    header = {META_KEY: json.dumps(meta, sort_keys=True)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata written by :func:`save_model`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no model file {path}")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    if META_KEY not in header:
+        raise ValueError(f"{path}: not a jetfm model file (no '{META_KEY}' metadata)")
+    return load_file(str(path), device=str(device)), json.loads(header[META_KEY])
+
+
+def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Entries of ``state`` under ``prefix.``, with the prefix removed."""
+    start = prefix + "."
+    return {k[len(start):]: v for k, v in state.items() if k.startswith(start)}

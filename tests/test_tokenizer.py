@@ -1,0 +1,58 @@
+"""Tokenizer: token conventions, safetensors save/load (no pickle), encode/decode on jets."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from io_jets import random_jets
+from safetensors.torch import save_file
+
+from jetfm.checkpoint import load_model
+from jetfm.data.transforms import omnijet_preprocessing
+from jetfm.models.tokenizer import Tokenizer
+from jetfm.models.vqvae import VQVAE, VQVAEConfig
+
+
+def small_tokenizer(codebook_size: int = 16) -> Tokenizer:
+    torch.manual_seed(0)
+    config = VQVAEConfig(dim=16, n_blocks=1, n_heads=2, codebook_size=codebook_size)
+    return Tokenizer(VQVAE(config), omnijet_preprocessing(n_max=20))
+
+
+def test_sequences_follow_omnijet_conventions():
+    tok = small_tokenizer(codebook_size=16)
+    codes = np.array([[3, 0, 7, 0], [5, 0, 0, 0]])
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=bool)
+    tokens, seq_mask = tok.to_sequences(codes, mask)
+    np.testing.assert_array_equal(tokens[0], [0, 4, 1, 8, 17, 0])
+    np.testing.assert_array_equal(tokens[1], [0, 6, 17, 0, 0, 0])
+    np.testing.assert_array_equal(seq_mask.sum(1), [5, 3])
+    assert tok.vocab_size == 18 and tok.stop_token == 17
+
+
+def test_save_load_round_trip_is_exact_and_pickle_free(tmp_path):
+    tok = small_tokenizer()
+    jets = random_jets(30, seed=3)
+    codes, mask, reports = tok.encode(jets)
+    path = tok.save(tmp_path / "tok.safetensors")
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
+    again = Tokenizer.load(path)
+    codes2, mask2, _ = again.encode(jets)
+    np.testing.assert_array_equal(codes2, codes)
+    np.testing.assert_array_equal(mask2, mask)
+    assert again.fingerprint == tok.fingerprint
+    assert again.preprocessing == tok.preprocessing
+    decoded = again.decode(codes, mask)
+    np.testing.assert_array_equal(decoded.n_particles, mask.sum(1))
+    _, meta = load_model(path)
+    json.dumps(meta)  # metadata is plain data
+
+
+def test_refuses_foreign_files(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not a jetfm model file"):
+        Tokenizer.load(path)
+    with pytest.raises(FileNotFoundError):
+        Tokenizer.load(tmp_path / "missing.safetensors")
