@@ -56,3 +56,22 @@ def test_refuses_foreign_files(tmp_path):
         Tokenizer.load(path)
     with pytest.raises(FileNotFoundError):
         Tokenizer.load(tmp_path / "missing.safetensors")
+
+
+def test_token_file_round_trip_records_tokenizer(tmp_path):
+    from jetfm.data.batch import JetDataError
+    from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
+
+    tok = small_tokenizer()
+    jets = random_jets(25, seed=4)
+    codes, mask, _ = tok.encode(jets)
+    record = {"fingerprint": tok.fingerprint, "codebook_size": tok.codebook_size}
+    path = write_tokens(tmp_path / "t.parquet", TokenDataset(codes, mask, jets.label, record))
+    back = read_tokens(path, n_max=tok.n_max, fingerprint=tok.fingerprint)
+    np.testing.assert_array_equal(back.codes, codes)
+    np.testing.assert_array_equal(back.mask, mask)
+    np.testing.assert_array_equal(back.label, jets.label)
+    with pytest.raises(JetDataError, match="made by tokenizer"):
+        read_tokens(path, n_max=tok.n_max, fingerprint="0" * 16)
+    with pytest.raises(JetDataError, match="exceed n_max"):
+        read_tokens(path, n_max=1)
