@@ -477,7 +477,7 @@ class JetBatch:
         flags: dict[str, np.ndarray] = {}
         for name in self.fields:
             column = self.particles[name]
-            if np.issubdtype(ak.flatten(column).layout.dtype, np.floating):
+            if np.issubdtype(ak.flatten(column, axis=None).layout.dtype, np.floating):
                 bad = ak.to_numpy(ak.any(~np.isfinite(column), axis=1))
                 flags[f"non-finite {name}"] = bad
         flags["negative energy"] = ak.to_numpy(ak.any(self.particles["energy"] < 0, axis=1))

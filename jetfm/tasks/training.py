@@ -10,6 +10,7 @@ tensors and plain data and are loaded with ``weights_only=True``. Metrics are lo
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,8 @@ def fit(
 ) -> L.Trainer:
     """Train ``module``; afterwards it holds the weights of the best validation epoch."""
     out_dir = Path(out_dir)
+    # Lightning's device banner and tips at INFO level drown the progress output.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     L.seed_everything(config.seed, workers=True, verbose=False)
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", monitor=monitor, save_last=True, filename="best"

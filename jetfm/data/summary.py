@@ -1,0 +1,75 @@
+"""Summaries of jet files: jets per class, feature ranges, what cuts removed (`jetfm info`).
+
+A generated file ``X.root`` may have a sidecar ``X.cuts.json`` written by ``jetfm generate``
+with the generator configuration and the :class:`~jetfm.data.SelectionReport` of every cut;
+``jetfm info`` prints it next to the file's own content.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from jetfm.data.batch import JetBatch, SelectionReport
+
+# (name, unit) of the per-particle and per-jet features summarised by `jetfm info`.
+PARTICLE_FEATURES: tuple[tuple[str, str], ...] = (
+    ("pt", "GeV"),
+    ("eta_rel", ""),
+    ("phi_rel", "rad"),
+    ("energy", "GeV"),
+)
+JET_FEATURES: tuple[tuple[str, str], ...] = (
+    ("jet_pt", "GeV"),
+    ("jet_eta", ""),
+    ("jet_mass", "GeV"),
+    ("n_particles", ""),
+)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``X.root`` -> ``X.cuts.json``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".cuts.json")
+
+
+def write_sidecar(
+    path: str | Path, reports: list[SelectionReport], config: dict[str, Any]
+) -> Path:
+    """Store the generator configuration and cut reports next to a jet file."""
+    out = sidecar_path(path)
+    out.write_text(
+        json.dumps({"config": config, "cuts": [asdict(r) for r in reports]}, indent=2) + "\n"
+    )
+    return out
+
+
+def read_sidecar(path: str | Path) -> tuple[list[SelectionReport], dict[str, Any]] | None:
+    """Cut reports and configuration stored by :func:`write_sidecar`, or None if absent."""
+    side = sidecar_path(path)
+    if not side.exists():
+        return None
+    data = json.loads(side.read_text())
+    return [SelectionReport(**r) for r in data["cuts"]], data["config"]
+
+
+def feature_ranges(batch: JetBatch) -> list[tuple[str, str, float, float, float]]:
+    """(name, unit, min, median, max) for the summarised particle and jet features."""
+    rows = []
+    for name, unit in PARTICLE_FEATURES:
+        values = ak.to_numpy(ak.flatten(batch.particle_feature(name))).astype(np.float64)
+        rows.append((name, unit, *_min_median_max(values)))
+    for name, unit in JET_FEATURES:
+        rows.append((name, unit, *_min_median_max(getattr(batch, name).astype(np.float64))))
+    return rows
+
+
+def _min_median_max(values: np.ndarray) -> tuple[float, float, float]:
+    if len(values) == 0:
+        return (np.nan, np.nan, np.nan)
+    return float(values.min()), float(np.median(values)), float(values.max())

@@ -1,0 +1,345 @@
+"""Generated-vs-reference evaluation on :class:`~jetfm.data.JetBatch` samples, and tagging.
+
+:func:`evaluate_batches` (and :func:`evaluate_files`, which reads the files first) computes
+
+* KL divergence and Wasserstein-1 (:mod:`jetfm.metrics.generation`) of the jet observables
+  :data:`JET_OBSERVABLES` and of the particle features :data:`PARTICLE_FEATURES` (all particles
+  of all jets pooled), each with a seeded bootstrap uncertainty (jets are resampled);
+* FPD and KPD (:mod:`jetfm.metrics.distances`) and the classifier two-sample AUC
+  (:mod:`jetfm.metrics.two_sample`) on the per-jet feature vector :data:`DISTANCE_FEATURES`;
+* for every number the statistical floor: the same metric between two independent reference
+  samples, one of the generated size (:func:`jetfm.metrics.generation.floor_split`). When the
+  reference holds fewer than twice as many jets as the generated sample, the floor is
+  unavailable and the generated sample is compared with the full reference.
+
+Non-finite values (tau21/tau32 of jets with one or two constituents, observables of empty
+jets) are removed per observable and counted in the table; nothing is dropped silently.
+Plots (one histogram with ratio panel per observable) and ``report.md`` go to ``out_dir``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from tqdm import tqdm
+
+from jetfm.data.batch import JetBatch, SelectionReport
+from jetfm.metrics.distances import fpd, kpd
+from jetfm.metrics.generation import (
+    Estimate,
+    bootstrap,
+    floor_split,
+    kl_divergence,
+    wasserstein1,
+)
+from jetfm.metrics.tagging import binary_summary
+from jetfm.metrics.two_sample import classifier_two_sample_auc
+from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
+from jetfm.plots.histograms import plot_distribution
+from jetfm.plots.roc import plot_roc
+from jetfm.report import Report, format_value, write_table
+
+JET_OBSERVABLES: tuple[str, ...] = ("pt", "mass", "tau21", "tau32", "n_particles")
+PARTICLE_FEATURES: tuple[str, ...] = ("pt_rel", "eta_rel", "phi_rel")
+PARTICLE_LABELS: dict[str, str] = {
+    "pt_rel": r"$p_T / p_T^{jet}$",
+    "eta_rel": r"$\eta - \eta^{jet}$",
+    "phi_rel": r"$\phi - \phi^{jet}$ [rad]",
+}
+DISTANCE_FEATURES: tuple[str, ...] = (
+    "pt", "mass", "sdmass", "n_particles", "tau1", "tau2", "tau3", "tau4",
+)
+TABLE_COLUMNS: tuple[str, ...] = (
+    "metric", "observable", "value", "error", "floor", "floor_error",
+    "n_generated", "n_reference", "removed_generated", "removed_reference",
+)
+
+
+@dataclass
+class MetricRow:
+    """One metric on one observable: generated vs reference, and its floor (None: unavailable).
+
+    ``removed_*``: non-finite entries (jets, or particles for particle features) removed before
+    computing the metric.
+    """
+
+    metric: str
+    observable: str
+    value: Estimate
+    floor: Estimate | None
+    n_generated: int
+    n_reference: int
+    removed_generated: int = 0
+    removed_reference: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "observable": self.observable,
+            "value": self.value.value,
+            "error": self.value.error,
+            "floor": None if self.floor is None else self.floor.value,
+            "floor_error": None if self.floor is None else self.floor.error,
+            "n_generated": self.n_generated,
+            "n_reference": self.n_reference,
+            "removed_generated": self.removed_generated,
+            "removed_reference": self.removed_reference,
+        }
+
+
+@dataclass
+class EvaluationResult:
+    """Rows of the metric table, how the floor was obtained, and the files written."""
+
+    rows: list[MetricRow]
+    floor_method: str
+    selections: list[SelectionReport] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        return [row.as_dict() for row in self.rows]
+
+    def format(self) -> str:
+        """Plain-text table: value ± error next to floor ± error for every metric."""
+        header = ("metric", "observable", "gen vs ref", "floor (ref vs ref)", "N gen / ref",
+                  "non-finite removed")
+        lines = [header]
+        for r in self.rows:
+            floor = "unavailable" if r.floor is None else str(r.floor)
+            lines.append((
+                r.metric, r.observable, str(r.value), floor,
+                f"{r.n_generated} / {r.n_reference}",
+                f"{r.removed_generated} / {r.removed_reference}",
+            ))
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+        text.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(text + ["", f"Floor: {self.floor_method}"])
+
+
+def _finite(values: Any, name: str) -> tuple[Any, SelectionReport]:
+    """Finite entries of a per-jet (numpy) or per-particle (awkward) array, with a count."""
+    if isinstance(values, ak.Array):
+        kept = values[np.isfinite(values)]
+        n_before, n_after = int(ak.count(values)), int(ak.count(kept))
+    else:
+        values = np.asarray(values, dtype=np.float64)
+        kept = values[np.isfinite(values)]
+        n_before, n_after = len(values), len(kept)
+    return kept, SelectionReport(name, n_before, n_after, {"non-finite": n_before - n_after})
+
+
+def _pooled(metric: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[Any, Any], float]:
+    """Metric on all particles pooled, for ragged (jets x particles) inputs."""
+    return lambda g, r: metric(ak.to_numpy(ak.flatten(g)), ak.to_numpy(ak.flatten(r)))
+
+
+def _distance_matrix(obs: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, SelectionReport]:
+    matrix = np.stack([np.asarray(obs[f], dtype=np.float64) for f in DISTANCE_FEATURES], axis=1)
+    good = np.isfinite(matrix).all(axis=1)
+    report = SelectionReport(name, len(matrix), int(good.sum()), {"non-finite": int((~good).sum())})
+    return matrix[good], report
+
+
+def evaluate_batches(
+    reference: JetBatch,
+    generated: JetBatch,
+    out_dir: str | Path,
+    *,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    html: bool = False,
+    plots: bool = True,
+    title: str = "Generated vs reference jets",
+) -> EvaluationResult:
+    """Every generation metric with bootstrap error and floor; table, report and (``plots``)
+    one histogram per observable in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_gen, n_ref_total = len(generated), len(reference)
+    split = floor_split(n_ref_total, n_gen, seed)
+    if split is None:
+        ref_idx, floor_idx = np.arange(n_ref_total), None
+        floor_method = (
+            f"unavailable: the reference has {n_ref_total} jets, fewer than twice the "
+            f"{n_gen} generated jets; generated jets are compared with the full reference"
+        )
+    else:
+        ref_idx, floor_idx = split.reference, split.pseudo_generated
+        floor_method = (
+            f"reference split at random (seed {seed}) into {len(floor_idx)} pseudo-generated "
+            f"jets and {len(ref_idx)} reference jets; the floor compares the two, the generated "
+            f"sample is compared with the same {len(ref_idx)} reference jets"
+        )
+    samples = {"generated": generated, "reference": reference[ref_idx]}
+    if floor_idx is not None:
+        samples["floor"] = reference[floor_idx]
+
+    observables = {k: jet_observables(b) for k, b in samples.items()}
+    rows: list[MetricRow] = []
+    selections: list[SelectionReport] = []
+    files: list[Path] = []
+
+    def metric_row(metric: str, observable: str, compute: Callable[[Any, Any], Estimate],
+                   inputs: dict[str, Any]) -> None:
+        finite = {k: _finite(v, f"{k} {observable}") for k, v in inputs.items()}
+        selections.extend(report for _, report in finite.values())
+        gen, ref = finite["generated"][0], finite["reference"][0]
+        floor = compute(finite["floor"][0], ref) if "floor" in finite else None
+        rows.append(MetricRow(
+            metric, observable, compute(gen, ref), floor,
+            finite["generated"][1].n_after, finite["reference"][1].n_after,
+            finite["generated"][1].n_removed, finite["reference"][1].n_removed,
+        ))
+
+    n_tasks = 2 * (len(JET_OBSERVABLES) + len(PARTICLE_FEATURES)) + 3
+    with tqdm(total=n_tasks, desc="evaluate", unit="metric") as progress:
+        for name in JET_OBSERVABLES:
+            inputs = {k: obs[name] for k, obs in observables.items()}
+            for metric, fn in (("KL", kl_divergence), ("W1", wasserstein1)):
+                metric_row(metric, name, lambda g, r, fn=fn: bootstrap(fn, g, r, n_bootstrap, seed),
+                           inputs)
+                progress.update()
+            if plots:
+                files.append(plot_distribution(
+                    inputs["reference"], {"Generated": inputs["generated"]},
+                    out_dir / f"hist_{name}.png", xlabel=OBSERVABLE_LABELS[name],
+                    discrete=name == "n_particles",
+                ))
+        for name in PARTICLE_FEATURES:
+            inputs = {k: b.particle_feature(name) for k, b in samples.items()}
+            for metric, fn in (("KL", kl_divergence), ("W1", wasserstein1)):
+                metric_row(
+                    metric, f"particle {name}",
+                    lambda g, r, fn=fn: bootstrap(_pooled(fn), g, r, n_bootstrap, seed), inputs,
+                )
+                progress.update()
+            if plots:
+                files.append(plot_distribution(
+                    ak.to_numpy(ak.flatten(inputs["reference"])),
+                    {"Generated": ak.to_numpy(ak.flatten(inputs["generated"]))},
+                    out_dir / f"hist_particle_{name}.png", xlabel=PARTICLE_LABELS[name],
+                ))
+
+        matrices = {k: _distance_matrix(obs, f"{k} jet features") for k, obs in observables.items()}
+        selections.extend(report for _, report in matrices.values())
+        features = {k: m for k, (m, _) in matrices.items()}
+        n_small = min(len(features["generated"]), len(features["reference"]))
+        distance_metrics = {
+            "FPD": lambda g, r: fpd(r, g, min_samples=max(2, int(0.4 * min(n_small, 50_000))),
+                                    max_samples=min(n_small, 50_000), seed=seed),
+            "KPD": lambda g, r: kpd(r, g, batch_size=min(n_small, 5_000), seed=seed),
+            "C2ST AUC": lambda g, r: classifier_two_sample_auc(
+                r, g, n_bootstrap=n_bootstrap, seed=seed),
+        }
+        for metric, fn in distance_metrics.items():
+            floor = fn(features["floor"], features["reference"]) if "floor" in features else None
+            rows.append(MetricRow(
+                metric, "jet features", fn(features["generated"], features["reference"]), floor,
+                len(features["generated"]), len(features["reference"]),
+                matrices["generated"][1].n_removed, matrices["reference"][1].n_removed,
+            ))
+            progress.update()
+
+    result = EvaluationResult(rows, floor_method, selections, files)
+    files.append(write_table(out_dir / "metrics.table.json", result.table, title=title,
+                             columns=TABLE_COLUMNS))
+    files.append(_write_report(result, samples, out_dir, title, html))
+    return result
+
+
+def _write_report(result: EvaluationResult, samples: dict[str, JetBatch], out_dir: Path,
+                  title: str, html: bool) -> Path:
+    report = Report(title)
+    report.add_heading("Inputs")
+    report.add_table([
+        {"sample": k, "jets": len(b), "files": ", ".join(b.source_files) or "<memory>",
+         "classes": ", ".join(f"{c}: {n}" for c, n in b.class_counts().items())}
+        for k, b in samples.items()
+    ])
+    report.add_text(f"Statistical floor: {result.floor_method}.")
+    report.add_text(
+        "KL: P = generated, Q = reference, reference-quantile bins plus under/overflow; "
+        f"W1 in the unit of the observable; FPD/KPD on ({', '.join(DISTANCE_FEATURES)}); "
+        "C2ST AUC: 0.5 = indistinguishable."
+    )
+    report.add_heading("Metrics")
+    report.add_table(
+        [{k: (format_value(v) if isinstance(v, float) else v) for k, v in row.items()}
+         for row in result.table],
+        TABLE_COLUMNS,
+    )
+    removed = [s for s in result.selections if s.n_removed]
+    if removed:
+        report.add_heading("Removed non-finite values")
+        report.add_text("\n".join(f"- {s}" for s in removed))
+    figures = [path for path in result.files if path.suffix == ".png"]
+    if figures:
+        report.add_heading("Distributions")
+        for path in figures:
+            report.add_image(path, path.stem)
+    return report.write(out_dir, html=html)
+
+
+def evaluate_files(
+    reference: Sequence[str],
+    generated: Sequence[str],
+    out_dir: str | Path,
+    *,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    html: bool = False,
+    plots: bool = True,
+) -> EvaluationResult:
+    """Read both file lists (any jetfm format) and run :func:`evaluate_batches`."""
+    from jetfm.data.io import read_jets
+
+    title = f"{', '.join(map(str, generated))} vs {', '.join(map(str, reference))}"
+    return evaluate_batches(
+        read_jets(list(reference)), read_jets(list(generated)), out_dir,
+        n_bootstrap=n_bootstrap, seed=seed, html=html, plots=plots, title=title,
+    )
+
+
+@dataclass
+class TaggingResult:
+    """Binary tagging summary (see :func:`jetfm.metrics.tagging.binary_summary`)."""
+
+    summary: dict[str, float]
+    files: list[Path] = field(default_factory=list)
+
+    def format(self) -> str:
+        return "\n".join(f"{k:>16}  {format_value(v)}" for k, v in self.summary.items())
+
+
+def evaluate_tagging(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    out_dir: str | Path | None = None,
+    *,
+    name: str = "tagger",
+    signal: str = "signal",
+    background: str = "background",
+    html: bool = False,
+) -> TaggingResult:
+    """Accuracy, AUC, rejections and max SIC of binary scores (1 = signal); with ``out_dir``
+    also ``roc.png``, ``tagging.table.json`` and ``report.md``."""
+    result = TaggingResult(binary_summary(labels, scores))
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        roc = plot_roc({name: (labels, scores)}, out_dir / "roc.png", signal=signal,
+                       background=background)
+        rows = [{"quantity": k, "value": v} for k, v in result.summary.items()]
+        table = write_table(out_dir / "tagging.table.json", rows,
+                            title=f"{name}: {signal} vs {background}")
+        report = Report(f"{name}: {signal} vs {background}")
+        report.add_table(rows)
+        report.add_image(roc, "ROC")
+        result.files = [roc, table, report.write(out_dir, html=html)]
+    return result

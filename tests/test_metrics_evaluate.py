@@ -1,0 +1,114 @@
+"""End-to-end evaluation on small jet files written in a real format (Parquet)."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from jetfm.data import JetBatch
+from jetfm.data.classes import CLASS_INDEX
+from jetfm.data.io import write_jets
+from jetfm.metrics.evaluate import (
+    DISTANCE_FEATURES,
+    JET_OBSERVABLES,
+    PARTICLE_FEATURES,
+    evaluate_files,
+    evaluate_tagging,
+)
+from jetfm.metrics.tagging import binary_summary
+from jetfm.physics.observables import jet_observables
+
+
+def _jets(n: int, seed: int, width: float, label: str) -> JetBatch:
+    """Toy jets around eta = 0, phi = 0; the first jets have one and two constituents."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(3, 25, n)
+    counts[:2] = [1, 2]
+    total = int(counts.sum())
+    pt = ak.unflatten(rng.exponential(15.0, total) + 1.0, counts)
+    eta = ak.unflatten(rng.normal(0.0, width, total), counts)
+    phi = ak.unflatten(rng.normal(0.0, width, total), counts)
+    return JetBatch.from_ptetaphi(pt, eta, phi, label=np.full(n, CLASS_INDEX[label]))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    paths = {}
+    for name, (n, seed, width, label) in {
+        "qcd_a": (360, 1, 0.2, "QCD"),
+        "qcd_b": (120, 2, 0.2, "QCD"),
+        "top": (120, 3, 0.45, "Tbqq"),
+    }.items():
+        paths[name] = str(d / f"{name}.parquet")
+        write_jets(_jets(n, seed, width, label), paths[name])
+    return paths
+
+
+def test_same_class_is_at_floor_other_class_is_not(files, tmp_path) -> None:
+    same = evaluate_files([files["qcd_a"]], [files["qcd_b"]], tmp_path / "same", n_bootstrap=10,
+                          plots=False)
+    other = evaluate_files([files["qcd_a"]], [files["top"]], tmp_path / "other", n_bootstrap=10)
+    expected = {(m, o) for o in JET_OBSERVABLES for m in ("KL", "W1")}
+    expected |= {(m, f"particle {f}") for f in PARTICLE_FEATURES for m in ("KL", "W1")}
+    expected |= {(m, "jet features") for m in ("FPD", "KPD", "C2ST AUC")}
+    assert {(r.metric, r.observable) for r in same.rows} == expected
+    assert "split at random" in same.floor_method
+    for result in (same, other):
+        assert all(r.floor is not None for r in result.rows)
+        assert all(r.n_reference == 240 for r in result.rows if "particle" not in r.observable
+                   and r.removed_reference == 0)
+
+    def row(result, metric, observable):
+        return next(r for r in result.rows if (r.metric, r.observable) == (metric, observable))
+
+    # independent QCD samples: within a few bootstrap errors of the floor; top vs QCD: far above
+    for metric, obs in [("W1", "particle eta_rel"), ("W1", "mass")]:
+        s, o = row(same, metric, obs), row(other, metric, obs)
+        assert abs(s.value.value - s.floor.value) < 4 * np.hypot(s.value.error, s.floor.error)
+        assert o.value.value > o.floor.value + 4 * np.hypot(o.value.error, o.floor.error)
+    assert row(other, "C2ST AUC", "jet features").value.value > 0.8
+
+    out = tmp_path / "other"
+    for name in JET_OBSERVABLES:
+        assert (out / f"hist_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    report = (out / "report.md").read_text()
+    assert "| KL | tau21 |" in report and "hist_mass.png" in report
+    text = other.format()
+    assert "floor (ref vs ref)" in text and "C2ST AUC" in text
+
+
+def test_nan_observables_are_counted_not_hidden(files, tmp_path) -> None:
+    from jetfm.data.io import read_jets
+
+    result = evaluate_files([files["qcd_a"]], [files["qcd_b"]], tmp_path, n_bootstrap=2,
+                            plots=False)
+    generated = jet_observables(read_jets([files["qcd_b"]]))
+    for obs in ("tau21", "tau32"):
+        r = next(r for r in result.rows if (r.metric, r.observable) == ("KL", obs))
+        assert r.removed_generated == int(np.isnan(generated[obs]).sum()) >= 1
+        assert r.n_generated + r.removed_generated == 120
+    assert all(np.isfinite(generated[f]).all() for f in DISTANCE_FEATURES)
+    assert "non-finite" in (tmp_path / "report.md").read_text()
+
+
+def test_floor_unavailable_for_small_reference_and_seeded(files, tmp_path) -> None:
+    first = evaluate_files([files["qcd_b"]], [files["top"]], tmp_path / "a", n_bootstrap=5, seed=3,
+                           plots=False)
+    again = evaluate_files([files["qcd_b"]], [files["top"]], tmp_path / "b", n_bootstrap=5, seed=3,
+                           plots=False)
+    assert first.floor_method.startswith("unavailable")
+    assert all(r.floor is None for r in first.rows)
+    assert "unavailable" in first.format()
+    assert first.table == again.table
+
+
+def test_evaluate_tagging_writes_roc_and_summary(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    scores = rng.normal(labels, 1.0)
+    result = evaluate_tagging(labels, scores, tmp_path, signal="top", background="QCD", html=True)
+    assert result.summary == binary_summary(labels, scores)
+    assert (tmp_path / "roc.png").exists() and (tmp_path / "report.html").exists()
+    assert "auc" in result.format()

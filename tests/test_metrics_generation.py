@@ -1,0 +1,112 @@
+"""KL, W1, bootstrap and floor split against analytic cases and slow references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jetfm.metrics.generation import (
+    KL_EPSILON,
+    bootstrap,
+    floor_split,
+    kl_divergence,
+    quantile_bins,
+    wasserstein1,
+)
+
+
+def test_kl_of_identical_samples_is_zero() -> None:
+    x = np.random.default_rng(0).exponential(50.0, 5000)
+    assert kl_divergence(x, x) == 0.0
+    assert kl_divergence(x, x.copy()[::-1]) == 0.0
+
+
+def test_kl_of_shifted_normals_matches_analytic() -> None:
+    # KL(N(mu, 1) || N(0, 1)) = mu^2 / 2; binning can only lower it (data processing)
+    rng = np.random.default_rng(1)
+    mu = 0.5
+    kl = kl_divergence(rng.normal(mu, 1.0, 200_000), rng.normal(0.0, 1.0, 200_000))
+    assert 0.9 * mu**2 / 2 < kl < mu**2 / 2 + 0.005
+
+
+def test_kl_penalises_generated_values_outside_reference_range() -> None:
+    # generated = reference + a fraction f beyond its maximum: the overflow bin is empty in the
+    # reference, so KL = (1 - f) log(1 - f) + f log(f / eps) up to O(eps)
+    reference = np.random.default_rng(2).normal(size=1000)
+    generated = np.r_[reference, np.full(250, reference.max() + 1.0)]
+    f = 250 / 1250
+    expected = (1 - f) * np.log(1 - f) + f * np.log(f / KL_EPSILON)
+    assert kl_divergence(generated, reference) == pytest.approx(expected, rel=1e-6)
+
+
+def test_kl_is_generated_given_reference() -> None:
+    rng = np.random.default_rng(3)
+    narrow, wide = rng.normal(0, 1, 20_000), rng.normal(0, 2, 20_000)
+    # P = generated: a narrow generator covers only part of a wide reference -> small KL;
+    # a wide generator puts mass where a narrow reference has none -> large KL
+    assert kl_divergence(narrow, wide) < kl_divergence(wide, narrow)
+
+
+def test_quantile_bins_merge_repeated_values_of_discrete_observables() -> None:
+    multiplicity = np.random.default_rng(4).poisson(3.0, 10_000)
+    edges = quantile_bins(multiplicity, 50)
+    assert np.all(np.diff(edges) > 0)
+    assert set(edges) <= set(multiplicity.tolist())
+    assert kl_divergence(multiplicity, multiplicity) == 0.0
+
+
+def test_w1_of_shifted_normals_is_the_shift() -> None:
+    rng = np.random.default_rng(5)
+    assert wasserstein1(rng.normal(0.7, 1, 40_000), rng.normal(0.0, 1, 40_000)) == pytest.approx(
+        0.7, abs=0.03
+    )
+
+
+def test_w1_equals_sorted_difference_for_equal_sizes() -> None:
+    rng = np.random.default_rng(6)
+    a, b = rng.exponential(size=777), rng.normal(size=777)
+    assert wasserstein1(a, b) == pytest.approx(np.mean(np.abs(np.sort(a) - np.sort(b))), rel=1e-12)
+
+
+def test_bootstrap_is_seeded_and_matches_analytic_error() -> None:
+    rng = np.random.default_rng(7)
+    gen, ref = rng.normal(0, 1, 400), rng.normal(0, 2, 900)
+
+    def mean_difference(g: np.ndarray, r: np.ndarray) -> float:
+        return float(np.mean(g) - np.mean(r))
+
+    first = bootstrap(mean_difference, gen, ref, n_bootstrap=400, seed=11)
+    assert first == bootstrap(mean_difference, gen, ref, n_bootstrap=400, seed=11)
+    assert first != bootstrap(mean_difference, gen, ref, n_bootstrap=400, seed=12)
+    assert first.value == mean_difference(gen, ref)
+    analytic = np.sqrt(gen.var() / len(gen) + ref.var() / len(ref))
+    assert first.error == pytest.approx(analytic, rel=0.15)
+
+
+def test_floor_split_is_disjoint_and_sized() -> None:
+    split = floor_split(1000, 300, seed=0)
+    assert split is not None
+    assert len(split.pseudo_generated) == 300 and len(split.reference) == 700
+    assert len(np.intersect1d(split.pseudo_generated, split.reference)) == 0
+    assert np.array_equal(np.sort(np.r_[split.pseudo_generated, split.reference]), np.arange(1000))
+    assert floor_split(599, 300) is None
+    again = floor_split(1000, 300, seed=0)
+    assert np.array_equal(again.pseudo_generated, split.pseudo_generated)
+
+
+def test_floor_is_compatible_with_zero_for_identical_distributions() -> None:
+    # floor of W1 between two reference halves shrinks like 1/sqrt(N)
+    rng = np.random.default_rng(8)
+    reference = rng.normal(size=20_000)
+    small, large = floor_split(2_000, 1_000), floor_split(20_000, 10_000)
+    w_small = wasserstein1(reference[small.pseudo_generated], reference[small.reference])
+    w_large = wasserstein1(reference[large.pseudo_generated], reference[large.reference])
+    assert w_large < w_small
+    assert w_large < 0.05
+
+
+def test_non_finite_inputs_raise_with_count() -> None:
+    with pytest.raises(ValueError, match="generated sample has 2 non-finite of 4 values"):
+        kl_divergence(np.array([1.0, np.nan, np.inf, 2.0]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="reference sample is empty"):
+        wasserstein1(np.array([1.0]), np.array([]))
