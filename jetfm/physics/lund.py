@@ -1,0 +1,92 @@
+r"""Lund-plane coordinates of the splittings of declustering trees, and soft drop on them.
+
+For a splitting of node p into a (harder: larger pT) and b (softer), all from
+:class:`jetfm.physics.trees.JetTrees`:
+
+* ``delta`` = Delta R_ab in (rapidity y, azimuth phi), as FastJet's ``PseudoJet::delta_R``;
+* ``kt`` = pT_b Delta [GeV];
+* ``z`` = pT_b / (pT_a + pT_b);
+* ``psi`` = atan2(y_b - y_a, phi_b - phi_a) [rad], the phi difference wrapped into (-pi, pi];
+* ``m`` = mass of p [GeV].
+
+Primary declusterings follow the harder branch from the root (Dreyer, Salam, Soyez,
+arXiv:1807.04758); with a Cambridge/Aachen E-scheme tree they are fastjet-contrib's
+``LundGenerator`` declusterings. Each jet's splittings come as a ragged awkward record array,
+(n_jets, var) with the fields of :data:`LUND_FIELDS` plus ``node`` (local node index), in
+depth-first order (primary ones from the root down).
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from jetfm.physics import kinematics as kin
+from jetfm.physics.trees import JetTrees
+
+LUND_FIELDS: tuple[str, ...] = ("delta", "kt", "z", "psi", "m")
+
+
+def coordinates(trees: JetTrees, nodes: np.ndarray) -> dict[str, np.ndarray]:
+    """Lund coordinates of the splittings at the flat internal-node indices ``nodes``."""
+    a, b = trees.children(nodes)
+    pt, y, phi = trees.pt, trees.rapidity, trees.phi
+    dy = y[b] - y[a]
+    dphi = kin.delta_phi(phi[b], phi[a])
+    delta = np.hypot(dy, dphi)
+    return {
+        "delta": delta,
+        "kt": pt[b] * delta,
+        "z": pt[b] / (pt[a] + pt[b]),
+        "psi": np.arctan2(dy, dphi),
+        "m": trees.mass[nodes],
+    }
+
+
+def _lund(trees: JetTrees, keep: np.ndarray) -> ak.Array:
+    """Lund coordinates of the internal nodes where ``keep`` (flat bool), depth-first."""
+    order = trees.to_global(ak.to_numpy(ak.flatten(trees.depth_first_order())), trees.node_jet)
+    nodes = order[keep[order] & ~trees.is_leaf[order]]
+    columns = coordinates(trees, nodes)
+    columns["node"] = nodes - trees.offsets[:-1][trees.node_jet[nodes]]
+    counts = np.bincount(trees.node_jet[nodes], minlength=len(trees))
+    return ak.unflatten(ak.zip(columns), counts)
+
+
+def lund_splittings(trees: JetTrees) -> ak.Array:
+    """Lund coordinates of every splitting (internal node), (n_jets, n_leaves - 1) records."""
+    return _lund(trees, np.ones(len(trees.px), dtype=bool))
+
+
+def primary_lund(trees: JetTrees) -> ak.Array:
+    """Lund coordinates along the primary (harder) branch, root first, (n_jets, var) records."""
+    return _lund(trees, trees.is_primary)
+
+
+def softdrop_mass(
+    trees: JetTrees, beta: float = 0.0, z_cut: float = 0.1, r0: float = 0.8
+) -> np.ndarray:
+    """Soft-drop groomed mass [GeV] per jet, (n_jets,); NaN for jets without constituents.
+
+    Walks the primary branch of Cambridge/Aachen E-scheme trees and stops at the first
+    splitting with ``z > z_cut (delta / r0)^beta``; the mass is that node's (the last particle's
+    if none passes), as :func:`jetfm.physics.observables.softdrop_mass` defines it.
+    """
+    if trees.algorithm != "cambridge" or trees.recombination != "E":
+        raise ValueError(
+            "soft drop needs Cambridge/Aachen E-scheme trees, got "
+            f"{trees.algorithm!r} with {trees.recombination!r}"
+        )
+    primary = trees.is_primary
+    splits = np.flatnonzero(primary & ~trees.is_leaf)
+    lund = coordinates(trees, splits)
+    stop = primary & trees.is_leaf
+    stop[splits] = lund["z"] > z_cut * (lund["delta"] / r0) ** beta
+    # The first stop from the root: smallest depth per jet.
+    candidates = np.flatnonzero(stop)
+    jet_of = trees.node_jet[candidates]
+    first = candidates[np.lexsort((trees.depth[candidates], jet_of))]
+    first = first[np.diff(trees.node_jet[first], prepend=-1) != 0]
+    out = np.full(len(trees), np.nan)
+    out[trees.node_jet[first]] = trees.mass[first]
+    return out
