@@ -21,7 +21,7 @@ from jetfm.data.pythia import GeneratorConfig, generate
 from jetfm.data.summary import read_sidecar, write_sidecar
 
 SUFFIX = {"root": ".root", "aspen": ".h5", "parquet": ".parquet"}
-console = Console()
+console = Console(soft_wrap=True, emoji=False)
 
 
 def generated_files(

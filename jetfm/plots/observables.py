@@ -70,7 +70,8 @@ def plot_observables_by_class(
         ax.set_xlabel(axis_labels.get(name, name))
         ax.set_ylabel("Normalised density")
         ax.set_xlim(bins[0], bins[-1])
-        ax.legend(fontsize="small")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # room for the legend
+        ax.legend(fontsize="x-small", ncols=2)
         if title:
             ax.set_title(title, fontsize="medium")
         path = out_dir / f"{name}.png"

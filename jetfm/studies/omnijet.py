@@ -44,7 +44,7 @@ from jetfm.physics.observables import jet_observables
 from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
 from jetfm.tasks.training import TrainConfig, fit, split_indices, tensor_dataset
 
-console = Console()
+console = Console(soft_wrap=True, emoji=False)
 
 
 @dataclass
