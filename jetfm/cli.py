@@ -175,7 +175,8 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
     config = OmniJetConfig.from_yaml(args.config)
     training = {**config.tokenizer_training, **_training_overrides(args)}
     tokenizer = fit_tokenizer(read_jets(args.files), config.vqvae, training, config.n_max,
-                              Path(args.out_dir), training.get("seed", config.seed))
+                              Path(args.out_dir), training.get("seed", config.seed),
+                              config.pt_min)
     console.print(f"tokenizer {tokenizer.fingerprint} -> {args.out_dir}/tokenizer.safetensors")
     return 0
 

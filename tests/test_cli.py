@@ -27,6 +27,17 @@ def test_generate_info_plot(tmp_path, capsys):
     assert main(["plot", str(top), str(qcd), "--out-dir", str(plots)]) == 0
     assert {p.name for p in plots.glob("*.png")} >= {"mass.png", "tau32.png", "tau21.png"}
 
+    # evaluate: QCD against top is far from top; the table has floors and a report is written
+    evaluation = tmp_path / "eval"
+    assert main(["evaluate", str(top), "--generated", str(qcd), "--out-dir", str(evaluation),
+                 "--n-bootstrap", "5"]) == 0
+    table = capsys.readouterr().out
+    assert "W1" in table and "mass" in table and "Floor" in table
+    assert (evaluation / "report.md").exists() and (evaluation / "hist_mass.png").exists()
+    rows = json.loads((evaluation / "metrics.table.json").read_text())
+    w1_mass = next(r for r in rows["rows"] if r["metric"] == "W1" and r["observable"] == "mass")
+    assert w1_mass["value"] > 40  # top (~174 GeV) vs QCD (~80 GeV) jet masses
+
     # a second generate with the same settings reuses the files
     before = top.stat().st_mtime_ns
     assert main(["generate", "--process", "top", "--n-jets", "25", "--out-dir", str(out),

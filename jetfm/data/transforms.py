@@ -138,11 +138,17 @@ class Preprocessing:
         )
 
 
-def omnijet_preprocessing(n_max: int = 128) -> Preprocessing:
-    """OmniJet-alpha's tokenizer inputs: log pT - 1.8, 3 eta_rel, 3 phi_rel, |angles| < 0.8."""
+def omnijet_preprocessing(n_max: int = 128, pt_min: float | None = None) -> Preprocessing:
+    """OmniJet-alpha's tokenizer inputs: log pT - 1.8, 3 eta_rel, 3 phi_rel, |angles| < 0.8.
+
+    ``pt_min`` [GeV] optionally removes softer particles (counted): generator-level jets
+    contain photons down to 1e-13 GeV whose log pT would dominate a squared-error loss;
+    JetClass' detector-level constituents have no such tail.
+    """
+    log_pt_min = None if pt_min is None else float(np.log(pt_min))
     return Preprocessing(
         [
-            FeatureTransform("log_pt", shift=1.8, scale=1.0),
+            FeatureTransform("log_pt", shift=1.8, scale=1.0, min=log_pt_min),
             FeatureTransform("eta_rel", scale=1 / 3, min=-0.8, max=0.8),
             FeatureTransform("phi_rel", scale=1 / 3, min=-0.8, max=0.8),
         ],
