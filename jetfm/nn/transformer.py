@@ -62,14 +62,18 @@ def attention_mask(
     return mask
 
 
+def _check_heads(dim: int, n_heads: int) -> int:
+    if dim % n_heads:
+        raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+    return n_heads
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention (``dim`` split over ``n_heads``)."""
 
     def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        if dim % n_heads:
-            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
-        self.n_heads = n_heads
+        self.n_heads = _check_heads(dim, n_heads)
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.proj = nn.Linear(dim, dim, bias=bias)
         self.dropout = dropout
@@ -155,9 +159,7 @@ class CrossAttention(nn.Module):
 
     def __init__(self, dim: int, n_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
-        if dim % n_heads:
-            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
-        self.n_heads = n_heads
+        self.n_heads = _check_heads(dim, n_heads)
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)

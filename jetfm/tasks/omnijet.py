@@ -28,7 +28,25 @@ from jetfm.tasks.training import adamw_with_cosine
 FINETUNE_MODES = ("finetune", "frozen", "scratch")
 
 
-class TokenizerTask(L.LightningModule):
+class _Task(L.LightningModule):
+    """Shared loop: subclasses define ``_step(batch, stage) -> loss``; AdamW + cosine decay."""
+
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} must define _step")
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        return adamw_with_cosine(self, [{"params": self.parameters()}], hp.lr, hp.weight_decay)
+
+
+
+class TokenizerTask(_Task):
     def __init__(self, vqvae: dict[str, Any], lr: float = 1e-3, weight_decay: float = 0.0
                  ) -> None:
         super().__init__()
@@ -54,18 +72,8 @@ class TokenizerTask(L.LightningModule):
         )
         return out.loss
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
-        return self._step(batch, "train")
 
-    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
-        self._step(batch, "val")
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        return adamw_with_cosine(self, [{"params": self.parameters()}], hp.lr, hp.weight_decay)
-
-
-class GenerativeTask(L.LightningModule):
+class GenerativeTask(_Task):
     def __init__(self, gpt: dict[str, Any], lr: float = 1e-3, weight_decay: float = 1e-4
                  ) -> None:
         super().__init__()
@@ -83,18 +91,8 @@ class GenerativeTask(L.LightningModule):
                  batch_size=int(n_tokens), sync_dist=stage == "val")
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
-        return self._step(batch, "train")
 
-    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
-        self._step(batch, "val")
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        return adamw_with_cosine(self, [{"params": self.parameters()}], hp.lr, hp.weight_decay)
-
-
-class ClassifierTask(L.LightningModule):
+class ClassifierTask(_Task):
     def __init__(
         self,
         gpt: dict[str, Any],
@@ -131,12 +129,6 @@ class ClassifierTask(L.LightningModule):
                       on_epoch=True, on_step=False, batch_size=len(label),
                       sync_dist=stage == "val")
         return loss
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
-        self._step(batch, "val")
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
