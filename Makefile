@@ -30,3 +30,6 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_read.py
+	$(BIN)/python benchmarks/bench_observables.py
+	$(BIN)/python benchmarks/bench_trees.py
+	$(BIN)/python benchmarks/bench_omnijet.py
