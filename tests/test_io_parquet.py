@@ -44,9 +44,20 @@ def test_round_trip_exact(tmp_path, jets):
 
 def test_round_trip_without_extras(tmp_path):
     batch = random_jets(3, seed=4)
+    batch.source_files, batch.source = ("pythia8:qcd:seed=4",), np.zeros(3, dtype=np.int64)
     path = str(tmp_path / "plain.parquet")
     write_parquet(batch, path)
     assert_same_batch(read_parquet(path), batch)
+
+
+def test_jets_without_provenance_get_the_file_as_source(tmp_path):
+    batch = random_jets(4, seed=5)
+    batch.source_files, batch.source = (), np.full(4, -1)
+    path = str(tmp_path / "generated.parquet")
+    write_parquet(batch, path)
+    back = read_parquet(path)
+    assert back.source_files == (path,)
+    assert [back.source_of(i) for i in range(4)] == [f"{path}:{i}" for i in range(4)]
 
 
 def test_other_class_list_refused(tmp_path, jets):

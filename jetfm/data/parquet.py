@@ -58,12 +58,20 @@ def read_parquet(path: str | os.PathLike[str], *, skip_invalid: bool = False) ->
         )
     require_keys(path, table.fields, COLUMNS, "columns")
     extra = table["extra"] if "extra" in table.fields else None
+    source_files = tuple(meta["source_files"])
+    source = ak.to_numpy(table["source"]).astype(np.int64)
+    entry = ak.to_numpy(table["entry"]).astype(np.int64)
+    unknown = source < 0  # jets made in memory (e.g. sampled by a model): this file is their source
+    if unknown.any():
+        source_files += (str(path),)
+        source[unknown] = len(source_files) - 1
+        entry[unknown] = np.flatnonzero(unknown)
     batch = JetBatch(
         table["particles"],
         label=ak.to_numpy(table["label"]),
         extra={k: ak.to_numpy(extra[k]) for k in extra.fields} if extra is not None else {},
-        source_files=tuple(meta["source_files"]),
-        source=ak.to_numpy(table["source"]).astype(np.int64),
-        entry=ak.to_numpy(table["entry"]).astype(np.int64),
+        source_files=source_files,
+        source=source,
+        entry=entry,
     )
     return validated(batch, path, skip_invalid)
