@@ -8,6 +8,7 @@ regenerating.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -92,6 +93,4 @@ def _matches(path: Path, record: dict[str, Any]) -> bool:
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     """The record as it reads back from JSON (tuples become lists)."""
-    import json
-
     return json.loads(json.dumps(record))

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import awkward as ak
 import numpy as np
 import torch
 import yaml
@@ -180,8 +181,8 @@ def tokenizer_resolution(tokenizer: Tokenizer, jets: JetBatch) -> dict[str, floa
     codes, _, _ = tokenizer.encode(jets)
     decoded = tokenizer.decode(codes, mask)
     truth = tokenizer.preprocessing.invert(values, mask)
-    pt_true = np.concatenate([np.asarray(x) for x in truth.pt])
-    pt_reco = np.concatenate([np.asarray(x) for x in decoded.pt])
+    pt_true = ak.to_numpy(ak.flatten(truth.pt))
+    pt_reco = ak.to_numpy(ak.flatten(decoded.pt))
     rel = (pt_reco - pt_true) / pt_true
     q16, q50, q84 = np.percentile(rel, [16, 50, 84])
     out: dict[str, float] = {
@@ -189,8 +190,8 @@ def tokenizer_resolution(tokenizer: Tokenizer, jets: JetBatch) -> dict[str, floa
         "pt_rel_error_68_halfwidth": float(0.5 * (q84 - q16)),
     }
     for name in ("eta", "phi"):
-        t = np.concatenate([np.asarray(x) for x in getattr(truth, name)])
-        r = np.concatenate([np.asarray(x) for x in getattr(decoded, name)])
+        t = ak.to_numpy(ak.flatten(getattr(truth, name)))
+        r = ak.to_numpy(ak.flatten(getattr(decoded, name)))
         diff = r - t if name == "eta" else np.angle(np.exp(1j * (r - t)))
         out[f"{name}_rel_abs_error_mean"] = float(np.mean(np.abs(diff)))
     obs_t, obs_r = jet_observables(truth), jet_observables(decoded)
