@@ -33,3 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_observables.py
 	$(BIN)/python benchmarks/bench_trees.py
 	$(BIN)/python benchmarks/bench_omnijet.py
+	$(BIN)/python benchmarks/bench_evolution.py

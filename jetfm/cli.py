@@ -11,6 +11,8 @@
     jetfm sample     sample jets from a pre-trained GPT (KV cache) and decode them
     jetfm finetune   top-vs-QCD style tagger from a pre-trained backbone or from scratch
     jetfm omnijet    the whole OmniJet-alpha chain from a YAML config
+    jetfm evolution  jet-evolution generator (and thesis baseline) on declustering trees
+    jetfm study      studies from presets: ``jetfm study transfer`` (AOJ -> JetClass transfer)
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
 
 Every command prints what it does; ``jetfm COMMAND --help`` lists the options.
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 from rich.table import Table
 
 console = Console(soft_wrap=True, emoji=False)
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "omnijet_cpu.yaml"
+
 
 # ---------------------------------------------------------------------------- generate
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -287,44 +292,36 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_omnijet(args: argparse.Namespace) -> int:
+    """The OmniJet-alpha chain from a config (``jetfm demo``: the CPU config), with the
+    observables of the training jets plotted per class."""
     from jetfm.studies.omnijet import OmniJetConfig, run
 
-    summary = run(OmniJetConfig.from_yaml(args.config), args.out)
+    out = Path(args.out)
+    summary = run(OmniJetConfig.from_yaml(args.config), out)
+    plot_files(sorted(str(p) for p in (out / "data").glob("*.root")), out / "plots")
+    console.print(Path(out, "summary.md").read_text())
+    console.print(f"run time {summary['seconds']:.0f} s; everything is in {out}")
+    return 0
+
+
+def _cmd_evolution(args: argparse.Namespace) -> int:
+    """The jet-evolution study from a config: trees, models, likelihoods, generated jets."""
+    from jetfm.studies.evolution import EvolutionStudyConfig, run
+
+    summary = run(EvolutionStudyConfig.from_yaml(args.config), args.out)
     console.print(Path(args.out, "summary.md").read_text())
     console.print(f"run time {summary['seconds']:.0f} s; everything is in {args.out}")
     return 0
 
 
-# ---------------------------------------------------------------------------- demo
-DEMO_PROCESSES = ("qcd", "top", "w", "z", "hbb")
+def _cmd_study_transfer(args: argparse.Namespace) -> int:
+    """The transfer-learning study (pre-train on AOJ-like jets, fine-tune on JetClass-like)."""
+    from jetfm.studies.transfer import load_config, run
 
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Generate the five classes, summarise and plot them, then evaluate an independent top
-    sample (expect metrics at their floors) and QCD (expect them far above) against top."""
-    from jetfm.data.generated import generated_files
-    from jetfm.metrics.evaluate import evaluate_files
-
-    out = Path(args.out)
-    console.rule("jetfm demo: generate")
-    paths = generated_files(
-        DEMO_PROCESSES, args.n_jets, out / "data", seed=args.seed, workers=args.workers
-    )
-    (top_alt,) = generated_files(
-        ["top"], args.n_jets // 2, out / "data_independent", seed=args.seed + 1,
-        workers=args.workers,
-    )
-    console.rule("jetfm demo: info")
-    print_info([str(p) for p in paths])
-    console.rule("jetfm demo: plot")
-    plot_files([str(p) for p in paths], out / "plots")
-    top, qcd = str(paths[DEMO_PROCESSES.index("top")]), str(paths[DEMO_PROCESSES.index("qcd")])
-    for name, other in (("top_vs_independent_top", top_alt), ("top_vs_qcd", qcd)):
-        console.rule(f"jetfm demo: evaluate {name}")
-        result = evaluate_files([top], [str(other)], out / "evaluate" / name,
-                                n_bootstrap=args.n_bootstrap, seed=args.seed)
-        print(result.format())
-    console.print(f"everything is in {out}")
+    summary = run(load_config(args.preset, args.config), args.out)
+    console.print(Path(args.out, "summary.md").read_text())
+    console.print(f"run time {summary['this_run']['seconds']:.0f} s; report: "
+                  f"{Path(args.out, 'report.md')}")
     return 0
 
 
@@ -335,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="simulate jets with Pythia8 + FastJet")
     gen.add_argument(
-        "--process", nargs="+", default=list(DEMO_PROCESSES),
+        "--process", nargs="+", default=["qcd", "top", "w", "z", "hbb"],
         help="qcd top w z hbb (default: all)",
     )
     gen.add_argument("--n-jets", type=int, default=2000, help="jets per process")
@@ -388,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", default="configs/omnijet_cpu.yaml", help="YAML config")
+        p.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML config")
         p.add_argument("--max-epochs", type=int)
         p.add_argument("--batch-size", type=int)
         p.add_argument("--lr", type=float)
@@ -444,17 +441,29 @@ def build_parser() -> argparse.ArgumentParser:
     ft.set_defaults(func=_cmd_finetune)
 
     omni = sub.add_parser("omnijet", help="the whole OmniJet-alpha chain from a config")
-    omni.add_argument("--config", default="configs/omnijet_cpu.yaml")
+    omni.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML config")
     omni.add_argument("--out", default="runs/omnijet")
     omni.set_defaults(func=_cmd_omnijet)
 
-    demo = sub.add_parser("demo", help="the built-in default job")
+    evo = sub.add_parser("evolution", help="jet-evolution generator vs thesis baseline study")
+    evo.add_argument("--config", type=Path, required=True, help="YAML config")
+    evo.add_argument("--out", default="runs/evolution")
+    evo.set_defaults(func=_cmd_evolution)
+
+    study = sub.add_parser("study", help="studies from presets (resumable)")
+    studies = study.add_subparsers(dest="study", required=True)
+    tl = studies.add_parser("transfer", help="AOJ-like pre-training, fine-tuning on "
+                            "JetClass-like QCD and top vs from scratch, D scan")
+    tl.add_argument("--preset", choices=("cpu", "gpu", "tiny"), default="cpu",
+                    help="configs/transfer_PRESET.yaml")
+    tl.add_argument("--config", type=Path, help="YAML file overriding preset keys")
+    tl.add_argument("--out", default="runs/transfer", help="output folder (rerun to resume)")
+    tl.set_defaults(func=_cmd_study_transfer)
+
+    demo = sub.add_parser("demo", help="the built-in default job: the OmniJet-alpha chain")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--n-jets", type=int, default=2000, help="jets per class")
-    demo.add_argument("--n-bootstrap", type=int, default=50)
-    demo.add_argument("--workers", type=int, default=2)
-    demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(func=_cmd_demo)
+    demo.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML config")
+    demo.set_defaults(func=_cmd_omnijet)
     return parser
 
 

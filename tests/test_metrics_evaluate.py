@@ -112,3 +112,23 @@ def test_evaluate_tagging_writes_roc_and_summary(tmp_path) -> None:
     assert result.summary == binary_summary(labels, scores)
     assert (tmp_path / "roc.png").exists() and (tmp_path / "report.html").exists()
     assert "auc" in result.format()
+
+
+def test_observable_without_finite_values_gives_nan_not_a_crash(tmp_path):
+    """Generated jets of two particles have no tau32: that row is NaN with 0 jets counted, the
+    other rows are computed as usual."""
+    from jetfm.metrics.evaluate import evaluate_batches
+
+    reference = _jets(80, 5, 0.2, "QCD")
+    rng = np.random.default_rng(6)
+    counts = np.full(30, 2)
+    generated = JetBatch.from_ptetaphi(
+        ak.unflatten(rng.exponential(15.0, 60) + 1.0, counts),
+        ak.unflatten(rng.normal(0.0, 0.2, 60), counts),
+        ak.unflatten(rng.normal(0.0, 0.2, 60), counts),
+    )
+    result = evaluate_batches(reference, generated, tmp_path, n_bootstrap=2, plots=False)
+    rows = {(r["metric"], r["observable"]): r for r in result.table}
+    assert np.isnan(rows[("W1", "tau32")]["value"]) and rows[("W1", "tau32")]["n_generated"] == 0
+    assert rows[("W1", "tau32")]["removed_generated"] == 30
+    assert np.isfinite(rows[("W1", "mass")]["value"]) and rows[("W1", "mass")]["n_generated"] == 30

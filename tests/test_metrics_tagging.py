@@ -147,3 +147,10 @@ def test_bad_inputs_raise() -> None:
         roc_auc(np.array([0, 2]), np.array([0.1, 0.2]))
     with pytest.raises(ValueError, match="no QCD"):
         jetclass_rejections(np.array([1, 1]), np.full((2, 10), 0.1))
+
+
+def test_max_sic_is_nan_without_enough_background() -> None:
+    labels = np.array([1, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.3, 0.4, 0.1])
+    assert all(np.isnan(max_sic(labels, scores, min_background=10)))
+    assert max_sic(labels, scores, min_background=1)[0] == pytest.approx(1 / np.sqrt(0.5))

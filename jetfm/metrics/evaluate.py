@@ -135,6 +135,11 @@ def _finite(values: Any, name: str) -> tuple[Any, SelectionReport]:
     return kept, SelectionReport(name, n_before, n_after, {"non-finite": n_before - n_after})
 
 
+def _size(values: Any) -> int:
+    """Number of values of a per-jet (numpy) or per-particle (awkward) array."""
+    return int(ak.count(values)) if isinstance(values, ak.Array) else len(values)
+
+
 def _pooled(metric: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[Any, Any], float]:
     """Metric on all particles pooled, for ragged (jets x particles) inputs."""
     return lambda g, r: metric(ak.to_numpy(ak.flatten(g)), ak.to_numpy(ak.flatten(r)))
@@ -191,9 +196,15 @@ def evaluate_batches(
         finite = {k: _finite(v, f"{k} {observable}") for k, v in inputs.items()}
         selections.extend(report for _, report in finite.values())
         gen, ref = finite["generated"][0], finite["reference"][0]
-        floor = compute(finite["floor"][0], ref) if "floor" in finite else None
+
+        def safe(sample: np.ndarray) -> Estimate:
+            # no finite value left (e.g. tau32 of jets with < 3 particles): NaN, counted below
+            empty = min(_size(sample), _size(ref)) == 0
+            return Estimate(float("nan"), float("nan")) if empty else compute(sample, ref)
+
+        floor = safe(finite["floor"][0]) if "floor" in finite else None
         rows.append(MetricRow(
-            metric, observable, compute(gen, ref), floor,
+            metric, observable, safe(gen), floor,
             finite["generated"][1].n_after, finite["reference"][1].n_after,
             finite["generated"][1].n_removed, finite["reference"][1].n_removed,
         ))

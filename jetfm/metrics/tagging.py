@@ -164,8 +164,11 @@ def sic_curve(
 def max_sic(
     labels: np.ndarray, scores: np.ndarray, min_background: int = 10
 ) -> tuple[float, float]:
-    """(maximum SIC, eps_S where it is reached), with the ``min_background`` guard."""
+    """(maximum SIC, eps_S where it is reached), with the ``min_background`` guard; NaN, NaN
+    when fewer than ``min_background`` background jets exist at all."""
     eps_s, sic = sic_curve(labels, scores, min_background)
+    if len(sic) == 0:
+        return float("nan"), float("nan")
     best = int(np.argmax(sic))
     return float(sic[best]), float(eps_s[best])
 

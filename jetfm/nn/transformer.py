@@ -166,8 +166,13 @@ class CrossAttention(nn.Module):
         self.dropout = dropout
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        causal: bool = False,
     ) -> torch.Tensor:
+        """``causal``: query i sees context entries up to i + m - n (aligned at the end)."""
         b, n, d = x.shape
         m = context.shape[1]
         h = self.n_heads
@@ -175,7 +180,7 @@ class CrossAttention(nn.Module):
         k, v = (
             t.view(b, m, h, d // h).transpose(1, 2) for t in self.kv(context).split(d, dim=2)
         )
-        mask = attention_mask(context_mask, False, n, m, x.device)
+        mask = attention_mask(context_mask, causal, n, m, x.device)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )

@@ -22,25 +22,27 @@ import awkward as ak
 import numpy as np
 
 from jetfm.physics import kinematics as kin
+from jetfm.physics.observables import rapidity
 from jetfm.physics.trees import JetTrees
 
 LUND_FIELDS: tuple[str, ...] = ("delta", "kt", "z", "psi", "m")
 
 
+def pair_coordinates(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """``delta, kt, z, psi`` of splittings into ``a`` (harder) and ``b`` (softer), given as
+    four-momenta (..., 4) px, py, pz, E [GeV] (for children that are not in a tree)."""
+    pt_a, pt_b = kin.pt(a[..., 0], a[..., 1]), kin.pt(b[..., 0], b[..., 1])
+    dy = rapidity(*np.moveaxis(b, -1, 0)) - rapidity(*np.moveaxis(a, -1, 0))
+    dphi = kin.delta_phi(kin.phi(b[..., 0], b[..., 1]), kin.phi(a[..., 0], a[..., 1]))
+    delta = np.hypot(dy, dphi)
+    return {"delta": delta, "kt": pt_b * delta, "z": pt_b / (pt_a + pt_b),
+            "psi": np.arctan2(dy, dphi)}
+
+
 def coordinates(trees: JetTrees, nodes: np.ndarray) -> dict[str, np.ndarray]:
     """Lund coordinates of the splittings at the flat internal-node indices ``nodes``."""
     a, b = trees.children(nodes)
-    pt, y, phi = trees.pt, trees.rapidity, trees.phi
-    dy = y[b] - y[a]
-    dphi = kin.delta_phi(phi[b], phi[a])
-    delta = np.hypot(dy, dphi)
-    return {
-        "delta": delta,
-        "kt": pt[b] * delta,
-        "z": pt[b] / (pt[a] + pt[b]),
-        "psi": np.arctan2(dy, dphi),
-        "m": trees.mass[nodes],
-    }
+    return {**pair_coordinates(trees.p4[a], trees.p4[b]), "m": trees.mass[nodes]}
 
 
 def _lund(trees: JetTrees, keep: np.ndarray) -> ak.Array:

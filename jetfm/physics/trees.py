@@ -250,6 +250,21 @@ class JetTrees:
         return ak.unflatten(local[keep], np.bincount(self.node_jet[keep], minlength=len(self)))
 
     # ------------------------------------------------------------------ construction
+    def select(self, rows: np.ndarray) -> JetTrees:
+        """The trees of jets ``rows`` (integer indices into this object), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = self.n_nodes[rows]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        nodes = np.arange(offsets[-1]) + np.repeat(self.offsets[rows] - offsets[:-1], counts)
+        return JetTrees(
+            offsets=offsets,
+            **{k: getattr(self, k)[nodes] for k in NODE_ARRAYS},
+            **{k: getattr(self, k)[rows] for k in ("jet", "n_constituents", "n_inclusive")},
+            algorithm=self.algorithm,
+            recombination=self.recombination,
+            r=self.r,
+        )
+
     @staticmethod
     def concatenate(parts: Sequence[JetTrees]) -> JetTrees:
         """Join trees built with the same jet definition; ``jet`` rows are kept as they are."""

@@ -1,0 +1,36 @@
+"""Pipelines that chain data, models, training and metrics into one resumable run each:
+:mod:`~jetfm.studies.omnijet`, :mod:`~jetfm.studies.evolution`, :mod:`~jetfm.studies.transfer`.
+Shared here: reading a YAML config into a dataclass and writing results as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_config(path: str | Path, cls: type) -> dict[str, Any]:
+    """The mapping in the YAML file ``path``, checked against the fields of dataclass ``cls``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no config file {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    valid = {f.name for f in fields(cls)}
+    unknown = set(data) - valid
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
+    return data
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename): a file that exists is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, path)

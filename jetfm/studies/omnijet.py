@@ -27,7 +27,6 @@ from typing import Any
 import awkward as ak
 import numpy as np
 import torch
-import yaml
 from rich.console import Console
 
 from jetfm.checkpoint import load_model, prefixed, save_model
@@ -42,8 +41,10 @@ from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, sample
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
+from jetfm.plots.roc import plot_roc
+from jetfm.studies import read_config, write_json
 from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
-from jetfm.tasks.training import TrainConfig, fit, split_indices, tensor_dataset
+from jetfm.tasks.training import TrainConfig, fit, seed_all, split_indices, tensor_dataset
 
 console = Console(soft_wrap=True, emoji=False)
 
@@ -52,7 +53,7 @@ console = Console(soft_wrap=True, emoji=False)
 class OmniJetConfig:
     """Everything the pipeline needs; YAML files in ``configs/`` fill it."""
 
-    n_jets: int = 4000  # generated per class (top, QCD)
+    n_jets: int | dict[str, int] = 4000  # generated per class, or {top: n, qcd: n}
     files: dict[str, str] = field(default_factory=dict)  # class -> existing file instead
     workers: int = 2
     seed: int = 1
@@ -78,32 +79,26 @@ class OmniJetConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OmniJetConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return cls(**read_config(path, cls))
 
 
 def _train_config(overrides: dict[str, Any], seed: int) -> TrainConfig:
     return TrainConfig(**{"seed": seed, **overrides})
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
-
 
 # ----------------------------------------------------------------------------- stages
 def load_jets(config: OmniJetConfig, out_dir: Path) -> dict[str, JetBatch]:
     """Top and QCD jets: given files or generated ones (reused when already on disk)."""
     files = dict(config.files)
-    missing = [p for p in ("top", "qcd") if p not in files]
-    if missing:
-        made = generated_files(
-            missing, config.n_jets, out_dir / "data", seed=config.seed, workers=config.workers
-        )
-        files.update({p: str(path) for p, path in zip(missing, made, strict=True)})
+    for i, name in enumerate(("top", "qcd")):
+        if name in files:
+            continue
+        n_jets = config.n_jets[name] if isinstance(config.n_jets, dict) else config.n_jets
+        # one call per class, seeded as generated_files seeds the i-th process of a list
+        (path,) = generated_files([name], n_jets, out_dir / "data", seed=config.seed + 1000 * i,
+                                  workers=config.workers)
+        files[name] = str(path)
     return {name: read_jets([files[name]]) for name in ("top", "qcd")}
 
 
@@ -143,6 +138,7 @@ def fit_tokenizer(
     for report in reports:
         console.print(f"  {report}")
     train_idx, val_idx = split_indices(len(values), 0.1, seed)
+    seed_all(seed)
     task = TokenizerTask(asdict(VQVAEConfig(**vqvae)), lr=training.get("lr", 1e-3))
     trainer = fit(task, tensor_dataset(values[train_idx], mask[train_idx]),
                   tensor_dataset(values[val_idx], mask[val_idx]),
@@ -150,7 +146,7 @@ def fit_tokenizer(
     tokenizer = Tokenizer(task.model.cpu(), preprocessing)
     if trainer.global_rank == 0:
         tokenizer.save(out_dir / "tokenizer.safetensors")
-        _write_json(out_dir / "resolution.json", tokenizer_resolution(tokenizer, batch[val_idx]))
+        write_json(out_dir / "resolution.json", tokenizer_resolution(tokenizer, batch[val_idx]))
     return tokenizer
 
 
@@ -236,11 +232,25 @@ def gpt_config_for(gpt: dict[str, Any], tokenizer: Tokenizer) -> dict[str, Any]:
 def fit_generative(
     tokens: TokenDataset, tokenizer: Tokenizer, gpt: dict[str, Any], training: dict[str, Any],
     out_dir: Path, seed: int = 1, resume: str | Path | None = None,
+    init: str | Path | None = None,
 ) -> Path:
-    """Generative pre-training on token sequences; writes ``backbone.safetensors``."""
+    """Generative training on token sequences; writes ``backbone.safetensors``.
+
+    ``init``: a ``backbone.safetensors`` to start from (generative fine-tuning); its GPT size
+    replaces ``gpt`` and its tokenizer must be ``tokenizer``.
+    """
     seq, seq_mask = tokenizer.to_sequences(tokens.codes, tokens.mask)
     train_idx, val_idx = split_indices(len(seq), 0.1, seed)
+    if init is not None:
+        backbone, head, meta = load_generative(init)
+        if meta.get("tokenizer_fingerprint") != tokenizer.fingerprint:
+            raise ValueError(f"{init}: made with another tokenizer than {tokenizer.fingerprint}")
+        gpt = meta["gpt"]
+    seed_all(seed)
     task = GenerativeTask(gpt_config_for(gpt, tokenizer), lr=training.get("lr", 1e-3))
+    if init is not None:
+        task.backbone.load_state_dict(backbone.state_dict())
+        task.head.load_state_dict(head.state_dict())
     trainer = fit(task, tensor_dataset(seq[train_idx], seq_mask[train_idx]),
                   tensor_dataset(seq[val_idx], seq_mask[val_idx]),
                   _train_config(training, seed), out_dir, resume=resume)
@@ -325,7 +335,7 @@ def generate_jets(
                   "stopped before their first particle (left out, counted)")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jets(jets, path)
-    _write_json(out_dir / "generated" / "sampling.json", stats)
+    write_json(out_dir / "generated" / "sampling.json", stats)
     return jets
 
 
@@ -373,11 +383,25 @@ def train_taggers(
                               training=config.tagging_training, out_dir=run_dir,
                               seed=config.seed)
             scores = predict_scores(task, test[0], test[1])
+            np.savez(run_dir / "test_scores.npz", labels=test[2], scores=scores)
             result = evaluate_tagging(test[2], scores, run_dir, name=f"{mode}, D={size}",
                                       signal="top", background="QCD")
             done.append({"D": size, "mode": mode, "n_test": len(test[2]), **result.summary})
-            _write_json(summary_path, done)
+            write_json(summary_path, done)
+    plot_taggers(out_dir / "tagging")
     return done
+
+
+def plot_taggers(tagging_dir: Path) -> Path | None:
+    """All taggers' test ROC curves in one plot, ``roc_all.png`` (from their saved scores)."""
+    taggers = {}
+    for path in sorted(tagging_dir.glob("D*_*/test_scores.npz")):
+        size, mode = path.parent.name[1:].split("_", 1)
+        with np.load(path) as data:
+            taggers[f"{mode}, D = {int(size):,}"] = (data["labels"], data["scores"])
+    if not taggers:
+        return None
+    return plot_roc(taggers, tagging_dir / "roc_all.png", signal="top", background="QCD")
 
 
 def fit_tagger(
@@ -388,6 +412,7 @@ def fit_tagger(
 ) -> ClassifierTask:
     """Train a classifier on (tokens, mask, label) arrays; ``backbone_state`` initialises the
     backbone unless ``mode == "scratch"``."""
+    seed_all(seed)
     task = ClassifierTask(gpt, n_classes=n_classes, head=head, mode=mode,
                           lr=training.get("lr", 1e-3), backbone_lr_factor=backbone_lr_factor)
     if mode != "scratch":
@@ -443,7 +468,7 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
         "tagging": tagging,
         "seconds": time.perf_counter() - start,
     }
-    _write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary)
     write_summary_markdown(summary, out_dir / "summary.md")
     return summary
 

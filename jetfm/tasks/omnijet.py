@@ -16,37 +16,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss
 from jetfm.models.heads import HEADS
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
-from jetfm.tasks.training import adamw_with_cosine
+from jetfm.tasks.training import LossTask, adamw_with_cosine
 
 FINETUNE_MODES = ("finetune", "frozen", "scratch")
 
 
-class _Task(L.LightningModule):
-    """Shared loop: subclasses define ``_step(batch, stage) -> loss``; AdamW + cosine decay."""
-
-    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
-        raise TypeError(f"{type(self).__name__} must define _step")
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
-        self._step(batch, "val")
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        return adamw_with_cosine(self, [{"params": self.parameters()}], hp.lr, hp.weight_decay)
-
-
-
-class TokenizerTask(_Task):
+class TokenizerTask(LossTask):
     def __init__(self, vqvae: dict[str, Any], lr: float = 1e-3, weight_decay: float = 0.0
                  ) -> None:
         super().__init__()
@@ -73,7 +54,7 @@ class TokenizerTask(_Task):
         return out.loss
 
 
-class GenerativeTask(_Task):
+class GenerativeTask(LossTask):
     def __init__(self, gpt: dict[str, Any], lr: float = 1e-3, weight_decay: float = 1e-4
                  ) -> None:
         super().__init__()
@@ -92,7 +73,7 @@ class GenerativeTask(_Task):
         return loss
 
 
-class ClassifierTask(_Task):
+class ClassifierTask(LossTask):
     def __init__(
         self,
         gpt: dict[str, Any],

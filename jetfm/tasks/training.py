@@ -54,6 +54,12 @@ def tensor_dataset(*arrays: np.ndarray) -> TensorDataset:
     return TensorDataset(*tensors)
 
 
+def seed_all(seed: int) -> None:
+    """Seed Python, numpy and torch (and dataloader workers): call before building a model so
+    that its initial weights, not only the training, follow the seed."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random train/validation split of ``n`` items (validation at least 1)."""
     order = np.random.default_rng(seed).permutation(n)
@@ -75,7 +81,7 @@ def fit(
     out_dir = Path(out_dir)
     # Lightning's device banner and tips at INFO level drown the progress output.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    seed_all(config.seed)
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", monitor=monitor, save_last=True, filename="best"
     )
@@ -128,3 +134,21 @@ def adamw_with_cosine(
     total = max(int(module.trainer.estimated_stepping_batches), 1)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class LossTask(L.LightningModule):
+    """The loop every jetfm task shares: a subclass defines ``_step(batch, stage) -> loss`` (and
+    logs), its hyperparameters ``lr`` and ``weight_decay``; AdamW with cosine decay."""
+
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} must define _step")
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], _: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        return adamw_with_cosine(self, [{"params": self.parameters()}], hp.lr, hp.weight_decay)

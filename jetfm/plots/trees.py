@@ -1,0 +1,101 @@
+"""Figures of declustering trees: primary Lund-plane densities and drawn example trees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import awkward as ak
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm
+
+from jetfm.physics.trees import JetTrees
+from jetfm.plots.style import save_figure, use_style
+
+LUND_X_BINS = np.linspace(0.0, 6.0, 25)  # ln(1 / Delta)
+LUND_Y_BINS = np.linspace(-3.0, 6.0, 25)  # ln(kt / GeV)
+
+
+def lund_density(lund: ak.Array) -> tuple[np.ndarray, int]:
+    """Per-jet density of splittings in (ln 1/Delta, ln kt) bins (n_x, n_y), and the number of
+    splittings outside the plotted range."""
+    x = -np.log(ak.to_numpy(ak.flatten(lund["delta"])))
+    y = np.log(ak.to_numpy(ak.flatten(lund["kt"])))
+    counts, _, _ = np.histogram2d(x, y, bins=(LUND_X_BINS, LUND_Y_BINS))
+    area = np.outer(np.diff(LUND_X_BINS), np.diff(LUND_Y_BINS))
+    return counts / (max(len(lund), 1) * area), len(x) - int(counts.sum())
+
+
+def plot_lund_planes(truth: ak.Array, generated: ak.Array, path: str | Path,
+                     title: str = "") -> Path:
+    """Truth and generated primary Lund-plane densities side by side, and their ratio."""
+    use_style()
+    (d_truth, out_truth), (d_gen, out_gen) = lund_density(truth), lund_density(generated)
+    fig, axes = plt.subplots(1, 3, figsize=(24, 7.5))
+    vmax = max(d_truth.max(), d_gen.max(), 1e-9)
+    for ax, density, name, outside, n in (
+        (axes[0], d_truth, "truth", out_truth, len(truth)),
+        (axes[1], d_gen, "generated", out_gen, len(generated)),
+    ):
+        mesh = ax.pcolormesh(LUND_X_BINS, LUND_Y_BINS, np.where(density > 0, density, np.nan).T,
+                             norm=LogNorm(vmin=vmax * 1e-3, vmax=vmax), cmap="viridis")
+        ax.set_title(f"{name}: {n} jets, {outside} outside", fontsize=16)
+        fig.colorbar(mesh, ax=ax, label="splittings / jet / area")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(d_truth > 0, d_gen / d_truth, np.nan)
+    mesh = axes[2].pcolormesh(LUND_X_BINS, LUND_Y_BINS, ratio.T, vmin=0.5, vmax=1.5, cmap="RdBu_r")
+    axes[2].set_title("generated / truth", fontsize=16)
+    fig.colorbar(mesh, ax=axes[2], label="ratio")
+    for ax in axes:
+        ax.set_xlabel(r"$\ln(1/\Delta)$")
+        ax.set_ylabel(r"$\ln(k_t / \mathrm{GeV})$")
+    if title:
+        fig.suptitle(title, fontsize=18)
+    return save_figure(fig, path)
+
+
+def _layout(trees: JetTrees, jet: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, depth) of the nodes of one jet: leaves spread in depth-first order, every internal
+    node above the middle of its children."""
+    start, stop = trees.offsets[jet], trees.offsets[jet + 1]
+    local = np.arange(stop - start)
+    order = ak.to_numpy(trees.depth_first_order()[jet])
+    leaf = trees.is_leaf[start:stop]
+    x = np.zeros(len(local))
+    leaves_in_order = order[leaf[order]]
+    x[leaves_in_order] = np.arange(len(leaves_in_order))
+    left, right = trees.left[start:stop], trees.right[start:stop]
+    for node in local[~leaf]:  # clustering order: children before parents
+        x[node] = 0.5 * (x[left[node]] + x[right[node]])
+    return x, trees.depth[start:stop]
+
+
+def plot_trees(trees_by_name: dict[str, JetTrees], jets: Sequence[int], path: str | Path
+               ) -> Path:
+    """Draw trees ``jets`` of each sample (one row per sample): nodes at depth (downwards)
+    and depth-first position, line width ~ log pT of the child, leaves marked."""
+    use_style()
+    fig, axes = plt.subplots(len(trees_by_name), len(jets), squeeze=False,
+                             figsize=(7 * len(jets), 5.5 * len(trees_by_name)))
+    for row, (name, trees) in enumerate(trees_by_name.items()):
+        for col, jet in enumerate(jets):
+            ax = axes[row, col]
+            start = trees.offsets[jet]
+            x, depth = _layout(trees, jet)
+            parent = trees.parent[start:trees.offsets[jet + 1]]
+            child = np.flatnonzero(parent >= 0)
+            pt = trees.pt[start + child]
+            segments = np.stack([np.stack([x[parent[child]], -depth[parent[child]]], 1),
+                                 np.stack([x[child], -depth[child]], 1)], axis=1)
+            width = 0.3 + 1.2 * np.log1p(pt / 10.0)
+            ax.add_collection(LineCollection(segments, linewidths=width, colors="tab:blue"))
+            leaf = trees.is_leaf[start:trees.offsets[jet + 1]]
+            ax.plot(x[leaf], -depth[leaf], "o", ms=2.5, color="tab:red")
+            ax.autoscale()
+            ax.set_xticks([])
+            ax.set_title(f"{name}, jet {jet}: {int(leaf.sum())} leaves, depth {depth.max()}",
+                         fontsize=14)
+            ax.set_ylabel("- depth")
+    return save_figure(fig, path)

@@ -1,0 +1,824 @@
+"""Transfer-learning study of the AspenOpenJets paper (arXiv:2412.10504, section III).
+
+Pre-train the OmniJet-alpha GPT on an AspenOpenJets-like source, fine-tune generation on
+JetClass-like targets with D training jets, and compare with the same architecture trained
+from scratch; then the same backbone as a top-vs-QCD tagger.
+
+* Source: AOJ-like QCD jets (pT > 300 GeV, |eta| < 2.5, detector smearing; the Pythia source
+  of :mod:`jetfm.data.generated`) or real AOJ files (``files: {source: ...}``). The source
+  tokenizer (VQ-VAE) and the GPT are trained on the source only.
+* Targets: JetClass-like QCD and top (t -> bqq') jets, 500 < pT < 1000 GeV, |eta| < 2
+  (generated, or ``files: {qcd: ..., top: ...}``). Each target is shuffled once (config
+  ``seed``) and cut into ``n_truth`` held-out truth jets and a training pool.
+* A generation cell (target, D, seed, mode) trains on the first D jets of a seed-dependent
+  permutation of the pool (nested in D; the same jets for both modes). ``finetune``: the
+  pre-trained GPT on the jets tokenized by the source tokenizer; ``scratch``: the same
+  architecture, randomly initialised, on the jets tokenized by the target's own tokenizer
+  (trained on the target's training pool). Training rule: 10 % of the D jets are the
+  validation split; up to ``max_epochs`` epochs with early stopping (``patience`` epochs) and
+  at most ``max_steps`` optimiser steps (the ``finetuning`` / ``scratch`` blocks); the best
+  validation epoch is kept. The cell samples ``n_generate`` jets and compares them with the
+  target's truth in the tokenizer's frame (as :func:`jetfm.studies.omnijet.run`): KL and W1
+  of jet pT, mass, tau21, tau32 and multiplicity with bootstrap errors and the floor (truth
+  split into a pseudo-generated part of the generated size and the rest).
+* A tagging cell (D, seed, mode) trains a top (1) vs QCD (0) tagger on D jets (D / 2 per
+  class, source tokenizer, 10 % validation), the pre-trained backbone fine-tuned or the same
+  architecture from scratch, and tests it on the truth jets of both targets.
+
+Layout of ``out_dir``::
+
+    data/                                   generated jets (AOJ-like source, targets)
+    source/{tokenizer,tokens,pretrain}/     source tokenizer, token files, pre-trained GPT
+    targets/{qcd,top}/{tokenizer,tokens}/   each target's own tokenizer (scratch baseline)
+    cells/{qcd,top}/D{D}/seed{s}/{mode}/    result.json, backbone, generated jets, evaluation
+    cells/tagging/D{D}/seed{s}/{mode}/      result.json, ROC, tagging table
+    plots/, summary.json, summary.md, report.md
+
+Every stage is skipped when its output exists. A cell is done when its ``result.json`` exists
+(written last): a rerun skips it, a removed cell directory is redone from scratch. A failing
+cell writes ``failed.json`` (error and traceback), the run goes on, and the next run retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import LogFormatter, LogLocator, NullFormatter
+from rich.console import Console
+from tqdm import tqdm
+
+from jetfm.checkpoint import load_model, prefixed
+from jetfm.data.batch import JetBatch, JetDataError
+from jetfm.data.classes import class_index
+from jetfm.data.generated import generated_files
+from jetfm.data.io import read_jets, write_jets
+from jetfm.data.tokens import TokenDataset
+from jetfm.metrics.evaluate import JET_OBSERVABLES, evaluate_batches, evaluate_tagging
+from jetfm.metrics.scaling import PowerLawFit, fit_power_law
+from jetfm.models.gpt import GPTConfig
+from jetfm.models.tokenizer import Tokenizer
+from jetfm.models.vqvae import VQVAEConfig
+from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
+from jetfm.plots.histograms import default_bins
+from jetfm.plots.style import use_style
+from jetfm.report import Report
+from jetfm.studies import read_config, write_json
+from jetfm.studies.omnijet import (
+    fit_generative,
+    fit_tagger,
+    fit_tokenizer,
+    load_generative,
+    predict_scores,
+    sample_jets,
+    tokenize_all,
+)
+from jetfm.tasks.training import TrainConfig, split_indices
+
+console = Console(soft_wrap=True, emoji=False)
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+TARGETS: dict[str, str] = {"qcd": "QCD", "top": "Tbqq"}  # target -> jetfm class name
+MODES: tuple[str, ...] = ("finetune", "scratch")
+METRICS: tuple[str, ...] = ("KL", "W1")
+MODE_LABELS = {"finetune": "fine-tuned", "scratch": "from scratch"}
+MODE_COLORS = {"finetune": "tab:blue", "scratch": "tab:red"}
+RESULT, FAILED = "result.json", "failed.json"
+SIGNIFICANCE = 2.0  # fine-tuning "helps" when scratch is worse by more than this many sigma
+TRAINING_BLOCKS = ("tokenizer_training", "pretraining", "finetuning", "scratch",
+                   "tagging_training")
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass
+class TransferConfig:
+    """Everything the study needs; ``configs/transfer_{cpu,gpu,tiny}.yaml`` fill it."""
+
+    sizes: list[int] = field(default_factory=lambda: [100, 1000])  # D, target training jets
+    seeds: list[int] = field(default_factory=lambda: [1, 2])  # training seeds per (target, D)
+    tagging_sizes: list[int] = field(default_factory=lambda: [100, 1000])
+    n_source: int = 4000  # AOJ-like jets generated for the source
+    n_truth: int = 1000  # held-out truth jets per target
+    n_generate: int = 500  # jets sampled per cell (n_truth >= 2 n_generate: floor)
+    files: dict[str, str | list[str]] = field(default_factory=dict)  # source/qcd/top -> files
+    workers: int = 1
+    seed: int = 1  # data: generation and splits
+    n_max: int = 64
+    pt_min: float | None = 1.0  # GeV, particle cut of the tokenizer preprocessing
+    tokenizer_jets: int | None = None  # cap on the jets each tokenizer is trained on
+    vqvae: dict[str, Any] = field(default_factory=dict)
+    tokenizer_training: dict[str, Any] = field(default_factory=dict)
+    gpt: dict[str, Any] = field(default_factory=dict)
+    pretraining: dict[str, Any] = field(default_factory=dict)
+    finetuning: dict[str, Any] = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)
+    tagging_training: dict[str, Any] = field(default_factory=dict)
+    tagging_head: str = "class_attention"
+    backbone_lr_factor: float = 0.1
+    temperature: float = 1.0
+    top_k: int | None = None
+    sample_batch: int = 256
+    n_bootstrap: int = 30
+
+    def __post_init__(self) -> None:
+        self.sizes = [_count(v, "sizes") for v in self.sizes]
+        self.tagging_sizes = [_count(v, "tagging_sizes") for v in self.tagging_sizes]
+        for name in ("n_source", "n_truth", "n_generate"):
+            setattr(self, name, _count(getattr(self, name), name))
+        if not self.sizes or min(self.sizes + self.tagging_sizes) < 10:
+            raise ValueError("sizes (at least one) and tagging_sizes (none: no tagging) need "
+                             "at least 10 jets each (10 % validate)")
+        if not self.seeds:
+            raise ValueError("seeds must list at least one training seed")
+        if self.n_truth < 2 * self.n_generate:
+            raise ValueError(f"n_truth ({self.n_truth}) must be at least 2 n_generate "
+                             f"({self.n_generate}) for the floor from two truth samples")
+        if self.n_bootstrap < 2:
+            raise ValueError("n_bootstrap must be at least 2 (bootstrap errors weight the fits)")
+        unknown = set(self.files) - {"source", *TARGETS}
+        if unknown:
+            raise ValueError(f"files: unknown keys {sorted(unknown)}; use source, qcd, top")
+        checks = {"vqvae": VQVAEConfig, "gpt": GPTConfig,
+                  **dict.fromkeys(TRAINING_BLOCKS, TrainConfig)}
+        for block, cls in checks.items():
+            valid = {f.name for f in fields(cls)} - {"vocab_size", "max_length", "seed"}
+            bad = set(getattr(self, block)) - valid
+            if bad:
+                raise ValueError(f"{block}: unknown keys {sorted(bad)}; valid: {sorted(valid)}")
+
+    @property
+    def n_target(self) -> int:
+        """Jets per generated target: truth plus the largest training set."""
+        return self.n_truth + max(max(self.sizes), max(self.tagging_sizes, default=0) // 2)
+
+
+def _count(value: Any, name: str) -> int:
+    """A positive whole number of jets; YAML's '1e4' (a string) and 1.0e4 are accepted."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number >= 1 or number != int(number):
+        raise ValueError(f"{name}: {value!r} is not a positive whole number of jets")
+    return int(number)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return read_config(path, TransferConfig)
+
+
+def load_config(preset: str = "cpu", path: str | Path | None = None) -> TransferConfig:
+    """The preset ``configs/transfer_{preset}.yaml``, overridden by the YAML file ``path``.
+
+    Top-level keys of ``path`` replace the preset's; mapping values (``gpt``, ``finetuning``,
+    ``files``, ...) are merged key by key.
+    """
+    data = _read_yaml(PRESETS_DIR / f"transfer_{preset}.yaml")
+    if path is not None:
+        for key, value in _read_yaml(Path(path)).items():
+            merge = isinstance(value, dict) and isinstance(data.get(key), dict)
+            data[key] = {**data[key], **value} if merge else value
+    try:
+        return TransferConfig(**data)
+    except ValueError as err:
+        raise ValueError(f"{path or PRESETS_DIR / f'transfer_{preset}.yaml'}: {err}") from None
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Target:
+    """A target population: its jets, the held-out truth and the training pool (indices)."""
+
+    name: str
+    jets: JetBatch
+    truth: np.ndarray
+    pool: np.ndarray
+
+    def training(self, size: int, seed: int, data_seed: int) -> np.ndarray:
+        """The D = ``size`` training jets of ``seed`` (nested in D)."""
+        order = np.random.default_rng([data_seed, seed]).permutation(len(self.pool))
+        return self.pool[order[:size]]
+
+
+def load_data(config: TransferConfig, out_dir: Path) -> tuple[JetBatch, dict[str, Target]]:
+    """Source jets and the targets (given files, or generated ones reused when on disk)."""
+    files = {k: [v] if isinstance(v, str) else list(v) for k, v in config.files.items()}
+    if "source" not in files:
+        (path,) = generated_files(["qcd"], config.n_source, out_dir / "data", fmt="aspen",
+                                  aspen_like=True, seed=config.seed, workers=config.workers)
+        files["source"] = [str(path)]
+    missing = [t for t in TARGETS if t not in files]
+    if missing:
+        made = generated_files(missing, config.n_target, out_dir / "data",
+                               seed=config.seed + 1, workers=config.workers)
+        files.update({t: [str(p)] for t, p in zip(missing, made, strict=True)})
+    source = read_jets(files["source"])
+    rng = np.random.default_rng(config.seed)
+    targets = {}
+    for name in TARGETS:
+        jets = read_jets(files[name])
+        if len(jets) < config.n_target:
+            raise JetDataError(
+                f"{', '.join(files[name])}: target {name!r} has {len(jets)} jets; the study "
+                f"needs n_truth + the largest D = {config.n_target}"
+            )
+        order = rng.permutation(len(jets))
+        targets[name] = Target(name, jets, order[: config.n_truth], order[config.n_truth :])
+    return source, targets
+
+
+def in_frame(tokenizer: Tokenizer, jets: JetBatch) -> JetBatch:
+    """``jets`` after the tokenizer's preprocessing (cuts, truncation, massless particles
+    around the axis): the frame generated jets live in."""
+    values, mask, _ = tokenizer.preprocessing.apply(jets)
+    return tokenizer.preprocessing.invert(values, mask, label=jets.label)
+
+
+def train_tokenizer(jets: JetBatch, config: TransferConfig, out_dir: Path) -> Tokenizer:
+    """A tokenizer trained on the first ``tokenizer_jets`` of ``jets`` (reused when on disk)."""
+    path = out_dir / "tokenizer" / "tokenizer.safetensors"
+    if path.exists():
+        return Tokenizer.load(path)
+    batch = jets[: config.tokenizer_jets]
+    console.rule(f"tokenizer on {len(batch)} jets -> {path.parent}")
+    return fit_tokenizer(batch, config.vqvae, config.tokenizer_training, config.n_max,
+                         out_dir / "tokenizer", config.seed, config.pt_min)
+
+
+def pretrain(tokens: TokenDataset, tokenizer: Tokenizer, config: TransferConfig,
+             out_dir: Path) -> Path:
+    """GPT pre-trained on all source tokens; ``timing.json`` records seconds and steps."""
+    path = out_dir / "pretrain" / "backbone.safetensors"
+    if not path.exists():
+        console.rule(f"pre-training the GPT on {len(tokens)} source jets")
+        start = time.perf_counter()
+        fit_generative(tokens, tokenizer, config.gpt, config.pretraining, path.parent,
+                       config.seed)
+        write_json(path.parent / "timing.json",
+                    {"seconds": time.perf_counter() - start, **_training_log(path.parent)})
+    return path
+
+
+def _training_log(run_dir: Path) -> dict[str, float]:
+    """Epochs, optimiser steps and best validation loss from Lightning's ``metrics.csv``."""
+    log = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    return {"epochs": int(log["epoch"].max()) + 1, "steps": int(log["step"].max()) + 1,
+            "best_val_loss": float(log["val/loss"].min())}
+
+
+def _subset(tokens: TokenDataset, idx: np.ndarray) -> TokenDataset:
+    return TokenDataset(tokens.codes[idx], tokens.mask[idx], tokens.label[idx], tokens.tokenizer)
+
+
+
+# ----------------------------------------------------------------------------- cells
+@dataclass(frozen=True)
+class Cell:
+    """One training run: a target (or ``tagging``), D, a seed and a mode."""
+
+    target: str
+    size: int
+    seed: int
+    mode: str
+
+    def path(self, out_dir: Path) -> Path:
+        return out_dir / "cells" / self.target / f"D{self.size}" / f"seed{self.seed}" / self.mode
+
+    def __str__(self) -> str:
+        return f"{self.target} D={self.size} seed={self.seed} {self.mode}"
+
+
+def generation_cells(config: TransferConfig) -> list[Cell]:
+    return [Cell(t, d, s, m) for t in TARGETS for d in config.sizes for s in config.seeds
+            for m in MODES]
+
+
+def tagging_cells(config: TransferConfig) -> list[Cell]:
+    return [Cell("tagging", d, s, m) for d in config.tagging_sizes for s in config.seeds
+            for m in MODES]
+
+
+def run_cells(cells: list[Cell], work: Callable[[Cell, Path], dict[str, Any]], out_dir: Path,
+              desc: str) -> dict[str, int]:
+    """Run ``work(cell, cell_dir)`` for every cell without a ``result.json``; a failure is
+    written to ``failed.json`` and the loop goes on. Returns counts of run/skipped/failed."""
+    counts = {"run": 0, "skipped": 0, "failed": 0}
+    for cell in tqdm(cells, desc=desc, unit="cell"):
+        cell_dir = cell.path(out_dir)
+        if (cell_dir / RESULT).exists():
+            counts["skipped"] += 1
+            continue
+        shutil.rmtree(cell_dir, ignore_errors=True)  # leftovers of an interrupted attempt
+        console.rule(str(cell))
+        start = time.perf_counter()
+        try:
+            result = work(cell, cell_dir)
+        except Exception as err:  # recorded, not fatal: the study runs unattended
+            write_json(cell_dir / FAILED, {**asdict(cell), "error": f"{type(err).__name__}: "
+                                            f"{err}", "traceback": traceback.format_exc()})
+            console.print(f"[red]{cell} failed ({err}); recorded in {cell_dir / FAILED}[/]")
+            counts["failed"] += 1
+            continue
+        write_json(cell_dir / RESULT, {**asdict(cell), **result,
+                                        "seconds": time.perf_counter() - start})
+        counts["run"] += 1
+    return counts
+
+
+def generation_cell(cell: Cell, target: Target, tokens: TokenDataset, tokenizer: Tokenizer,
+                    truth: JetBatch, config: TransferConfig, init: Path | None,
+                    cell_dir: Path) -> dict[str, Any]:
+    """Train on D target jets, sample, evaluate against the truth; the cell's numbers."""
+    idx = target.training(cell.size, cell.seed, config.seed)
+    training = config.finetuning if cell.mode == "finetune" else config.scratch
+    model = fit_generative(_subset(tokens, idx), tokenizer, config.gpt, training, cell_dir,
+                           cell.seed, init=init)
+    shutil.rmtree(cell_dir / "checkpoints")  # backbone.safetensors holds the best epoch
+    backbone, head, _ = load_generative(model)
+    jets, sampling = sample_jets(backbone, head, tokenizer, config.n_generate,
+                                 temperature=config.temperature, top_k=config.top_k,
+                                 batch_size=config.sample_batch, seed=cell.seed,
+                                 label=class_index(TARGETS[cell.target]))
+    write_jets(jets, cell_dir / "generated.parquet")
+    evaluation = evaluate_batches(truth, jets, cell_dir / "evaluation",
+                                  n_bootstrap=config.n_bootstrap, seed=cell.seed, plots=False,
+                                  title=f"{cell}: generated vs held-out truth")
+    metrics = {f"{row['metric']} {row['observable']}": row for row in evaluation.table
+               if row["metric"] in METRICS and row["observable"] in JET_OBSERVABLES}
+    return {"n_train_jets": len(idx), "tokenizer": tokenizer.fingerprint,
+            "training": _training_log(cell_dir), "sampling": sampling, "metrics": metrics}
+
+
+def tagging_cell(cell: Cell, targets: dict[str, Target], tokens: dict[str, TokenDataset],
+                 tokenizer: Tokenizer, backbone: Path, config: TransferConfig,
+                 cell_dir: Path) -> dict[str, Any]:
+    """Top-vs-QCD tagger on D jets (D / 2 per class), tested on both targets' truth jets."""
+
+    def pick(part: Callable[[Target], np.ndarray]) -> tuple[np.ndarray, ...]:
+        seqs, masks, labels = [], [], []
+        for label, name in ((1, "top"), (0, "qcd")):
+            idx = part(targets[name])
+            seq, mask = tokenizer.to_sequences(tokens[name].codes[idx], tokens[name].mask[idx])
+            seqs.append(seq)
+            masks.append(mask)
+            labels.append(np.full(len(idx), label))
+        return tuple(np.concatenate(x) for x in (seqs, masks, labels))
+
+    jets = pick(lambda t: t.training(cell.size // 2, cell.seed, config.seed))
+    fit_idx, val_idx = split_indices(len(jets[0]), 0.1, cell.seed)
+    test = pick(lambda t: t.truth)
+    state, meta = load_model(backbone)
+    task = fit_tagger(tuple(x[fit_idx] for x in jets), tuple(x[val_idx] for x in jets),
+                      meta["gpt"], prefixed(state, "backbone"), mode=cell.mode,
+                      head=config.tagging_head, backbone_lr_factor=config.backbone_lr_factor,
+                      training=config.tagging_training, out_dir=cell_dir, seed=cell.seed)
+    shutil.rmtree(cell_dir / "checkpoints")
+    scores = predict_scores(task, test[0], test[1])
+    result = evaluate_tagging(test[2], scores, cell_dir, name=f"{MODE_LABELS[cell.mode]}, "
+                              f"D={cell.size}", signal="top", background="QCD")
+    return {"n_train_jets": len(fit_idx), "n_val_jets": len(val_idx), "n_test_jets": len(scores),
+            "training": _training_log(cell_dir), **result.summary}
+
+
+# ----------------------------------------------------------------------------- the run
+def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
+    """The whole study; returns (and writes to ``summary.json``/``summary.md``) the numbers
+    and writes the plots and ``report.md``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    console.rule("transfer study: data")
+    source, targets = load_data(config, out_dir)
+    src_tok = train_tokenizer(source, config, out_dir / "source")
+    everything = {"source": source, **{name: t.jets for name, t in targets.items()}}
+    src_tokens = tokenize_all(src_tok, everything, out_dir / "source")
+    backbone = pretrain(src_tokens["source"], src_tok, config, out_dir / "source")
+    tokenizers, tokens = {}, {}
+    for name, target in targets.items():
+        tokenizers[name] = train_tokenizer(target.jets[target.pool], config,
+                                           out_dir / "targets" / name)
+        tokens[name] = tokenize_all(tokenizers[name], {name: target.jets},
+                                    out_dir / "targets" / name)[name]
+    truth = {(t, m): in_frame(src_tok if m == "finetune" else tokenizers[t],
+                              target.jets[target.truth])
+             for t, target in targets.items() for m in MODES}
+    cells, tag_cells = generation_cells(config), tagging_cells(config)
+    print_estimate(config, cells + tag_cells, out_dir)
+
+    def generation(cell: Cell, cell_dir: Path) -> dict[str, Any]:
+        finetune = cell.mode == "finetune"
+        return generation_cell(
+            cell, targets[cell.target],
+            src_tokens[cell.target] if finetune else tokens[cell.target],
+            src_tok if finetune else tokenizers[cell.target], truth[cell.target, cell.mode],
+            config, backbone if finetune else None, cell_dir)
+
+    counts = run_cells(cells, generation, out_dir, "generation cells")
+    tag_counts = run_cells(
+        tag_cells, lambda c, d: tagging_cell(c, targets, src_tokens, src_tok, backbone, config,
+                                             d), out_dir, "tagging cells")
+    console.rule("summary")
+    cap = config.tokenizer_jets or math.inf
+    n_jets = {"source": len(source), "source tokenizer": min(len(source), cap)}
+    for name, target in targets.items():
+        n_jets.update({f"{name} truth": len(target.truth), f"{name} pool": len(target.pool),
+                       f"{name} tokenizer": min(len(target.pool), cap)})
+    summary = {**summarise(config, out_dir), "jets": n_jets}
+    path = out_dir / "summary.json"
+    figures = [out_dir / "plots" / f"transfer_{t}.png" for t in TARGETS]
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous.pop("this_run", None)
+    if previous != json.loads(json.dumps(summary, default=float)) or not all(
+            f.exists() for f in figures):  # plots take seconds: redraw only when needed
+        plot_study(summary, config, out_dir, truth, in_frame(src_tok, source[: config.n_truth]))
+    write_pages(summary, figures, out_dir)
+    summary["this_run"] = {"generation": counts, "tagging": tag_counts,
+                           "seconds": time.perf_counter() - start}
+    write_json(path, summary)
+    return summary
+
+
+def print_estimate(config: TransferConfig, cells: list[Cell], out_dir: Path) -> None:
+    """Upper bound of the cells' training time at the pre-training's seconds per step."""
+    timing = json.loads((out_dir / "source" / "pretrain" / "timing.json").read_text())
+    per_step = timing["seconds"] / max(timing["steps"], 1)
+    steps = 0
+    for cell in cells:
+        if (cell.path(out_dir) / RESULT).exists():
+            continue
+        block = {"finetune": config.finetuning, "scratch": config.scratch}[cell.mode]
+        training = TrainConfig(**(config.tagging_training if cell.target == "tagging"
+                                  else block))
+        epoch_steps = math.ceil(0.9 * cell.size / training.batch_size)
+        cap = training.max_steps if training.max_steps > 0 else math.inf
+        steps += min(training.max_epochs * epoch_steps, cap)
+    console.print(f"[bold]estimate[/]: {len(cells)} cells, at most {steps} optimiser steps to "
+                  f"go, ~{steps * per_step / 60:.1f} min at the pre-training's "
+                  f"{per_step:.3f} s/step (early stopping shortens it; sampling and evaluation "
+                  "add ~10-30 s per generation cell)")
+
+
+# ----------------------------------------------------------------------------- summary
+def _results(cells: list[Cell], out_dir: Path) -> tuple[list[dict], list[dict]]:
+    done, failed = [], []
+    for cell in cells:
+        cell_dir = cell.path(out_dir)
+        if (cell_dir / RESULT).exists():
+            done.append(json.loads((cell_dir / RESULT).read_text()))
+        elif (cell_dir / FAILED).exists():
+            failed.append({k: v for k, v in json.loads((cell_dir / FAILED).read_text()).items()
+                           if k != "traceback"})
+    return done, failed
+
+
+def seed_point(values: np.ndarray, boot_errors: np.ndarray) -> dict[str, float]:
+    """Mean over seeds with min/max/std and the error of the mean:
+    sqrt(std^2 + mean(bootstrap error^2)) / sqrt(n_seeds) (std = 0 for one seed), which
+    never vanishes and is conservative when the seed spread is itself statistical."""
+    n = len(values)
+    std = float(np.std(values, ddof=1)) if n > 1 else 0.0
+    error = math.sqrt(std**2 + float(np.mean(np.square(boot_errors)))) / math.sqrt(n)
+    return {"mean": float(np.mean(values)), "std": std, "min": float(np.min(values)),
+            "max": float(np.max(values)), "error": error, "n_seeds": n}
+
+
+def d_needed(a: float, gamma: float, value: float) -> float:
+    """Training jets at which the power law a D^-gamma reaches ``value``: (a / value)^(1 / gamma);
+    for a curve that does not fall (gamma <= 0): infinite if ``value`` < a, else 1."""
+    if gamma <= 0:
+        return math.inf if value < a else 1.0
+    return float((a / value) ** (1.0 / gamma))
+
+
+def fit_curve(points: list[dict[str, Any]]) -> tuple[PowerLawFit | None, str]:
+    """Power-law fit of seed means vs D weighted by their errors; (None, reason) if impossible."""
+    if len(points) < 2:
+        return None, f"{len(points)} point(s)"
+    means = np.array([p["mean"] for p in points])
+    errors = np.array([p["error"] for p in points])
+    if np.any(means <= 0) or not np.all(np.isfinite(errors) & (errors > 0)):
+        return None, "non-positive values or errors"
+    return fit_power_law(np.array([p["D"] for p in points], dtype=float), means, errors), ""
+
+
+def make_curve(results: list[dict], target: str, metric: str, observable: str, mode: str,
+               sizes: list[int]) -> dict[str, Any]:
+    """One metric-vs-D curve from the cell results: a point per D (:func:`seed_point` plus the
+    mean, min and max floor over seeds) and its power-law fit."""
+    points = []
+    for size in sizes:
+        rows = [r["metrics"][f"{metric} {observable}"] for r in results
+                if (r["target"], r["mode"], r["size"]) == (target, mode, size)]
+        if not rows:
+            continue
+        floors = np.array([r["floor"] for r in rows])
+        points.append({"D": size, **seed_point(np.array([r["value"] for r in rows]),
+                                               np.array([r["error"] for r in rows])),
+                       "floor": float(floors.mean()), "floor_min": float(floors.min()),
+                       "floor_max": float(floors.max())})
+    fit, reason = fit_curve(points)
+    return {"target": target, "metric": metric, "observable": observable, "mode": mode,
+            "points": points, "no_fit_reason": reason, "fit": None if fit is None else {
+                "a": fit.a, "a_err": fit.a_err, "gamma": fit.gamma, "gamma_err": fit.gamma_err,
+                "chi2": _chi2(fit, points), "ndf": len(points) - 2}}
+
+
+def summarise(config: TransferConfig, out_dir: Path) -> dict[str, Any]:
+    """Curves (seed envelopes, floors, power-law fits), fine-tuned vs scratch, the D scratch
+    needs to match each fine-tuned point, the tagging table and the closing note."""
+    results, failed = _results(generation_cells(config), out_dir)
+    tag_results, tag_failed = _results(tagging_cells(config), out_dir)
+    curves = [make_curve(results, target, metric, observable, mode, config.sizes)
+              for target in TARGETS for metric in METRICS for observable in JET_OBSERVABLES
+              for mode in MODES]
+    comparison = compare(curves)
+    needed = needed_by_scratch(curves)
+    tagging = tagging_table(tag_results, config)
+    summary = {"curves": curves, "comparison": comparison, "d_needed": needed,
+               "tagging": tagging, "failed": failed + tag_failed,
+               "cells": {"generation": len(results), "tagging": len(tag_results),
+                         "failed": len(failed) + len(tag_failed),
+                         "expected": len(generation_cells(config)) + len(tagging_cells(config))}}
+    summary["closing_note"] = closing_note(summary)
+    return summary
+
+
+def _chi2(fit: PowerLawFit, points: list[dict[str, Any]]) -> float:
+    return float(sum(((p["mean"] - fit(p["D"])) / p["error"]) ** 2 for p in points))
+
+
+def _curve(curves: list[dict], target: str, metric: str, observable: str, mode: str) -> dict:
+    return next(c for c in curves if (c["target"], c["metric"], c["observable"], c["mode"])
+                == (target, metric, observable, mode))
+
+
+def compare(curves: list[dict]) -> list[dict[str, Any]]:
+    """Per target, metric, observable: at each D the significance (scratch - fine-tuned) /
+    error; verdict helps (> 2 sigma), hurts (< -2 sigma) or compatible; ``stops_helping_at``
+    = the smallest D from which fine-tuning no longer helps (None: it helps at the largest D).
+    """
+    rows = []
+    for ft in (c for c in curves if c["mode"] == "finetune"):
+        sc = _curve(curves, ft["target"], ft["metric"], ft["observable"], "scratch")
+        sc_points = {p["D"]: p for p in sc["points"]}
+        per_d = []
+        for p in ft["points"]:
+            q = sc_points.get(p["D"])
+            if q is None:
+                continue
+            diff, error = q["mean"] - p["mean"], math.hypot(p["error"], q["error"])
+            z = diff / error if error > 0 else math.copysign(math.inf, diff) if diff else 0.0
+            verdict = "helps" if z > SIGNIFICANCE else "hurts" if z < -SIGNIFICANCE else \
+                "compatible"
+            per_d.append({"D": p["D"], "finetune": p["mean"], "scratch": q["mean"],
+                          "significance": z, "verdict": verdict})
+        stops = None
+        for point in reversed(per_d):
+            if point["verdict"] == "helps":
+                break
+            stops = point["D"]
+        rows.append({"target": ft["target"], "metric": ft["metric"],
+                     "observable": ft["observable"], "points": per_d, "stops_helping_at": stops})
+    return rows
+
+
+def needed_by_scratch(curves: list[dict]) -> list[dict[str, Any]]:
+    """For each fine-tuned point, the D at which the scratch power law reaches its value and
+    the ratio to the fine-tuned D; ``interpolated``: inside the measured scratch range."""
+    rows = []
+    for ft in (c for c in curves if c["mode"] == "finetune"):
+        scratch = _curve(curves, ft["target"], ft["metric"], ft["observable"], "scratch")
+        if scratch["fit"] is None:
+            continue
+        sizes = [p["D"] for p in scratch["points"]]
+        for p in ft["points"]:
+            needed = d_needed(scratch["fit"]["a"], scratch["fit"]["gamma"], p["mean"])
+            rows.append({"target": ft["target"], "metric": ft["metric"],
+                         "observable": ft["observable"], "D": p["D"], "finetune": p["mean"],
+                         "scratch_D_needed": needed, "ratio": needed / p["D"],
+                         "interpolated": min(sizes) <= needed <= max(sizes)})
+    return rows
+
+
+def tagging_table(results: list[dict], config: TransferConfig) -> list[dict[str, Any]]:
+    rows = []
+    for size in config.tagging_sizes:
+        for mode in MODES:
+            runs = [r for r in results if r["size"] == size and r["mode"] == mode]
+            if not runs:
+                continue
+            row = {"D": size, "mode": mode, "n_seeds": len(runs)}
+            for key in ("auc", "rejection@0.3"):
+                values = np.array([r[key] for r in runs], dtype=float)
+                row[key] = float(values.mean())
+                row[f"{key} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            rows.append(row)
+    return rows
+
+
+def closing_note(summary: dict[str, Any]) -> str:
+    """Measured gammas, where fine-tuning stops helping, and the ten-times-fewer-jets check."""
+    lines = []
+    for target in TARGETS:
+        lines.append(f"{target}:")
+        for mode in MODES:
+            gammas = [c["fit"]["gamma"] for c in summary["curves"]
+                      if c["target"] == target and c["mode"] == mode and c["fit"]]
+            if gammas:
+                lines.append(f"- gamma, {MODE_LABELS[mode]}: median {np.median(gammas):.2f}, "
+                             f"range {min(gammas):.2f} to {max(gammas):.2f} over {len(gammas)} "
+                             "fitted curves")
+        rows = [r for r in summary["comparison"] if r["target"] == target]
+        sizes = sorted({p["D"] for r in rows for p in r["points"]})
+        helps = {d: sum(p["D"] == d and p["verdict"] == "helps" for r in rows
+                        for p in r["points"]) for d in sizes}
+        text = ", ".join(f"D={d}: {helps[d]}/{len(rows)}" for d in sizes)
+        stop = next((d for i, d in enumerate(sizes)
+                     if all(2 * helps[e] < len(rows) for e in sizes[i:])), None)
+        where = "helps in at least half of them up to the largest D" if stop is None else \
+            f"stops helping (better in fewer than half of them) from D = {stop}"
+        lines.append(f"- fine-tuning better than scratch by > {SIGNIFICANCE:g} sigma "
+                     f"(curves of KL/W1 x 5 observables): {text}; it {where}")
+        ratios = np.array([r["ratio"] for r in summary["d_needed"] if r["target"] == target])
+        if len(ratios):
+            lines.append(f"- scratch needs >= 10x the fine-tuned D at {int((ratios >= 10).sum())}"
+                         f" of {len(ratios)} fine-tuned points (median factor "
+                         f"{np.median(ratios):.3g})")
+    ratios = np.array([r["ratio"] for r in summary["d_needed"]])
+    if len(ratios):
+        median = float(np.median(ratios))
+        verdict = ("holds" if median >= 10 else "holds only partly" if median >= 3
+                   else "does not hold")
+        lines.append(f"Paper's finding (fine-tuned reaches a quality with ~10x fewer target "
+                     f"jets): {verdict} here; median factor {median:.3g} over {len(ratios)} "
+                     "points (rule: >= 10 holds, 3-10 partly, < 3 does not).")
+    for row in summary["tagging"]:
+        lines.append(f"Tagging D={row['D']} {MODE_LABELS[row['mode']]}: AUC {row['auc']:.3f} "
+                     f"± {row['auc std']:.3f}, rejection at eps_S = 0.3: "
+                     f"{row['rejection@0.3']:.1f} ± {row['rejection@0.3 std']:.1f}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- plots, pages
+def plot_study(summary: dict[str, Any], config: TransferConfig, out_dir: Path,
+               truth: dict[tuple[str, str], JetBatch], source: JetBatch) -> None:
+    """One figure per target (``plots/transfer_{target}.png``), laid out as the AOJ paper's
+    figures 3 and 4: a row per observable; columns: the fine-tuned samples for every D over
+    the truth (filled) and the AOJ-like source (dotted), the from-scratch samples, KL and W1
+    vs D. Histograms show the first seed with a finished cell."""
+    source_obs = jet_observables(source)
+    for target in TARGETS:
+        generated = {}
+        for mode in MODES:
+            for size in config.sizes:
+                cell_dir = next((Cell(target, size, s, mode).path(out_dir) for s in config.seeds
+                                 if (Cell(target, size, s, mode).path(out_dir) / RESULT).exists()),
+                                None)
+                if cell_dir is not None:
+                    jets = read_jets([str(cell_dir / "generated.parquet")])
+                    generated[mode, size] = jet_observables(jets)
+        plot_target(target, summary["curves"], jet_observables(truth[target, "finetune"]),
+                    source_obs, generated, config.sizes,
+                    out_dir / "plots" / f"transfer_{target}.png")
+
+
+def _histogram(ax: Any, values: np.ndarray, bins: np.ndarray, label: str, **style: Any) -> None:
+    """Density normalised to the whole sample; values outside the bins are counted in the
+    label."""
+    values = np.asarray(values, dtype=np.float64)
+    counts, _ = np.histogram(values[np.isfinite(values)], bins)
+    outside = len(values) - int(counts.sum())
+    label = f"{label} ({outside} outside)" if outside else label
+    ax.stairs(counts / max(len(values), 1) / np.diff(bins), bins, label=label, **style)
+
+
+def plot_target(target: str, curves: list[dict], truth: dict[str, np.ndarray],
+                source: dict[str, np.ndarray],
+                generated: dict[tuple[str, int], dict[str, np.ndarray]], sizes: list[int],
+                path: Path) -> Path:
+    """See :func:`plot_study`. ``truth``, ``source`` and each ``generated[mode, D]`` map
+    observable names to (n_jets,) arrays."""
+    use_style()
+    colors = dict(zip(sizes, plt.cm.viridis(np.linspace(0.0, 0.9, len(sizes))), strict=True))
+    n_rows, n_cols = len(JET_OBSERVABLES), len(MODES) + len(METRICS)
+    with plt.rc_context({"xtick.minor.visible": False, "ytick.minor.visible": False,
+                         "axes.formatter.use_mathtext": False}):
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(6 * n_cols, 4.5 * n_rows),
+                                 squeeze=False)
+        for i, name in enumerate(JET_OBSERVABLES):
+            bins = default_bins(truth[name], discrete=name == "n_particles")
+            for j, mode in enumerate(MODES):
+                ax = axes[i, j]
+                _histogram(ax, truth[name], bins, "truth", fill=True, color="grey", alpha=0.4)
+                if mode == "finetune":
+                    _histogram(ax, source[name], bins, "AOJ-like source", color="black",
+                               linestyle=":")
+                for size in sizes:
+                    if (mode, size) in generated:
+                        _histogram(ax, generated[mode, size][name], bins, f"D = {size}",
+                                   color=colors[size])
+                ax.set_xlabel(OBSERVABLE_LABELS[name])
+                ax.legend(title=MODE_LABELS[mode], fontsize="xx-small",
+                          title_fontsize="x-small")
+            for j, metric in enumerate(METRICS):
+                _plot_metric(axes[i, len(MODES) + j], curves, target, metric, name)
+        fig.suptitle(f"{target}: generated vs held-out truth", fontsize="medium", y=0.995)
+        fig.subplots_adjust(hspace=0.35, wspace=0.35, top=0.97)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)  # fixed layout: no bbox_inches="tight", one draw, not two
+        plt.close(fig)
+    return path
+
+
+def _plot_metric(ax: Any, curves: list[dict], target: str, metric: str, observable: str
+                 ) -> None:
+    """Seed means with error bars and min-max envelopes, power-law fits, floor band."""
+    floors = [p for mode in MODES
+              for p in _curve(curves, target, metric, observable, mode)["points"]]
+    if floors:
+        sizes = sorted({p["D"] for p in floors})
+        ax.fill_between(sizes, [min(p["floor_min"] for p in floors if p["D"] == d)
+                                for d in sizes],
+                        [max(p["floor_max"] for p in floors if p["D"] == d) for d in sizes],
+                        color="grey", alpha=0.3, label="floor")
+    for mode in MODES:
+        curve = _curve(curves, target, metric, observable, mode)
+        points, color = curve["points"], MODE_COLORS[mode]
+        if not points:
+            continue
+        d = [p["D"] for p in points]
+        ax.errorbar(d, [p["mean"] for p in points], yerr=[p["error"] for p in points],
+                    fmt="o-", color=color, label=MODE_LABELS[mode])
+        ax.fill_between(d, [p["min"] for p in points], [p["max"] for p in points], color=color,
+                        alpha=0.15)
+        if curve["fit"]:
+            fit = curve["fit"]
+            grid = np.geomspace(min(d), max(d), 50)
+            ax.plot(grid, fit["a"] * grid ** -fit["gamma"], "--", color=color,
+                    label=rf"$\gamma = {fit['gamma']:.2f} \pm {fit['gamma_err']:.2f}$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    sizes = sorted({p["D"] for mode in MODES
+                    for p in _curve(curves, target, metric, observable, mode)["points"]})
+    ax.set_xticks(sizes, [f"{d:g}" for d in sizes])
+    # Plain tick labels at 1, 2, 5 x 10^k: the default mathtext labels cost seconds a figure.
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("Training jets D")
+    ax.set_ylabel(f"{metric} {OBSERVABLE_LABELS[observable]}", fontsize="small")
+    ax.legend(fontsize="xx-small")
+
+
+def write_pages(summary: dict[str, Any], figures: list[Path], out_dir: Path) -> None:
+    """``summary.md`` (closing note and tables) and ``report.md`` (the same plus figures)."""
+    report = Report("Transfer learning: AOJ-like pre-training, fine-tuning on JetClass-like "
+                    "targets")
+    report.add_heading("Closing note")
+    report.add_text(summary["closing_note"])
+    cells = summary["cells"]
+    report.add_text(f"Cells done: {cells['generation']} generation, {cells['tagging']} "
+                    f"tagging of {cells['expected']}; failed: {cells['failed']}. Jets: "
+                    + ", ".join(f"{k} {v}" for k, v in summary["jets"].items()) + ".")
+    report.add_heading("Power-law fits a D^-gamma")
+    report.add_table([
+        {"target": c["target"], "metric": c["metric"], "observable": c["observable"],
+         "mode": c["mode"], "gamma": c["fit"]["gamma"], "gamma error": c["fit"]["gamma_err"],
+         "chi2 / ndf": f"{c['fit']['chi2']:.2g} / {c['fit']['ndf']}"}
+        for c in summary["curves"] if c["fit"]])
+    report.add_heading("Seed means (± error) vs D: fine-tuned | scratch | floor")
+    rows = []
+    for row in summary["comparison"]:
+        floors = {p["D"]: p["floor"] for p in _curve(summary["curves"], row["target"],
+                                                      row["metric"], row["observable"],
+                                                      "finetune")["points"]}
+        for p in row["points"]:
+            rows.append({"target": row["target"], "metric": row["metric"],
+                         "observable": row["observable"], "D": p["D"],
+                         "fine-tuned": p["finetune"], "scratch": p["scratch"],
+                         "floor": floors.get(p["D"]), "significance": p["significance"],
+                         "verdict": p["verdict"]})
+    report.add_table(rows)
+    report.add_heading("D the scratch fit needs to match each fine-tuned point")
+    report.add_table(summary["d_needed"])
+    report.add_heading("Top-vs-QCD tagging (test: both targets' truth jets)")
+    report.add_table(summary["tagging"])
+    if summary["failed"]:
+        report.add_heading("Failed cells (retried on the next run)")
+        report.add_table(summary["failed"])
+    report.write(out_dir, name="summary")
+    report.add_heading("Figures")
+    for figure in figures:
+        report.add_image(figure, figure.stem)
+    report.write(out_dir, name="report")
