@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+METRIC_COLUMNS = ("metric", "observable", "value", "error", "floor", "floor_error")
+"""Columns of a generation-metric table (rows of :class:`jetfm.metrics.evaluate.MetricRow`)."""
+
 
 def format_value(value: Any) -> str:
     """Cell text: floats with 4 significant digits, None as an em dash."""

@@ -20,7 +20,6 @@ from jetfm.models.thesis_evolution import (
     ThesisEvolutionModel,
     ThesisEvolutionNet,
     declustering_triplets,
-    fit_thesis_model,
     load_thesis_model,
     momentum_imbalance,
     select_jets,
@@ -29,6 +28,7 @@ from jetfm.models.thesis_evolution import (
 )
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 from jetfm.physics.trees import build_trees
+from jetfm.tasks.thesis_evolution import fit_thesis_model
 
 COUNTS = np.array([1, 2, 3, 0, 7, 12, 5, 9, 2, 11, 4, 8])
 TINY = {

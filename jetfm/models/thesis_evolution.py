@@ -677,14 +677,6 @@ def load_thesis_model(path: str | Path) -> ThesisEvolutionModel:
     return ThesisEvolutionModel(vqvae, net, config)
 
 
-def fit_thesis_model(train: JetTrees, val: JetTrees, config: dict[str, Any], out_dir: Path,
-                     seed: int = 1) -> ThesisEvolutionModel:
-    """Train VQ-VAE and network with Lightning; see :func:`jetfm.tasks.thesis_evolution.fit`."""
-    from jetfm.tasks.thesis_evolution import fit_thesis_model as fit
-
-    return fit(train, val, config, out_dir, seed)
-
-
 def check_roots(roots: np.ndarray) -> np.ndarray:
     """Root four-momenta as (n_jets, 4) float64; :class:`JetDataError` for bad shape, non-finite
     values or pT = 0."""

@@ -33,7 +33,7 @@ def plot_lund_planes(truth: ak.Array, generated: ak.Array, path: str | Path,
     """Truth and generated primary Lund-plane densities side by side, and their ratio."""
     use_style()
     (d_truth, out_truth), (d_gen, out_gen) = lund_density(truth), lund_density(generated)
-    fig, axes = plt.subplots(1, 3, figsize=(24, 7.5))
+    fig, axes = plt.subplots(1, 3, figsize=(26, 7.5), gridspec_kw={"wspace": 0.45})
     vmax = max(d_truth.max(), d_gen.max(), 1e-9)
     for ax, density, name, outside, n in (
         (axes[0], d_truth, "truth", out_truth, len(truth)),

@@ -22,7 +22,6 @@ fixed by construction; substructure (tau21, tau32, multiplicity, Lund plane) is 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from dataclasses import dataclass, field
@@ -41,12 +40,15 @@ from jetfm.metrics.evaluate import evaluate_batches
 from jetfm.metrics.splitting import binned_splitting_nll
 from jetfm.models.jet_evolution import JetEvolutionModel, encode
 from jetfm.models.splitting import SplittingModel, trees_to_jets
+from jetfm.models.thesis_evolution import load_thesis_model
 from jetfm.physics.lund import primary_lund
 from jetfm.physics.observables import jet_observables
 from jetfm.physics.trees import JetTrees, build_trees
 from jetfm.plots.trees import plot_lund_planes, plot_trees
+from jetfm.report import METRIC_COLUMNS, markdown_table
 from jetfm.studies import read_config, write_json
 from jetfm.tasks.jet_evolution import MODEL_FILE, fit_evolution
+from jetfm.tasks.thesis_evolution import fit_thesis_model
 
 console = Console(soft_wrap=True, emoji=False)
 CLASSES = {"top": "Tbqq", "qcd": "QCD"}
@@ -165,19 +167,13 @@ def train_models(trees: dict[str, JetTrees], splits: dict[str, dict[str, np.ndar
         models["evolution"] = fit_evolution(train, val, config.model, config.training,
                                             out_dir / "evolution", config.seed)
     if config.thesis is not None:
-        if importlib.util.find_spec("jetfm.models.thesis_evolution") is None:
-            console.print("[yellow]thesis: section given but jetfm.models.thesis_evolution "
-                          "is missing; skipped[/]")
+        thesis_file = out_dir / "thesis" / "thesis_model.safetensors"
+        if thesis_file.exists():
+            models["thesis"] = load_thesis_model(thesis_file)
         else:
-            from jetfm.models.thesis_evolution import fit_thesis_model, load_thesis_model
-
-            thesis_file = out_dir / "thesis" / "thesis_model.safetensors"
-            if thesis_file.exists():
-                models["thesis"] = load_thesis_model(thesis_file)
-            else:
-                console.rule("thesis baseline")
-                models["thesis"] = fit_thesis_model(train, val, config.thesis,
-                                                    out_dir / "thesis", config.seed)
+            console.rule("thesis baseline")
+            models["thesis"] = fit_thesis_model(train, val, config.thesis, out_dir / "thesis",
+                                                config.seed)
     return models
 
 
@@ -327,13 +323,6 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
                      f"{r['mass_mode']['generated']:.0f} |")
     for key, r in summary["generation"].items():
         lines += ["", f"### {key}: metrics with floors", "",
-                  "| metric | observable | value | error | floor | floor error |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for row in r["table"]:
-            floor = "n/a" if row["floor"] is None else f"{row['floor']:.4g}"
-            ferr = "n/a" if row["floor_error"] is None else f"{row['floor_error']:.2g}"
-            lines.append(f"| {row['metric']} | {row['observable']} | {row['value']:.4g} | "
-                         f"{row['error']:.2g} | {floor} | {ferr} |")
-        lines += ["", f"Floor: {r['floor_method']}"]
+                  markdown_table(r["table"], METRIC_COLUMNS), "", f"Floor: {r['floor_method']}"]
     lines += ["", f"Run time: {summary['seconds']:.0f} s"]
     path.write_text("\n".join(lines) + "\n")

@@ -42,6 +42,7 @@ from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
+from jetfm.report import METRIC_COLUMNS, markdown_table
 from jetfm.studies import read_config, write_json
 from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
 from jetfm.tasks.training import TrainConfig, fit, seed_all, split_indices, tensor_dataset
@@ -477,13 +478,7 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
     lines = ["# OmniJet-alpha run", "", "## Tokenizer resolution", ""]
     lines += [f"- {k}: {v:.4g}" for k, v in summary["tokenizer_resolution"].items()]
     lines += ["", "## Generated top jets vs held-out truth", "",
-              "| metric | observable | value | error | floor | floor error |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for row in summary["generation"]:
-        floor = "n/a" if row["floor"] is None else f"{row['floor']:.4g}"
-        ferr = "n/a" if row["floor_error"] is None else f"{row['floor_error']:.2g}"
-        lines.append(f"| {row['metric']} | {row['observable']} | {row['value']:.4g} | "
-                     f"{row['error']:.2g} | {floor} | {ferr} |")
+              markdown_table(summary["generation"], METRIC_COLUMNS)]
     lines += ["", f"Generated jet-mass mode: {summary['generated_mass_mode']:.0f} GeV", "",
               "## Top-vs-QCD tagging (test set)", "",
               "| D | mode | AUC | rejection at eps_S = 0.3 | accuracy |",
