@@ -224,6 +224,13 @@ def tokenize_all(
     return datasets
 
 
+def in_frame(tokenizer: Tokenizer, jets: JetBatch) -> JetBatch:
+    """``jets`` after the tokenizer's preprocessing (cuts, truncation, massless particles
+    around the axis): the frame generated jets live in."""
+    values, mask, _ = tokenizer.preprocessing.apply(jets)
+    return tokenizer.preprocessing.invert(values, mask, label=jets.label)
+
+
 def gpt_config_for(gpt: dict[str, Any], tokenizer: Tokenizer) -> dict[str, Any]:
     """GPT size from ``gpt`` with vocabulary and length set by the tokenizer."""
     return asdict(GPTConfig(**{**gpt, "vocab_size": tokenizer.vocab_size,
@@ -452,9 +459,7 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     generated = generate_jets(backbone, head, tokenizer, config, out_dir)
     console.rule("evaluation: generated vs held-out top jets")
     truth = jets["top"][splits.evaluation]
-    values, mask, _ = tokenizer.preprocessing.apply(truth)
-    truth_in_frame = tokenizer.preprocessing.invert(values, mask, label=truth.label)
-    evaluation = evaluate_batches(truth_in_frame, generated, out_dir / "evaluation",
+    evaluation = evaluate_batches(in_frame(tokenizer, truth), generated, out_dir / "evaluation",
                                   n_bootstrap=config.n_bootstrap, seed=config.seed,
                                   title="OmniJet-alpha generated top jets vs held-out truth")
     print(evaluation.format())

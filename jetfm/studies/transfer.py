@@ -78,6 +78,7 @@ from jetfm.studies.omnijet import (
     fit_generative,
     fit_tagger,
     fit_tokenizer,
+    in_frame,
     load_generative,
     predict_scores,
     sample_jets,
@@ -235,13 +236,6 @@ def load_data(config: TransferConfig, out_dir: Path) -> tuple[JetBatch, dict[str
         order = rng.permutation(len(jets))
         targets[name] = Target(name, jets, order[: config.n_truth], order[config.n_truth :])
     return source, targets
-
-
-def in_frame(tokenizer: Tokenizer, jets: JetBatch) -> JetBatch:
-    """``jets`` after the tokenizer's preprocessing (cuts, truncation, massless particles
-    around the axis): the frame generated jets live in."""
-    values, mask, _ = tokenizer.preprocessing.apply(jets)
-    return tokenizer.preprocessing.invert(values, mask, label=jets.label)
 
 
 def train_tokenizer(jets: JetBatch, config: TransferConfig, out_dir: Path) -> Tokenizer:
