@@ -83,9 +83,6 @@ class OmniJetConfig:
         return cls(**read_config(path, cls))
 
 
-def _train_config(overrides: dict[str, Any], seed: int) -> TrainConfig:
-    return TrainConfig(**{"seed": seed, **overrides})
-
 
 
 # ----------------------------------------------------------------------------- stages
@@ -143,7 +140,7 @@ def fit_tokenizer(
     task = TokenizerTask(asdict(VQVAEConfig(**vqvae)), lr=training.get("lr", 1e-3))
     trainer = fit(task, tensor_dataset(values[train_idx], mask[train_idx]),
                   tensor_dataset(values[val_idx], mask[val_idx]),
-                  _train_config(training, seed), out_dir)
+                  TrainConfig.from_overrides(training, seed), out_dir)
     tokenizer = Tokenizer(task.model.cpu(), preprocessing)
     if trainer.global_rank == 0:
         tokenizer.save(out_dir / "tokenizer.safetensors")
@@ -261,7 +258,7 @@ def fit_generative(
         task.head.load_state_dict(head.state_dict())
     trainer = fit(task, tensor_dataset(seq[train_idx], seq_mask[train_idx]),
                   tensor_dataset(seq[val_idx], seq_mask[val_idx]),
-                  _train_config(training, seed), out_dir, resume=resume)
+                  TrainConfig.from_overrides(training, seed), out_dir, resume=resume)
     path = out_dir / "backbone.safetensors"
     if trainer.global_rank == 0:
         tensors = {f"backbone.{k}": v for k, v in task.backbone.state_dict().items()}
@@ -427,8 +424,8 @@ def fit_tagger(
         if backbone_state is None:
             raise ValueError(f"mode {mode!r} needs a pre-trained backbone")
         task.backbone.load_state_dict(backbone_state)
-    fit(task, tensor_dataset(*train), tensor_dataset(*val), _train_config(training, seed),
-        out_dir)
+    fit(task, tensor_dataset(*train), tensor_dataset(*val),
+        TrainConfig.from_overrides(training, seed), out_dir)
     return task
 
 

@@ -50,7 +50,7 @@ def fit_evolution(
     """Train on ``train`` trees (early stopping on ``val``); returns the best model and writes
     ``out_dir/evolution.safetensors``. ``training`` overrides :class:`TrainConfig` fields."""
     out_dir = Path(out_dir)
-    config = TrainConfig(**{"seed": seed, **training})
+    config = TrainConfig.from_overrides(training, seed)
     seed_all(seed)
     task = EvolutionTask(asdict(EvolutionConfig(**model)), config.lr, config.weight_decay)
     trainer = fit(task, tensor_dataset(*encode(train).arrays()),

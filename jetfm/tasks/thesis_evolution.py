@@ -62,9 +62,6 @@ class ThesisEvolutionTask(LossTask):
         return loss
 
 
-def _train_config(overrides: dict[str, Any], seed: int) -> TrainConfig:
-    return TrainConfig(**{"seed": seed, **overrides})
-
 
 def fit_thesis_model(train: JetTrees, val: JetTrees, config: dict[str, Any], out_dir: Path,
                      seed: int = 1) -> ThesisEvolutionModel:
@@ -101,7 +98,7 @@ def fit_thesis_model(train: JetTrees, val: JetTrees, config: dict[str, Any], out
     seed_all(seed)
     task = TokenizerTask(model_config.vqvae, lr=training.get("lr", 1e-3))
     fit(task, tensor_dataset(*data["train"]), tensor_dataset(*data["val"]),
-        _train_config(training, seed), out_dir / "vqvae")
+        TrainConfig.from_overrides(training, seed), out_dir / "vqvae")
     model.vqvae = task.model.cpu().eval()
 
     console.rule("thesis model: dual-head GPT on declustering triplets")
@@ -110,7 +107,7 @@ def fit_thesis_model(train: JetTrees, val: JetTrees, config: dict[str, Any], out
     seed_all(seed)
     task = ThesisEvolutionTask(model_config.gpt, lr=training.get("lr", 1e-3))
     fit(task, tensor_dataset(*seqs["train"]), tensor_dataset(*seqs["val"]),
-        _train_config(training, seed), out_dir / "gpt")
+        TrainConfig.from_overrides(training, seed), out_dir / "gpt")
     model.net = task.net.cpu().eval()
     model.save(out_dir / MODEL_FILE)
     return model

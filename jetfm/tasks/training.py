@@ -42,6 +42,11 @@ class TrainConfig:
     progress: bool = True
     log_every_n_steps: int = 10
 
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any], seed: int) -> TrainConfig:
+        """Defaults, then ``seed``, then the plain-data ``overrides`` (e.g. a YAML block)."""
+        return cls(**{"seed": seed, **overrides})
+
 
 def tensor_dataset(*arrays: np.ndarray) -> TensorDataset:
     """TensorDataset of numpy arrays (float -> float32, int -> int64, bool -> bool)."""
