@@ -240,7 +240,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     jets, stats = sample_jets(backbone, head, tokenizer, args.n_jets,
                               temperature=args.temperature, top_k=args.top_k,
                               batch_size=args.batch_size, seed=args.seed,
-                              use_cache=not args.no_cache)
+                              use_cache=not args.no_cache, device=args.device)
     write_jets(jets, args.out)
     console.print(f"{len(jets)} jets ({stats['n_empty']} empty sequences left out) at "
                   f"{stats['jets_per_second']:.1f} jets/s -> {args.out}")
@@ -424,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--batch-size", type=int, default=256)
     smp.add_argument("--seed", type=int, default=1)
     smp.add_argument("--no-cache", action="store_true", help="recompute the prefix every step")
+    smp.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ...; auto: CUDA if "
+                     "available")
     smp.set_defaults(func=_cmd_sample)
 
     ft = sub.add_parser("finetune", help="binary tagger: signal vs background token files")

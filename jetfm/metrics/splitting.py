@@ -42,8 +42,9 @@ def lund_bins(harder: np.ndarray, softer: np.ndarray,
     a = np.where(swap[..., None], softer, harder)
     b = np.where(swap[..., None], harder, softer)
     lund = pair_coordinates(a, b)
-    values = {"ln_inv_delta": -np.log(lund["delta"]), "ln_z": np.log(lund["z"]),
-              "psi": lund["psi"]}
+    with np.errstate(divide="ignore"):  # Delta = 0 or z = 0 (copied children): edge bins
+        values = {"ln_inv_delta": -np.log(lund["delta"]), "ln_z": np.log(lund["z"]),
+                  "psi": lund["psi"]}
     unknown = set(bins) - set(values)
     if unknown:
         raise ValueError(f"unknown Lund variables {sorted(unknown)}; known: {sorted(values)}")

@@ -15,6 +15,7 @@ import fastjet
 import numpy as np
 
 from jetfm.data.batch import MOMENTUM_FIELDS, JetBatch, JetDataError
+from jetfm.physics import kinematics as kin
 
 ALGORITHMS: dict[str, int] = {
     "kt": fastjet.kt_algorithm,
@@ -27,6 +28,22 @@ RECOMBINATION_SCHEMES: dict[str, int] = {
 }
 # Large enough that every constituent of a jet merges into one (fjcontrib's ExclusiveJetAxes).
 MAX_R: float = fastjet.JetDefinition.max_allowable_R
+# Exponent p of the generalised-kt distance min(pT_a^2p, pT_b^2p) Delta R_ab^2 of each algorithm.
+PT_EXPONENT: dict[str, int] = {"kt": 1, "cambridge": 0, "antikt": -1}
+
+
+def pair_distance(a: np.ndarray, b: np.ndarray, algorithm: str = "kt") -> np.ndarray:
+    """FastJet's pairwise distance d_ab * R^2 = min(pT_a^2p, pT_b^2p) Delta R_ab^2 of momenta
+    ``a``, ``b`` (..., 4) px, py, pz, E [GeV] (Delta R in rapidity and azimuth; GeV^2p). The
+    algorithm merges the pair of smallest distance first, so along every branch of a kt or C/A
+    tree a splitting's distance is (almost always) below its parent's."""
+    if algorithm not in PT_EXPONENT:
+        raise ValueError(f"unknown jet algorithm {algorithm!r}; choose from {list(PT_EXPONENT)}")
+    pt_a, pt_b = kin.pt(a[..., 0], a[..., 1]), kin.pt(b[..., 0], b[..., 1])
+    dy = kin.rapidity(a[..., 3], a[..., 2]) - kin.rapidity(b[..., 3], b[..., 2])
+    dphi = kin.delta_phi(kin.phi(a[..., 0], a[..., 1]), kin.phi(b[..., 0], b[..., 1]))
+    power = 2 * PT_EXPONENT[algorithm]
+    return np.minimum(pt_a**power, pt_b**power) * (dy**2 + dphi**2)
 
 
 def jet_definition(

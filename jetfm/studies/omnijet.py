@@ -298,29 +298,35 @@ def pretrain(
 def sample_jets(
     backbone: GPT, head: NextTokenHead, tokenizer: Tokenizer, n_jets: int, *,
     temperature: float = 1.0, top_k: int | None = None, batch_size: int = 256, seed: int = 1,
-    use_cache: bool = True, label: int | None = None,
-) -> tuple[JetBatch, dict[str, float]]:
+    use_cache: bool = True, label: int | None = None, device: str = "auto",
+) -> tuple[JetBatch, dict[str, Any]]:
     """Sample ``n_jets`` token sequences and decode them; returns jets and sampling figures.
 
+    ``device``: where the GPT runs ("auto": CUDA when available, else the CPU); ``backbone``
+    and ``head`` are moved there. The random stream is seeded on that device, so a seed
+    reproduces a sample on the same kind of device.
     Sequences that stop before their first particle cannot be decoded into a jet: they are
     left out of the returned batch and counted in ``n_empty``.
     """
-    generator = torch.Generator().manual_seed(seed)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    backbone, head = backbone.to(device), head.to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
     codes, masks = [], []
     start = time.perf_counter()
     for first in range(0, n_jets, batch_size):
         n = min(batch_size, n_jets - first)
         c, m = sample(backbone, head, n, tokenizer.n_max, temperature=temperature, top_k=top_k,
                       generator=generator, use_cache=use_cache)
-        codes.append(c.numpy())
-        masks.append(m.numpy())
+        codes.append(c.cpu().numpy())
+        masks.append(m.cpu().numpy())
     elapsed = time.perf_counter() - start
     codes_np, mask_np = np.concatenate(codes), np.concatenate(masks)
     empty = mask_np.sum(axis=1) == 0
     labels = None if label is None else np.full(int((~empty).sum()), label)
     jets = tokenizer.decode(codes_np[~empty], mask_np[~empty], label=labels)
     stats = {"n_requested": n_jets, "n_empty": int(empty.sum()),
-             "jets_per_second": n_jets / elapsed, "seconds": elapsed}
+             "jets_per_second": n_jets / elapsed, "seconds": elapsed, "device": str(device)}
     return jets, stats
 
 
