@@ -10,9 +10,15 @@ from io_jets import random_jets
 
 from jetfm.data import JetBatch
 from jetfm.data.pythia import GeneratorConfig, generate
-from jetfm.metrics.splitting import DEFAULT_BINS, binned_splitting_nll, lund_bins
+from jetfm.metrics.splitting import (
+    DEFAULT_BINS,
+    binned_splitting_nll,
+    lund_bins,
+    lund_plane_distance,
+)
 from jetfm.models.splitting import trees_to_jets
 from jetfm.physics import splitting as sp
+from jetfm.physics.lund import primary_lund
 from jetfm.physics.trees import JetTrees, build_trees
 
 COUNTS = np.array([1, 2, 3, 0, 7, 25, 40, 12])
@@ -287,3 +293,23 @@ def test_lund_bins_of_known_splittings():
     assert lund_bins(soft[None], hard[None])[0] == expected  # pT order decides, not position
     with pytest.raises(ValueError, match="unknown Lund"):
         lund_bins(hard[None], soft[None], {"kt": np.array([1.0])})
+
+
+def test_lund_plane_distance_is_at_its_floor_for_truth_and_sees_a_changed_plane():
+    """Two parts of one sample sit at the floor; shrinking every angle by 4 moves the
+    splittings by ln 4 in ln(1/Delta) and ln kt (about two merged bins) and is seen far above
+    it."""
+    trees = build_trees(generate(GeneratorConfig("top"), 400, seed=11, progress=False)[0])
+    lund = primary_lund(trees)
+    half = lund_plane_distance(lund[:300], lund[300:], seed=1)
+    assert half["splittings_per_jet_truth"] > 3
+    assert half["distance"] < 2 * half["floor"] + 0.05
+    narrow = ak.with_field(lund, lund["delta"] / 4, "delta")
+    narrow = ak.with_field(narrow, lund["kt"] / 4, "kt")
+    moved = lund_plane_distance(lund[:300], narrow[300:], seed=1)
+    assert moved["distance"] > 4 * moved["floor"]
+    # fewer splittings per jet are seen as well as moved ones
+    fewer = lund_plane_distance(lund[:300], lund[300:, :2], seed=1)
+    assert fewer["splittings_per_jet_generated"] < half["splittings_per_jet_generated"]
+    assert fewer["distance"] > 3 * fewer["floor"]
+    assert np.isnan(lund_plane_distance(lund[:150], lund[150:300])["floor"])

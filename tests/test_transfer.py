@@ -19,17 +19,13 @@ from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index
 from jetfm.data.io import read_jets
 from jetfm.studies import transfer
-from jetfm.studies.transfer import (
-    Cell,
-    Target,
+from jetfm.studies.transfer import Cell, Target, generation_cells, load_config, run
+from jetfm.studies.transfer_summary import (
     closing_note,
     compare,
     d_needed,
     fit_curve,
-    generation_cells,
-    load_config,
     needed_by_scratch,
-    run,
     seed_point,
 )
 

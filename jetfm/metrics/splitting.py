@@ -12,17 +12,22 @@ reported as NLL = -ln p in nats per splitting. A model that always samples the t
 scores ``-ln((n + alpha) / (n + alpha n_bins))`` (-> 0 for many samples; reported as
 ``oracle_nll``), one that spreads its samples evenly over the bins ``ln n_bins``. Values
 outside the edges fall into the first or last bin of their variable (no splitting is dropped).
+
+:func:`lund_plane_distance` compares the primary Lund-plane densities of generated and true
+jets, with the floor of two disjoint parts of the truth.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import awkward as ak
 import numpy as np
 
+from jetfm.metrics.generation import floor_split
 from jetfm.models.splitting import SplittingModel
 from jetfm.physics import kinematics as kin
-from jetfm.physics.lund import pair_coordinates
+from jetfm.physics.lund import LUND_X_BINS, LUND_Y_BINS, lund_density, pair_coordinates
 from jetfm.physics.trees import JetTrees
 
 # Interior bin edges per variable: len(edges) + 1 bins each (open first and last bins).
@@ -94,3 +99,37 @@ def binned_splitting_nll(
         "oracle_nll": float(-np.log((n_samples + alpha) / (n_samples + alpha * n_bins))),
         "uniform_nll": float(np.log(n_bins)),
     }
+
+
+def lund_plane_distance(truth: ak.Array, generated: ak.Array, seed: int = 1, merge: int = 3
+                        ) -> dict[str, float]:
+    """Distance between primary Lund-plane densities [splittings per jet], with its floor.
+
+    ``truth``, ``generated``: per-jet Lund records (:func:`jetfm.physics.lund.primary_lund`).
+    The distance is 0.5 sum |n_a - n_b| over bins of the mean number of splittings per jet in
+    each bin: the bins of :func:`jetfm.physics.lund.lund_density` merged ``merge`` x ``merge``
+    (8 x 8 by default, so that a few hundred jets fill them). How many primary splittings a
+    jet has counts as well as where they lie. The truth is split at random into as many
+    pseudo-generated jets as there are generated ones and a reference; ``distance`` compares
+    the generated jets with that reference, ``floor`` the pseudo-generated ones (NaN, and the
+    whole truth as reference, when the truth has fewer than twice as many jets).
+    ``splittings_per_jet_truth`` / ``_generated``: primary splittings per jet in the plane.
+    """
+    area = np.outer(np.diff(LUND_X_BINS), np.diff(LUND_Y_BINS))
+    nx, ny = area.shape
+    if nx % merge or ny % merge:
+        raise ValueError(f"merge={merge} does not divide the {nx} x {ny} Lund-plane bins")
+
+    def per_jet(lund: ak.Array) -> np.ndarray:
+        counts = lund_density(lund)[0] * area
+        return counts.reshape(nx // merge, merge, ny // merge, merge).sum(axis=(1, 3))
+
+    split = floor_split(len(truth), len(generated), seed)
+    reference = per_jet(truth if split is None else truth[split.reference])
+    gen = per_jet(generated)
+    floor = float("nan")
+    if split is not None:
+        floor = float(0.5 * np.abs(per_jet(truth[split.pseudo_generated]) - reference).sum())
+    return {"distance": float(0.5 * np.abs(gen - reference).sum()), "floor": floor,
+            "splittings_per_jet_truth": float(per_jet(truth).sum()),
+            "splittings_per_jet_generated": float(gen.sum())}

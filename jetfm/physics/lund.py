@@ -26,6 +26,19 @@ from jetfm.physics.observables import rapidity
 from jetfm.physics.trees import JetTrees
 
 LUND_FIELDS: tuple[str, ...] = ("delta", "kt", "z", "psi", "m")
+LUND_X_BINS = np.linspace(0.0, 6.0, 25)  # ln(1 / Delta)
+LUND_Y_BINS = np.linspace(-3.0, 6.0, 25)  # ln(kt / GeV)
+
+
+def lund_density(lund: ak.Array) -> tuple[np.ndarray, int]:
+    """Per-jet density of splittings in (ln 1/Delta, ln kt) bins (n_x, n_y), and the number of
+    splittings outside the plotted range (collinear ones, Delta = 0, among them)."""
+    with np.errstate(divide="ignore"):
+        x = -np.log(ak.to_numpy(ak.flatten(lund["delta"])))
+        y = np.log(ak.to_numpy(ak.flatten(lund["kt"])))
+    counts, _, _ = np.histogram2d(x, y, bins=(LUND_X_BINS, LUND_Y_BINS))
+    area = np.outer(np.diff(LUND_X_BINS), np.diff(LUND_Y_BINS))
+    return counts / (max(len(lund), 1) * area), len(x) - int(counts.sum())
 
 
 def pair_coordinates(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:

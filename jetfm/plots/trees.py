@@ -11,21 +11,9 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm
 
+from jetfm.physics.lund import LUND_X_BINS, LUND_Y_BINS, lund_density
 from jetfm.physics.trees import JetTrees
 from jetfm.plots.style import save_figure, use_style
-
-LUND_X_BINS = np.linspace(0.0, 6.0, 25)  # ln(1 / Delta)
-LUND_Y_BINS = np.linspace(-3.0, 6.0, 25)  # ln(kt / GeV)
-
-
-def lund_density(lund: ak.Array) -> tuple[np.ndarray, int]:
-    """Per-jet density of splittings in (ln 1/Delta, ln kt) bins (n_x, n_y), and the number of
-    splittings outside the plotted range."""
-    x = -np.log(ak.to_numpy(ak.flatten(lund["delta"])))
-    y = np.log(ak.to_numpy(ak.flatten(lund["kt"])))
-    counts, _, _ = np.histogram2d(x, y, bins=(LUND_X_BINS, LUND_Y_BINS))
-    area = np.outer(np.diff(LUND_X_BINS), np.diff(LUND_Y_BINS))
-    return counts / (max(len(lund), 1) * area), len(x) - int(counts.sum())
 
 
 def plot_lund_planes(truth: ak.Array, generated: ak.Array, path: str | Path,

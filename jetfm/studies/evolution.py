@@ -37,7 +37,7 @@ from jetfm.data.generated import generated_files
 from jetfm.data.io import read_jets
 from jetfm.data.trees_io import read_trees, write_trees
 from jetfm.metrics.evaluate import evaluate_batches
-from jetfm.metrics.splitting import binned_splitting_nll
+from jetfm.metrics.splitting import binned_splitting_nll, lund_plane_distance
 from jetfm.models.jet_evolution import JetEvolutionModel, encode
 from jetfm.models.splitting import SplittingModel, trees_to_jets
 from jetfm.models.thesis_evolution import load_thesis_model
@@ -262,8 +262,10 @@ def compare(generated: dict[str, JetTrees], trees: dict[str, JetTrees],
                        for k in ("mass", "tau21", "tau32", "n_particles")},
             "mass_mode": {"truth": _mode(obs_t["mass"]), "generated": _mode(obs_g["mass"])},
         }
-        plot_lund_planes(primary_lund(held), primary_lund(grown),
-                         out_dir / "plots" / f"lund_{key}.png",
+        lund_truth, lund_generated = primary_lund(held), primary_lund(grown)
+        results[key]["lund_plane"] = lund_plane_distance(lund_truth, lund_generated,
+                                                         config.seed)
+        plot_lund_planes(lund_truth, lund_generated, out_dir / "plots" / f"lund_{key}.png",
                          title=f"primary Lund plane, {key} vs held-out truth")
         write_json(path, results)
     for name in CLASSES:
@@ -321,6 +323,18 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
             lines.append(f"| {key} | {obs} | {m['truth']:.3f} | {m['generated']:.3f} |")
         lines.append(f"| {key} | mass mode [GeV] | {r['mass_mode']['truth']:.0f} | "
                      f"{r['mass_mode']['generated']:.0f} |")
+    lines += ["", "## Primary Lund plane, generated vs truth", "",
+              "0.5 sum |n_gen - n_truth| of the mean splittings per jet in 8 x 8 bins (the "
+              "plotted ones merged 3 x 3) [splittings per jet]; floor: two disjoint parts of "
+              "the truth.", "",
+              "| sample | distance | floor | splittings / jet, truth | generated |",
+              "| --- | --- | --- | --- | --- |"]
+    for key, r in summary["generation"].items():
+        if "lund_plane" in r:
+            d = r["lund_plane"]
+            lines.append(f"| {key} | {d['distance']:.3f} | {d['floor']:.3f} | "
+                         f"{d['splittings_per_jet_truth']:.2f} | "
+                         f"{d['splittings_per_jet_generated']:.2f} |")
     for key, r in summary["generation"].items():
         lines += ["", f"### {key}: metrics with floors", "",
                   markdown_table(r["table"], METRIC_COLUMNS), "", f"Floor: {r['floor_method']}"]
