@@ -10,13 +10,13 @@ resuming) are loaded with ``weights_only=True`` by :mod:`jetfm.tasks.training`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from jetfm.atomic import atomic_path
 
 META_KEY = "jetfm"
 
@@ -27,14 +27,8 @@ def save_model(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     header = {META_KEY: json.dumps(meta, sort_keys=True)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

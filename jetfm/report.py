@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jetfm.atomic import write_text_atomic
+
 METRIC_COLUMNS = ("metric", "observable", "value", "error", "floor", "floor_error")
 """Columns of a generation-metric table (rows of :class:`jetfm.metrics.evaluate.MetricRow`)."""
 
@@ -73,7 +75,7 @@ def write_table(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"title": title, "columns": _columns(rows, columns), "rows": list(rows)}
-    path.write_text(json.dumps(payload, indent=1, default=str))
+    write_text_atomic(path, json.dumps(payload, indent=1, default=str))
     return path
 
 

@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from jetfm.atomic import atomic_path
 from jetfm.data._files import Paths, as_paths, file_ranges, log, open_hdf5, validated
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.pid import particle_type_flags
@@ -133,7 +134,7 @@ def write_aspen(batch: JetBatch, path: str | os.PathLike[str], *, n_max: int = N
     padded = full.to_padded(PF_COLUMNS, n_max=n_max)
     if padded.n_truncated:
         log.info("%s: truncation to %d particles dropped %d", path, n_max, padded.n_truncated)
-    with h5py.File(path, "w") as file:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:
         file.create_dataset("PFCands", data=padded.values, compression="gzip")
         file.create_dataset("jet_kinematics", data=jets.astype(np.float32))
     return padded.n_truncated

@@ -31,6 +31,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from jetfm.atomic import atomic_path
 from jetfm.data._files import Paths, as_paths, file_ranges, log, require_keys, validated
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import (
@@ -234,5 +235,6 @@ def jetclass_branches(batch: JetBatch) -> dict[str, Any]:
 
 def write_jetclass(batch: JetBatch, path: str | os.PathLike[str]) -> None:
     """Write ``batch`` as a JetClass TTree ``tree`` (particle branches share ``npart``)."""
-    with uproot.recreate(path) as file:
-        file.mktree(TREE, jetclass_branches(batch))
+    branches = jetclass_branches(batch)
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as file:
+        file.mktree(TREE, branches)

@@ -15,6 +15,7 @@ import awkward as ak
 import numpy as np
 
 import jetfm
+from jetfm.atomic import atomic_path
 from jetfm.data._files import as_paths, require_keys, validated
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import CLASSES
@@ -38,7 +39,8 @@ def write_parquet(batch: JetBatch, path: str | os.PathLike[str]) -> None:
         "classes": list(CLASSES),
         "source_files": list(batch.source_files),
     }
-    ak.to_parquet(table, path)
+    with atomic_path(path) as tmp:
+        ak.to_parquet(table, tmp)
 
 
 def read_parquet(path: str | os.PathLike[str], *, skip_invalid: bool = False) -> JetBatch:

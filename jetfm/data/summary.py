@@ -15,6 +15,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from jetfm.atomic import write_text_atomic
 from jetfm.data.batch import JetBatch, SelectionReport
 
 # (name, unit) of the per-particle and per-jet features summarised by `jetfm info`.
@@ -43,8 +44,8 @@ def write_sidecar(
 ) -> Path:
     """Store the generator configuration and cut reports next to a jet file."""
     out = sidecar_path(path)
-    out.write_text(
-        json.dumps({"config": config, "cuts": [asdict(r) for r in reports]}, indent=2) + "\n"
+    write_text_atomic(
+        out, json.dumps({"config": config, "cuts": [asdict(r) for r in reports]}, indent=2) + "\n"
     )
     return out
 

@@ -17,6 +17,7 @@ import awkward as ak
 import numpy as np
 import pyarrow.parquet as pq
 
+from jetfm.atomic import atomic_path
 from jetfm.data.batch import JetDataError
 
 META_KEY = b"jetfm_tokens"
@@ -42,7 +43,8 @@ def write_tokens(path: str | Path, dataset: TokenDataset) -> Path:
     ragged = ak.unflatten(dataset.codes[dataset.mask], counts)
     table = ak.to_arrow_table(ak.zip({"tokens": ragged, "label": dataset.label}, depth_limit=1))
     meta = {**(table.schema.metadata or {}), META_KEY: json.dumps(dataset.tokenizer).encode()}
-    pq.write_table(table.replace_schema_metadata(meta), path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
     return path
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import jetfm
+from jetfm.atomic import atomic_path
 from jetfm.data._files import as_paths, require_keys
 from jetfm.data.batch import JetDataError
 from jetfm.physics.trees import NODE_ARRAYS, JetTrees
@@ -37,7 +38,8 @@ def write_trees(trees: JetTrees, path: str | os.PathLike[str]) -> None:
         "version": jetfm.__version__,
     }
     table = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
-    pq.write_table(table, os.fspath(path))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_trees(path: str | os.PathLike[str]) -> JetTrees:

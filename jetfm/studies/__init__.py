@@ -5,12 +5,13 @@ Shared here: reading a YAML config into a dataclass and writing results as JSON.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from jetfm.atomic import write_text_atomic
 
 
 def read_config(path: str | Path, cls: type) -> dict[str, Any]:
@@ -30,7 +31,4 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename): a file that exists is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
