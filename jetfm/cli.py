@@ -16,35 +16,113 @@
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
 
 Every command prints what it does; ``jetfm COMMAND --help`` lists the options.
+
+Errors and exit codes. 0: done. 2: a request that cannot give a result (a missing or invalid
+file, a file or selection with no jets, contradictory options): one line
+``jetfm COMMAND: error: ...`` on stderr that names the file and what is wrong. 1: an
+unexpected failure (a defect): one line naming the command and the error, plus the path of a
+log file with the full traceback. Logs go to ``$JETFM_LOG_DIR`` when that is set, else to
+``jetfm-logs/`` in the system temporary folder (``tempfile.gettempdir()``, usually
+``/tmp/jetfm-logs``), one file ``jetfm-COMMAND-YYYYmmdd-HHMMSS-PID.log`` per failure. 130:
+interrupted (Ctrl-C). Outputs are written atomically (:mod:`jetfm.atomic`) and only after
+their inputs were checked: a failed command leaves no partial or empty output file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 
 if TYPE_CHECKING:
+    from jetfm.data.batch import JetBatch
     from jetfm.data.tokens import TokenDataset
     from jetfm.models.tokenizer import Tokenizer
-from rich.table import Table
 
 console = Console(soft_wrap=True, emoji=False)
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "omnijet_cpu.yaml"
+LOG_DIR_ENV = "JETFM_LOG_DIR"
+
+
+# ---------------------------------------------------------------------------- shared checks
+def _names(paths: Sequence[str | Path]) -> str:
+    return ", ".join(str(p) for p in paths)
+
+
+def read_jet_files(paths: Sequence[str | Path], purpose: str, **kwargs: object) -> JetBatch:
+    """All jets of ``paths`` in one batch, for a command that needs at least one jet.
+
+    ``purpose`` says what the command does with them (``"plot"``, ...). ``kwargs`` go to
+    :func:`jetfm.data.io.read_jets`. Raises ``ValueError`` naming the files when they hold no
+    jet (or none survives ``skip_invalid``); files among several that hold none are named in a
+    warning.
+    """
+    from jetfm.data.io import read_jets
+
+    batch = read_jets([str(p) for p in paths], **kwargs)
+    if len(batch) == 0:
+        after = " after dropping invalid jets (--skip-invalid)" if kwargs.get("skip_invalid") \
+            else ""
+        raise ValueError(f"{_names(paths)}: 0 jets{after}; nothing to {purpose}")
+    per_file = np.bincount(batch.source, minlength=len(batch.source_files))
+    empty = [f for f, n in zip(batch.source_files, per_file, strict=True) if n == 0]
+    if empty:
+        console.print(f"[yellow]warning: 0 jets in {_names(empty)}[/]")
+    return batch
+
+
+def check_output(path: str | Path, label: int | None = None) -> str:
+    """Format name of a jet output file, checked before any work is done.
+
+    ``label``: the class every jet written will carry (``None``: unlabelled). Raises
+    ``ValueError`` for read-only formats, unknown suffixes and JetClass ROOT output of
+    unlabelled jets (JetClass files need a class for every jet).
+    """
+    from jetfm.data.classes import CLASSES
+    from jetfm.data.io import FORMATS, detect_format
+
+    name = detect_format(path, for_writing=True)
+    if FORMATS[name].write is None:
+        writable = sorted({s for f in FORMATS.values() if f.write for s in f.suffixes})
+        raise ValueError(f"{path}: {name} files are read-only in jetfm; write one of {writable}")
+    if name == "jetclass" and label is None:
+        raise ValueError(f"{path}: JetClass ROOT files need a class for every jet; pass "
+                         f"--label CLASS (one of {', '.join(CLASSES)}) or write .parquet")
+    return name
+
+
+def check_backbone(path: str | Path, meta: dict[str, object], tokenizer: Tokenizer,
+                   tokenizer_path: str | Path) -> None:
+    """A backbone file must hold a GPT trained on the tokens of ``tokenizer``.
+
+    ``meta`` is the file's metadata (:func:`jetfm.checkpoint.load_model`). Raises
+    ``ValueError`` naming both files when the kind or the tokenizer fingerprint differ.
+    """
+    if meta.get("kind") != "gpt":
+        raise ValueError(f"{path}: not a GPT backbone file (kind={meta.get('kind')!r})")
+    if meta.get("tokenizer_fingerprint") != tokenizer.fingerprint:
+        raise ValueError(f"{path} was trained on the tokens of tokenizer "
+                         f"{meta.get('tokenizer_fingerprint')}, but {tokenizer_path} is "
+                         f"{tokenizer.fingerprint}; use the tokenizer it was trained with")
 
 
 # ---------------------------------------------------------------------------- generate
 def _cmd_generate(args: argparse.Namespace) -> int:
     from jetfm.data.generated import generated_files
 
-    cuts = {k: getattr(args, k) for k in ("pt_min", "pt_max", "eta_max")}
+    keys = ("pt_min", "pt_max", "eta_max", "max_events_without_jet")
+    cuts = {k: getattr(args, k) for k in keys}
     generated_files(
         args.process,
         args.n_jets,
@@ -64,10 +142,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def print_info(paths: Sequence[str], *, skip_invalid: bool = False) -> None:
     """Print, per file: jets per class, feature ranges, cut reports and invalid jets."""
     from jetfm.data.io import read_jets
-    from jetfm.data.summary import feature_ranges, read_sidecar
+    from jetfm.data.summary import feature_ranges
 
     for path in paths:
         batch = read_jets([path], skip_invalid=skip_invalid)
+        if len(batch) == 0:
+            after = " after dropping invalid jets" if skip_invalid else ""
+            console.print(f"{path}: 0 jets{after}")
+            _print_sidecar(path)
+            continue
         table = Table(title=f"{path}: {len(batch)} jets", title_justify="left")
         table.add_column("class")
         table.add_column("jets", justify="right")
@@ -81,18 +164,25 @@ def print_info(paths: Sequence[str], *, skip_invalid: bool = False) -> None:
             ranges.add_row(name, unit, f"{lo:.4g}", f"{med:.4g}", f"{hi:.4g}")
         console.print(ranges)
         console.print(f"particle fields: {', '.join(batch.fields)}")
-        side = read_sidecar(path)
-        if side is None:
-            console.print("cuts: no generator record (.cuts.json) next to this file")
-        else:
-            reports, config = side
-            console.print(
-                f"generated with: process={config.get('process')} seed={config.get('seed')} "
-                f"mpi={config.get('mpi')} pt=[{config.get('pt_min')}, {config.get('pt_max')}] "
-                f"|eta|<{config.get('eta_max')}"
-            )
-            for report in reports:
-                console.print(f"  cut {report}")
+        _print_sidecar(path)
+
+
+def _print_sidecar(path: str) -> None:
+    """The generator record (``.cuts.json``) of ``path``, if there is one."""
+    from jetfm.data.summary import read_sidecar
+
+    side = read_sidecar(path)
+    if side is None:
+        console.print("cuts: no generator record (.cuts.json) next to this file")
+        return
+    reports, config = side
+    console.print(
+        f"generated with: process={config.get('process')} seed={config.get('seed')} "
+        f"mpi={config.get('mpi')} pt=[{config.get('pt_min')}, {config.get('pt_max')}] "
+        f"|eta|<{config.get('eta_max')}"
+    )
+    for report in reports:
+        console.print(f"  cut {report}")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -104,11 +194,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def plot_files(paths: Sequence[str], out_dir: Path) -> list[Path]:
     """Per-class histograms of jet observables of all ``paths`` into ``out_dir``."""
     from jetfm.data.classes import class_name
-    from jetfm.data.io import read_jets
     from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
     from jetfm.plots.observables import plot_observables_by_class
 
-    batch = read_jets(list(paths))
+    batch = read_jet_files(paths, "plot")
     observables = jet_observables(batch)
     written = plot_observables_by_class(
         observables, batch.label, out_dir, axis_labels=OBSERVABLE_LABELS
@@ -136,11 +225,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- trees
 def _cmd_trees(args: argparse.Namespace) -> int:
-    from jetfm.data.io import read_jets
     from jetfm.data.trees_io import write_trees
     from jetfm.physics.trees import build_trees, validate_trees
 
-    jets = read_jets(args.files)
+    jets = read_jet_files(args.files, "build trees from")
     start = time.perf_counter()
     trees = build_trees(jets, algorithm=args.algorithm, recombination=args.recombination,
                         **({"r": args.r} if args.r else {}))
@@ -173,26 +261,32 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
+def _training(args: argparse.Namespace, config: object, block: str
+              ) -> tuple[dict[str, object], int]:
+    """The training block ``block`` of ``config`` with the command-line overrides, and the
+    seed: ``--seed``, else the block's ``seed``, else the config's ``seed``."""
+    training = {**getattr(config, block), **_training_overrides(args)}
+    return training, int(training.get("seed", config.seed))  # type: ignore[attr-defined]
+
+
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from jetfm.data.io import read_jets
     from jetfm.studies.omnijet import OmniJetConfig, fit_tokenizer
 
     config = OmniJetConfig.from_yaml(args.config)
-    training = {**config.tokenizer_training, **_training_overrides(args)}
-    tokenizer = fit_tokenizer(read_jets(args.files), config.vqvae, training, config.n_max,
-                              Path(args.out_dir), training.get("seed", config.seed),
-                              config.pt_min)
+    training, seed = _training(args, config, "tokenizer_training")
+    jets = read_jet_files(args.files, "train a tokenizer on")
+    tokenizer = fit_tokenizer(jets, config.vqvae, training, config.n_max, Path(args.out_dir),
+                              seed, config.pt_min)
     console.print(f"tokenizer {tokenizer.fingerprint} -> {args.out_dir}/tokenizer.safetensors")
     return 0
 
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
-    from jetfm.data.io import read_jets
     from jetfm.data.tokens import TokenDataset, write_tokens
     from jetfm.models.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(args.tokenizer)
-    jets = read_jets(args.files)
+    jets = read_jet_files(args.files, "tokenize")
     codes, mask, reports = tokenizer.encode(jets)
     for report in reports:
         console.print(f"  {report}")
@@ -203,11 +297,14 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_token_files(paths: Sequence[str], tokenizer: Tokenizer) -> TokenDataset:
-    """Token files made by ``tokenizer``, concatenated."""
+def _read_token_files(paths: Sequence[str], tokenizer: Tokenizer, purpose: str) -> TokenDataset:
+    """Token files made by ``tokenizer``, concatenated; ``ValueError`` naming the files when
+    they hold no jet (``purpose``: what the command does with them)."""
     from jetfm.data.tokens import TokenDataset, read_tokens
 
     parts = [read_tokens(p, tokenizer.n_max, tokenizer.fingerprint) for p in paths]
+    if sum(len(p) for p in parts) == 0:
+        raise ValueError(f"{_names(paths)}: 0 tokenized jets; nothing to {purpose}")
     return TokenDataset(np.concatenate([p.codes for p in parts]),
                         np.concatenate([p.mask for p in parts]),
                         np.concatenate([p.label for p in parts]), parts[0].tokenizer)
@@ -219,32 +316,68 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     config = OmniJetConfig.from_yaml(args.config)
     tokenizer = Tokenizer.load(args.tokenizer)
-    tokens = _read_token_files(args.tokens, tokenizer)
-    training = {**config.pretraining, **_training_overrides(args)}
-    path = fit_generative(tokens, tokenizer, config.gpt, training, Path(args.out_dir),
-                          training.get("seed", config.seed), resume=args.resume)
+    tokens = _read_token_files(args.tokens, tokenizer, "pre-train on")
+    if len(tokens) < 2:
+        raise ValueError(f"{_names(args.tokens)}: 1 tokenized jet; pre-training needs at least "
+                         "2 (one for training, one for validation)")
+    training, seed = _training(args, config, "pretraining")
+    path = fit_generative(tokens, tokenizer, config.gpt, training, Path(args.out_dir), seed,
+                          resume=args.resume)
     console.print(f"backbone -> {path}")
     return 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from jetfm.data.classes import class_index
     from jetfm.data.io import write_jets
     from jetfm.models.tokenizer import Tokenizer
     from jetfm.studies.omnijet import load_generative, sample_jets
 
+    if args.n_jets < 1:
+        raise ValueError(f"--n-jets must be >= 1, got {args.n_jets}")
+    label = None if args.label is None else class_index(args.label)
+    check_output(args.out, label)
     tokenizer = Tokenizer.load(args.tokenizer)
     backbone, head, meta = load_generative(args.model)
-    if meta.get("tokenizer_fingerprint") != tokenizer.fingerprint:
-        raise ValueError(f"{args.model} was trained with tokenizer "
-                         f"{meta.get('tokenizer_fingerprint')}, not {tokenizer.fingerprint}")
+    check_backbone(args.model, meta, tokenizer, args.tokenizer)
     jets, stats = sample_jets(backbone, head, tokenizer, args.n_jets,
                               temperature=args.temperature, top_k=args.top_k,
                               batch_size=args.batch_size, seed=args.seed,
-                              use_cache=not args.no_cache, device=args.device)
+                              use_cache=not args.no_cache, label=label, device=args.device)
+    if len(jets) == 0:
+        raise ValueError(f"{args.model}: all {args.n_jets} sampled sequences stopped before "
+                         f"their first particle; no jets, nothing written to {args.out}")
     write_jets(jets, args.out)
     console.print(f"{len(jets)} jets ({stats['n_empty']} empty sequences left out) at "
-                  f"{stats['jets_per_second']:.1f} jets/s -> {args.out}")
+                  f"{stats['jets_per_second']:.1f} jets/s, label "
+                  f"{args.label or 'none (unlabelled)'} -> {args.out}")
     return 0
+
+
+def _tagging_split(labels: np.ndarray, test_fraction: float, n_train: int | None, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (train, validation, test) indices: ``test_fraction`` for the test, 20 % of the
+    rest for validation, at most ``n_train`` of the rest for training (the number used and
+    available is printed). ``ValueError`` when a part lacks signal or background jets."""
+    from jetfm.tasks.training import split_indices
+
+    rest, test = split_indices(len(labels), test_fraction, seed)
+    fit_idx, val_idx = split_indices(len(rest), 0.2, seed)
+    available = len(fit_idx)
+    if n_train is not None and n_train > available:
+        console.print(f"[yellow]--n-train {n_train}: only {available} training jets available "
+                      f"({len(labels)} jets: {len(test)} test, {len(val_idx)} validation); "
+                      f"using {available}[/]")
+    train, val = rest[fit_idx][:n_train], rest[val_idx]
+    for name, part in (("training", train), ("validation", val), ("test", test)):
+        n_signal = int(labels[part].sum())
+        if n_signal == 0 or n_signal == len(part):
+            raise ValueError(f"the {name} set has {n_signal} signal and {len(part) - n_signal} "
+                             f"background jets (of {len(labels)} in all); it needs both: give "
+                             "more jets or change --test-fraction")
+    console.print(f"{len(train)} training jets (of {available} available), {len(val)} "
+                  f"validation, {len(test)} test")
+    return train, val, test
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -257,37 +390,48 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         gpt_config_for,
         predict_scores,
     )
-    from jetfm.tasks.training import split_indices
 
+    if args.mode != "scratch" and not args.backbone:
+        raise ValueError(f"--mode {args.mode} starts from a pre-trained backbone: pass "
+                         "--backbone backbone.safetensors (or use --mode scratch)")
+    if args.n_train is not None and args.n_train < 1:
+        raise ValueError(f"--n-train must be >= 1, got {args.n_train}")
+    if not 0 < args.test_fraction < 1:
+        raise ValueError(f"--test-fraction must lie in (0, 1), got {args.test_fraction}")
     config = OmniJetConfig.from_yaml(args.config)
+    training, seed = _training(args, config, "tagging_training")
     tokenizer = Tokenizer.load(args.tokenizer)
-    classes = [_read_token_files([p], tokenizer) for p in (args.background, args.signal)]
+    state, gpt = None, config.gpt
+    if args.backbone:
+        tensors, meta = load_model(args.backbone)
+        check_backbone(args.backbone, meta, tokenizer, args.tokenizer)
+        gpt = meta["gpt"]  # the backbone's own size, whatever --config says
+        if args.mode != "scratch":
+            state = prefixed(tensors, "backbone")
     tokens, masks, labels = [], [], []
-    for label, data in enumerate(classes):
+    for label, path in enumerate((args.background, args.signal)):
+        data = _read_token_files([path], tokenizer, "fine-tune on")
         seq, seq_mask = tokenizer.to_sequences(data.codes, data.mask)
         tokens.append(seq)
         masks.append(seq_mask)
         labels.append(np.full(len(seq), label))
     tokens_np, masks_np, labels_np = (np.concatenate(x) for x in (tokens, masks, labels))
-    rest, test = split_indices(len(tokens_np), args.test_fraction, args.seed)
-    fit_idx, val_idx = split_indices(len(rest), 0.2, args.seed)
-    train, val = rest[fit_idx][: args.n_train or None], rest[val_idx]
-    state = None
-    if args.mode != "scratch":
-        tensors, _ = load_model(args.backbone)
-        state = prefixed(tensors, "backbone")
-    training = {**config.tagging_training, **_training_overrides(args)}
+    train, val, test = _tagging_split(labels_np, args.test_fraction, args.n_train, seed)
     task = fit_tagger(
         (tokens_np[train], masks_np[train], labels_np[train]),
         (tokens_np[val], masks_np[val], labels_np[val]),
-        gpt_config_for(config.gpt, tokenizer), state, mode=args.mode, head=args.head,
+        gpt_config_for(gpt, tokenizer), state, mode=args.mode, head=args.head,
         backbone_lr_factor=config.backbone_lr_factor, training=training,
-        out_dir=Path(args.out_dir), seed=args.seed,
+        out_dir=Path(args.out_dir), seed=seed,
     )
     scores = predict_scores(task, tokens_np[test], masks_np[test])
     result = evaluate_tagging(labels_np[test], scores, args.out_dir,
                               name=f"{args.mode}, D={len(train)}")
     print(result.format())
+    n_signal = int(labels_np[test].sum())
+    console.print(f"tested on {len(test)} jets ({n_signal} signal, {len(test) - n_signal} "
+                  f"background); results in {args.out_dir}: "
+                  f"{', '.join(Path(f).name for f in result.files)}, checkpoints/")
     return 0
 
 
@@ -327,6 +471,9 @@ def _cmd_study_transfer(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    """The ``jetfm`` argument parser with all subcommands."""
+    from jetfm.data.classes import CLASSES
+
     parser = argparse.ArgumentParser(prog="jetfm", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -355,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--pt-min", type=float, help="jet pT lower cut [GeV]")
     gen.add_argument("--pt-max", type=float, help="jet pT upper cut [GeV]")
     gen.add_argument("--eta-max", type=float, help="jet |eta| cut")
+    gen.add_argument("--max-events-without-jet", type=int, help="stop with an error after this "
+                     "many events without an accepted jet (default 10000, per worker)")
     gen.set_defaults(func=_cmd_generate)
 
     info = sub.add_parser("info", help="jets per class, feature ranges, cuts")
@@ -392,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--accelerator", help="cpu, gpu or auto")
         p.add_argument("--devices", type=int, help="devices (processes with DDP)")
         p.add_argument("--strategy", help="auto, ddp, ddp_spawn, ...")
-        p.add_argument("--seed", type=int)
+        p.add_argument("--seed", type=int, help="default: the training block's seed, else the "
+                   "config's")
 
     tok = sub.add_parser("tokenizer", help="train a VQ-VAE tokenizer on jet files")
     tok.add_argument("files", nargs="+")
@@ -418,7 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--model", required=True, help="backbone.safetensors")
     smp.add_argument("--tokenizer", required=True)
     smp.add_argument("--n-jets", type=int, default=1000)
-    smp.add_argument("--out", required=True, help="output jet file (.parquet, .root)")
+    smp.add_argument("--out", required=True, help="output jet file (.parquet, .h5; .root "
+                     "needs --label)")
+    smp.add_argument("--label", choices=CLASSES, help="class of the sampled jets (needed for "
+                     "JetClass .root output); default: unlabelled")
     smp.add_argument("--temperature", type=float, default=1.0)
     smp.add_argument("--top-k", type=int)
     smp.add_argument("--batch-size", type=int, default=256)
@@ -469,14 +622,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (``KeyError`` without its quotes)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or repr(err)
+
+
+def _write_log(command: str, argv: Sequence[str] | None) -> Path:
+    """Write the current exception's traceback to a new log file; returns its path."""
+    folder = Path(os.environ.get(LOG_DIR_ENV) or Path(tempfile.gettempdir()) / "jetfm-logs")
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"jetfm-{command.replace(' ', '-')}-{stamp}-{os.getpid()}.log"
+    args = sys.argv[1:] if argv is None else list(argv)
+    path.write_text(f"jetfm {' '.join(args)}\n\n{traceback.format_exc()}")
+    return path
+
+
+# Errors that mean "this input or request cannot give a result" (exit 2, one line): jetfm's
+# readers raise JetDataError (a ValueError) naming the file, key and problem.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, KeyError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+    PermissionError, FileExistsError,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jetfm`` console script."""
+    """Entry point of the ``jetfm`` console script; returns the exit status.
+
+    0: done; 2: bad input (one line on stderr); 1: unexpected failure (one line with the path
+    of the log file holding the traceback); 130: interrupted. See the module docstring.
+    """
     args = build_parser().parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "study", None))))
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"jetfm {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"jetfm {command}: interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as err:
+        print(f"jetfm {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:
+        what = f"jetfm {command}: unexpected {type(err).__name__}: {_one_line(err)}"
+        try:
+            where = f"traceback in {_write_log(command, argv)}"
+        except OSError as log_err:
+            traceback.print_exc()
+            where = f"could not write a log ({log_err}); traceback above"
+        print(f"{what} ({where})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

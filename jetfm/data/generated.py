@@ -2,8 +2,9 @@
 
 :func:`generated_files` runs the Pythia8 source (:mod:`jetfm.data.pythia`) for each process
 and writes ``<out_dir>/<process><suffix>``. A file whose record shows the same configuration,
-seed, worker count and number of jets is reused, so pipelines that call this resume without
-regenerating.
+seed, seeding scheme, worker count and number of jets is reused, so pipelines that call this
+resume without regenerating. Files are written atomically (:mod:`jetfm.atomic`): a failed run
+leaves no partial file.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from jetfm.data.io import write_jets
-from jetfm.data.pythia import GeneratorConfig, generate
+from jetfm.data.pythia import GeneratorConfig, check_request, generate
 from jetfm.data.summary import read_sidecar, write_sidecar
 
 SUFFIX = {"root": ".root", "aspen": ".h5", "parquet": ".parquet"}
+CUT_KEYS = ("pt_min", "pt_max", "eta_max", "max_events_without_jet")
+# Recorded with every file: files made with the earlier scheme (seed + 1000 * position in the
+# process list) are regenerated rather than reused.
+SEEDING = "SeedSequence([seed, blake2b(process), worker])"
 console = Console(soft_wrap=True, emoji=False)
 
 
@@ -40,26 +45,33 @@ def generated_files(
 ) -> list[Path]:
     """Generate ``n_jets`` per process (or reuse matching files); returns the file paths.
 
-    Process ``i`` uses seed ``seed + 1000 i`` so samples are independent. ``cuts`` may set
-    ``pt_min``, ``pt_max``, ``eta_max`` of :class:`~jetfm.data.pythia.GeneratorConfig`.
+    Each process's random streams derive from (``seed``, process name), not from its position
+    in ``processes`` (:func:`jetfm.data.pythia.worker_seeds`): ``["top"]`` and
+    ``["qcd", "top"]`` give the same top jets, different processes are independent. ``cuts``
+    may set ``pt_min``, ``pt_max``, ``eta_max`` and ``max_events_without_jet`` of
+    :class:`~jetfm.data.pythia.GeneratorConfig`; every configuration is validated after they
+    are applied (``ValueError`` before anything is generated, e.g. ``pt_min >= pt_max``).
+    Raises :class:`~jetfm.data.pythia.SelectionError` when no jet passes the cuts within
+    ``max_events_without_jet`` events.
     """
     if fmt not in SUFFIX:
         raise ValueError(f"unknown format {fmt!r}; choose from {sorted(SUFFIX)}")
+    check_request(n_jets, seed, workers)
+    unknown = sorted(set(cuts or {}) - set(CUT_KEYS))
+    if unknown:
+        raise ValueError(f"unknown generator cut(s) {unknown}; known: {list(CUT_KEYS)}")
+    if len(set(processes)) != len(processes):
+        raise ValueError(f"process listed twice in {list(processes)}")
+    configs = [_config(process, aspen_like, smear, mpi, cuts or {}) for process in processes]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, process in enumerate(processes):
-        config = GeneratorConfig.aspen_like(smear=smear) if aspen_like else None
-        if config is None:
-            config = GeneratorConfig(process=process)
-        config.process = process
-        config.mpi = mpi
-        for key, value in (cuts or {}).items():
-            setattr(config, key, value)
-        process_seed = seed + 1000 * i
+    for process, config in zip(processes, configs, strict=True):
         record: dict[str, Any] = {
-            **asdict(config), "seed": process_seed, "workers": workers, "n_jets": n_jets,
+            **asdict(config), "seed": seed, "seeding": SEEDING, "workers": workers,
+            "n_jets": n_jets,
         }
+        del record["max_events_without_jet"]  # a safety stop, not part of what the jets are
         name = f"aspen_{process}" if aspen_like else process
         path = out_dir / f"{name}{SUFFIX[fmt]}"
         if _matches(path, record):
@@ -67,9 +79,7 @@ def generated_files(
             written.append(path)
             continue
         start = time.perf_counter()
-        batch, reports = generate(
-            config, n_jets, seed=process_seed, workers=workers, progress=True
-        )
+        batch, reports = generate(config, n_jets, seed=seed, workers=workers, progress=True)
         elapsed = time.perf_counter() - start
         write_jets(batch, path)
         write_sidecar(path, reports, {**record, "seconds": round(elapsed, 2)})
@@ -81,6 +91,14 @@ def generated_files(
             console.print(f"  {report}")
         written.append(path)
     return written
+
+
+def _config(process: str, aspen_like: bool, smear: bool, mpi: bool,
+            cuts: dict[str, float]) -> GeneratorConfig:
+    """The generator configuration of one process, validated with the cuts applied."""
+    base = GeneratorConfig.aspen_like(smear=smear) if aspen_like else GeneratorConfig(process)
+    # replace() runs __post_init__ again: the cuts are validated as set, not only the defaults
+    return replace(base, process=process, mpi=mpi, **cuts)
 
 
 def _matches(path: Path, record: dict[str, Any]) -> bool:

@@ -32,14 +32,25 @@ PDG id (:func:`jetfm.data.pid.charge_from_pid`), the five JetClass type flags an
 parameters ``d0val, d0err, dzval, dzerr`` = 0 (generator level: no tracking). Constituents are
 pT-ordered.
 
-Reproducibility: worker k of ``workers`` runs Pythia with ``Random:seed`` =
-1 + (first word of ``numpy.random.SeedSequence([seed, k])``) mod 899999999 and smears with
-``numpy.random.default_rng(SeedSequence([seed, k]))``; worker k produces jets
-k * n // workers ... (k + 1) * n // workers, so the output depends only on (seed, workers).
+Reproducibility: the random streams are derived from (seed, process, worker), never from
+the position of a process in a list. Worker k of ``workers`` uses
+``S = numpy.random.SeedSequence([seed, key(process), k])`` with ``key`` the 8-byte BLAKE2b
+digest (``digest_size=8``, little-endian) of the process name (stable across runs and machines,
+unlike Python's salted ``hash``). Pythia gets ``Random:seed`` = 1 + (first word of S) mod
+899999999, inside Pythia's range 1 ... 900000000 (0 would mean "seed from the clock"), and
+smearing draws from ``numpy.random.default_rng(S)``. Worker k produces jets
+k * n // workers ... (k + 1) * n // workers, so the output depends only on (seed, process,
+workers): ``top`` jets are the same whether generated alone or next to ``qcd``.
+
+No endless loops: a worker that has processed at least ``max_events_without_jet`` events
+(checked after each batch of ``events_per_batch``) since its last accepted jet, or since its
+start, stops with a :class:`SelectionError` that reports how many events and jets it saw and
+what each cut removed, e.g. for cuts no event can pass.
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import queue
 from concurrent.futures import ProcessPoolExecutor
@@ -101,6 +112,10 @@ _JET_FLOOR = 0.5  # jets above this fraction of pt_min enter the selection repor
 _MAX_SEED = 900_000_000  # Pythia's Random:seed range; 0 would mean "seed from the clock"
 
 
+class SelectionError(ValueError):
+    """No jet passed the selection within ``max_events_without_jet`` events (counts inside)."""
+
+
 @dataclass
 class GeneratorConfig:
     """What to generate. Momenta in GeV; ``mpi`` switches multiparton interactions.
@@ -112,6 +127,10 @@ class GeneratorConfig:
     label -1 (as real data). ``max_particles`` keeps the hardest constituents (dropped count
     reported); ``smearing`` applies :mod:`jetfm.data.smearing` before clustering.
     ``events_per_batch`` (events per ``nextBatch`` call) changes memory use, not the jets.
+    ``max_events_without_jet`` (default 10,000) bounds the events a worker may process since
+    its last accepted jet before it stops with a :class:`SelectionError`; the default is far
+    above what the built-in processes need with the JetClass cuts (a few events per jet), so
+    it only stops cuts that (almost) nothing passes (e.g. ``pt_min`` near the pT-hat limit).
     """
 
     process: str
@@ -130,15 +149,30 @@ class GeneratorConfig:
     pthat_max: float | None = None
     particle_eta_max: float = 5.0
     events_per_batch: int = 200
+    max_events_without_jet: int = 10_000
     pythia_settings: tuple[str, ...] = field(default_factory=tuple)  # extra readString lines
 
     def __post_init__(self) -> None:
+        """Check the configuration (also after :func:`dataclasses.replace`); ``ValueError``."""
         if self.process not in PROCESSES:
             raise ValueError(f"unknown process {self.process!r}; choose from {list(PROCESSES)}")
-        if self.pt_max is not None and self.pt_max <= self.pt_min:
-            raise ValueError(f"pt_max ({self.pt_max}) must exceed pt_min ({self.pt_min})")
+        positive = {"pt_min": self.pt_min, "eta_max": self.eta_max, "jet_r": self.jet_r,
+                    "sqrt_s": self.sqrt_s, "truth_match_r": self.truth_match_r,
+                    "particle_eta_max": self.particle_eta_max}
+        for name, value in positive.items():
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        if self.pt_max is not None and not self.pt_max > self.pt_min:
+            raise ValueError(f"pt_max ({self.pt_max}) must exceed pt_min ({self.pt_min}); "
+                             "raise pt_max (--pt-max) together with pt_min")
+        if 2 * self.pt_min >= self.sqrt_s:
+            raise ValueError(f"pt_min ({self.pt_min} GeV) is beyond the kinematic limit "
+                             f"sqrt_s / 2 = {self.sqrt_s / 2:g} GeV")
         if self.max_particles is not None and self.max_particles < 1:
             raise ValueError(f"max_particles must be >= 1, got {self.max_particles}")
+        for name in ("events_per_batch", "max_events_without_jet"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def aspen_like(cls, smear: bool = True) -> GeneratorConfig:
@@ -272,8 +306,17 @@ def _match(
 
 
 # ---------------------------------------------------------------------- one worker
-def _worker_seeds(seed: int, worker: int) -> tuple[int, np.random.SeedSequence]:
-    sequence = np.random.SeedSequence([seed, worker])
+def process_key(process: str) -> int:
+    """Stable 64-bit integer of a process name (BLAKE2b; not Python's salted ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(process.encode(), digest_size=8).digest(), "little")
+
+
+def worker_seeds(seed: int, process: str, worker: int) -> tuple[int, np.random.SeedSequence]:
+    """Pythia ``Random:seed`` (1 ... 899999999) and the numpy seed sequence of one worker.
+
+    Both depend only on (seed, process name, worker index); see the module docstring.
+    """
+    sequence = np.random.SeedSequence([seed, process_key(process), worker])
     return 1 + int(sequence.generate_state(1)[0]) % (_MAX_SEED - 1), sequence
 
 
@@ -399,18 +442,31 @@ def _init_worker(progress_queue: Any) -> None:
 def _run_worker(
     config: GeneratorConfig, n_jets: int, seed: int, worker: int, bar: tqdm | None = None
 ) -> tuple[ak.Array, dict[str, np.ndarray], _Counts]:
-    """Generate ``n_jets`` selected jets with worker ``worker``'s seeds."""
-    pythia_seed, sequence = _worker_seeds(seed, worker)
+    """Generate ``n_jets`` selected jets with worker ``worker``'s seeds.
+
+    Raises :class:`SelectionError` after ``config.max_events_without_jet`` events without an
+    accepted jet.
+    """
+    pythia_seed, sequence = worker_seeds(seed, config.process, worker)
     rng = np.random.default_rng(sequence)
     pythia = _new_pythia(config, pythia_seed)
     counts = _Counts()
     parts: list[ak.Array] = []
     extras: list[dict[str, np.ndarray]] = []
     n_have = 0
+    events_without_jet = 0
     while n_have < n_jets:
+        if events_without_jet >= config.max_events_without_jet:
+            report = _jet_report(config, config.tag(seed), counts, n_have)
+            raise SelectionError(
+                f"{config.process}: no jet passed the selection in {events_without_jet} events "
+                f"(max_events_without_jet = {config.max_events_without_jet}; worker {worker} "
+                f"had {n_have} of its {n_jets} jets); {report}"
+            )
         events = pythia.nextBatch(config.events_per_batch, 10.0)
         counts.add("events", len(events))
         particles, extra = _process_batch(events, config, rng, counts)
+        events_without_jet = 0 if len(particles) else events_without_jet + config.events_per_batch
         take = min(len(particles), n_jets - n_have)
         counts.add("beyond requested number", len(particles) - take)
         parts.append(particles[:take])
@@ -425,6 +481,16 @@ def _run_worker(
 
 
 # ---------------------------------------------------------------------- public API
+def check_request(n_jets: int, seed: int, workers: int) -> None:
+    """``ValueError`` unless ``n_jets`` >= 1, ``seed`` >= 0 and ``workers`` >= 1."""
+    if n_jets < 1:
+        raise ValueError(f"n_jets must be >= 1, got {n_jets}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+
+
 def generate(
     config: GeneratorConfig,
     n_jets: int,
@@ -441,12 +507,7 @@ def generate(
     a calling script must guard its entry point (``if __name__ == "__main__":``), as for any
     use of :mod:`multiprocessing` outside the "fork" start method.
     """
-    if n_jets < 1:
-        raise ValueError(f"n_jets must be >= 1, got {n_jets}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    check_request(n_jets, seed, workers)
     workers = min(workers, n_jets)
     shares = [(k + 1) * n_jets // workers - k * n_jets // workers for k in range(workers)]
     bar = tqdm(total=n_jets, unit="jet", desc=f"pythia8 {config.process}", disable=not progress)
