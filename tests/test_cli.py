@@ -1,10 +1,23 @@
-"""The command line on tiny generated samples: generate -> info -> plot -> evaluate."""
+"""The command line: generate -> info -> plot -> evaluate on tiny generated samples; seeds,
+cut validation, the OmniJet commands on tiny random models, exit codes and error logs."""
 
 from __future__ import annotations
 
 import json
 
-from jetfm.cli import main
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+from cli_models import tiny_backbone, tiny_config, tiny_tokenizer, token_file
+
+import jetfm.cli as cli
+import jetfm.studies.omnijet as omnijet
+from jetfm.cli import LOG_DIR_ENV, main
+from jetfm.data.classes import class_index
+from jetfm.data.generated import SEEDING
+from jetfm.data.io import read_jets
+from jetfm.models.tokenizer import Tokenizer
 
 
 def test_generate_info_plot(tmp_path, capsys):
@@ -48,3 +61,159 @@ def test_generate_info_plot(tmp_path, capsys):
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.root")]) == 2
     assert "missing.root" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- generate
+def test_generate_validates_cuts_after_overrides(tmp_path, capsys):
+    out = tmp_path / "data"
+    assert main(["generate", "--process", "top", "--pt-min", "1200", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("jetfm generate: error: pt_max (1000.0) must exceed pt_min (1200.0); raise "
+                   "pt_max (--pt-max) together with pt_min")
+    assert not out.exists()  # refused before anything was made
+    assert main(["generate", "--process", "top", "--pt-min", "1200", "--pt-max", "2000",
+                 "--n-jets", "3", "--out-dir", str(out)]) == 0
+    jets = read_jets([str(out / "top.root")])
+    assert len(jets) == 3 and np.all((jets.jet_pt > 1200) & (jets.jet_pt < 2000))
+
+
+def test_process_seed_does_not_depend_on_its_position(tmp_path):
+    def top_jets(name, *argv):
+        out = tmp_path / name
+        assert main(["generate", "--n-jets", "4", "--out-dir", str(out), *argv]) == 0
+        return read_jets([str(out / "top.root")])
+
+    alone = top_jets("alone", "--process", "top")
+    second = top_jets("second", "--process", "qcd", "top")
+    other_seed = top_jets("seed2", "--process", "top", "--seed", "2")
+    assert ak.array_equal(alone.particles, second.particles)  # was seed 1 vs seed 1001
+    assert not np.array_equal(alone.jet_pt, other_seed.jet_pt)
+    record = json.loads((tmp_path / "second" / "top.cuts.json").read_text())["config"]
+    assert record["seed"] == 1 and record["seeding"] == SEEDING
+
+
+# ---------------------------------------------------------------------------- OmniJet commands
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny random tokenizers A and B, a backbone trained (nominally) on A's tokens, token
+    files of A (signal, background) and a tiny config."""
+    d = tmp_path_factory.mktemp("models")
+    tok_a = tiny_tokenizer(d / "a.safetensors", seed=0)
+    tiny_tokenizer(d / "b.safetensors", seed=1)
+    paths = {
+        "tok_a": d / "a.safetensors", "tok_b": d / "b.safetensors",
+        "backbone": tiny_backbone(d / "gpt.safetensors", tok_a),
+        "signal": token_file(d / "sig.parquet", tok_a, 30, 1, seed=1),
+        "background": token_file(d / "bkg.parquet", tok_a, 30, 0, seed=2),
+        "config": tiny_config(d / "config.yaml"),
+    }
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _finetune(models, out, *extra):
+    return ["finetune", "--signal", models["signal"], "--background", models["background"],
+            "--config", models["config"], "--out-dir", str(out), *extra]
+
+
+def test_finetune_without_seed_uses_the_config_seed_and_reports(models, tmp_path, capsys,
+                                                                 monkeypatch):
+    seeds = []
+    real = omnijet.fit_tagger
+
+    def recording(*args, **kwargs):
+        seeds.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(omnijet, "fit_tagger", recording)
+    out = tmp_path / "ft"
+    argv = _finetune(models, out, "--tokenizer", models["tok_a"], "--backbone",
+                     models["backbone"], "--n-train", "1000")
+    assert main(argv) == 0  # was RuntimeError from manual_seed(None)
+    assert seeds == [5]  # tiny config: seed 5
+    printed = capsys.readouterr().out
+    # 60 jets: 18 test, 42 left of which 8 validate -> 34 available for training
+    assert "--n-train 1000: only 34 training jets available" in printed
+    assert "using 34" in printed
+    assert "tested on 18 jets" in printed and f"results in {out}" in printed
+    assert (out / "tagging.table.json").exists() and (out / "roc.png").exists()
+
+
+def test_finetune_mode_needs_a_backbone(models, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(_finetune(models, out, "--tokenizer", models["tok_a"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("jetfm finetune: error: --mode finetune starts from a pre-trained backbone: "
+                   "pass --backbone backbone.safetensors (or use --mode scratch)")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["finetune", "sample"])
+def test_backbone_of_another_tokenizer_is_refused(models, tmp_path, capsys, command):
+    tok_b = Tokenizer.load(models["tok_b"])
+    tok_a = Tokenizer.load(models["tok_a"])
+    if command == "finetune":
+        argv = _finetune(models, tmp_path / "ft", "--tokenizer", models["tok_b"],
+                         "--backbone", models["backbone"])
+    else:
+        argv = ["sample", "--model", models["backbone"], "--tokenizer", models["tok_b"],
+                "--n-jets", "4", "--out", str(tmp_path / "gen.parquet")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"jetfm {command}: error: {models['backbone']} was trained on the tokens of "
+                   f"tokenizer {tok_a.fingerprint}, but {models['tok_b']} is "
+                   f"{tok_b.fingerprint}; use the tokenizer it was trained with")
+    assert not list(tmp_path.iterdir())
+
+
+def test_sample_to_root_needs_and_keeps_a_label(models, tmp_path, capsys):
+    out = tmp_path / "gen.root"
+    base = ["sample", "--model", models["backbone"], "--tokenizer", models["tok_a"],
+            "--n-jets", "12", "--out", str(out)]
+    assert main(base) == 2
+    assert "JetClass ROOT files need a class for every jet; pass --label CLASS" in \
+        capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # was a 1.6 kB partial file
+    assert main([*base, "--label", "Wqq"]) == 0
+    jets = read_jets([str(out)])
+    assert len(jets) > 0 and np.all(jets.label == class_index("Wqq"))
+
+
+def test_a_failed_write_leaves_no_file_and_logs_the_traceback(models, tmp_path, capsys,
+                                                              monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(uproot.writing.writable.WritableDirectory, "mktree", broken)
+    monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path / "logs"))
+    out = tmp_path / "out" / "gen.root"
+    assert main(["sample", "--model", models["backbone"], "--tokenizer", models["tok_a"],
+                 "--n-jets", "4", "--out", str(out), "--label", "Tbqq"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jetfm sample: unexpected RuntimeError: disk on fire (traceback in ")
+    (log,) = (tmp_path / "logs").iterdir()
+    assert err.endswith(f"{log})") and "\n" not in err
+    text = log.read_text()
+    assert "Traceback" in text and "disk on fire" in text and "mktree" in text
+    assert not list(out.parent.iterdir())  # neither the file nor its temporary copy
+
+
+def test_unexpected_errors_exit_1_with_a_log_and_bad_input_exits_2(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path / "logs"))
+
+    def crash(paths, skip_invalid):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "print_info", crash)
+    assert main(["info", "x.root"]) == 1
+    err = capsys.readouterr().err.strip()
+    (log,) = (tmp_path / "logs").iterdir()
+    assert err == f"jetfm info: unexpected ZeroDivisionError: division by zero (traceback in {log})"
+    assert log.name.startswith("jetfm-info-") and "crash" in log.read_text()
+    monkeypatch.undo()
+    assert main(["info", str(tmp_path / "x.root")]) == 2  # expected: one line, no log
+    missing = tmp_path / "x.root"
+    assert capsys.readouterr().err.strip() == f"jetfm info: error: {missing}: no such file"
+    assert main(["sample", "--model", "m", "--tokenizer", "t", "--out", "x.root",
+                 "--n-jets", "0"]) == 2
+    assert "--n-jets must be >= 1, got 0" in capsys.readouterr().err

@@ -1,5 +1,7 @@
-"""Pythia 8 + FastJet generator: mass peaks, substructure, cuts, truth matching, seeds."""
+"""Pythia 8 + FastJet generator: mass peaks, substructure, cuts, truth matching, seeds, the
+bound on events without an accepted jet."""
 
+import re
 from dataclasses import replace
 
 import awkward as ak
@@ -8,7 +10,17 @@ import pytest
 
 from jetfm.data import SelectionReport, class_index
 from jetfm.data.batch import PARTICLE_TYPE_FLAGS
-from jetfm.data.pythia import PROCESSES, GeneratorConfig, _new_pythia, _truth, generate
+from jetfm.data.generated import generated_files
+from jetfm.data.pythia import (
+    PROCESSES,
+    GeneratorConfig,
+    SelectionError,
+    _new_pythia,
+    _truth,
+    generate,
+    process_key,
+    worker_seeds,
+)
 from jetfm.physics import kinematics as kin
 from jetfm.physics.observables import nsubjettiness
 
@@ -214,3 +226,46 @@ def test_bad_requests_are_clear_errors():
         generate(GeneratorConfig("qcd"), 1, seed=-1)
     with pytest.raises(ValueError, match="Pythia rejected the setting 'Nonsense:flag = on'"):
         generate(GeneratorConfig("qcd", pythia_settings=("Nonsense:flag = on",)), 1)
+
+
+def test_seeds_derive_from_seed_and_process_name_not_position():
+    # Fixed numbers: a salted hash (Python's hash()) of the name would change them per run.
+    assert process_key("top") == 5850167390978726374
+    assert worker_seeds(1, "top", 0)[0] == 85185126
+    seeds = {worker_seeds(s, p, w)[0] for s in (1, 2) for p in PROCESSES for w in (0, 1)}
+    assert len(seeds) == 2 * len(PROCESSES) * 2  # every (seed, process, worker) its own stream
+    assert all(1 <= s < 900_000_000 for s in seeds)  # Pythia's Random:seed range, 0 excluded
+
+
+def test_cuts_nothing_passes_stop_after_a_bounded_number_of_events():
+    config = GeneratorConfig("qcd", eta_max=1e-6, max_events_without_jet=40, events_per_batch=20)
+    with pytest.raises(SelectionError) as info:
+        generate(config, 2, seed=1, progress=False)
+    message = str(info.value)
+    assert message.startswith("qcd: no jet passed the selection in 40 events "
+                              "(max_events_without_jet = 40; worker 0 had 0 of its 2 jets); ")
+    # the selection counts: jets seen, and what each cut removed (all of them)
+    counts = re.search(r"from 40 events: kept 0 / (\d+) \(removed pT < 500 GeV: (\d+), "
+                       r"\|eta\| > 1e-06: (\d+)\)", message)
+    assert counts is not None
+    n_jets, low, forward = map(int, counts.groups())
+    assert n_jets == low + forward and forward > 0
+
+
+def test_configurations_are_validated_after_every_change(tmp_path):
+    with pytest.raises(ValueError, match=r"pt_max \(1000.0\) must exceed pt_min \(1200"):
+        replace(GeneratorConfig("top"), pt_min=1200.0)
+    with pytest.raises(ValueError, match="eta_max must be a positive number, got 0"):
+        GeneratorConfig("top", eta_max=0.0)
+    with pytest.raises(ValueError, match="beyond the kinematic limit"):
+        GeneratorConfig("top", pt_min=7000.0, pt_max=None)
+    with pytest.raises(ValueError, match="max_events_without_jet must be >= 1"):
+        GeneratorConfig("top", max_events_without_jet=0)
+    out = tmp_path / "data"
+    with pytest.raises(ValueError, match="pt_max"):
+        generated_files(["qcd", "top"], 5, out, cuts={"pt_min": 1200.0})
+    with pytest.raises(ValueError, match=r"unknown generator cut\(s\) \['jet_r'\]"):
+        generated_files(["top"], 5, out, cuts={"jet_r": 0.4})
+    with pytest.raises(ValueError, match="n_jets must be >= 1"):
+        generated_files(["top"], 0, out)
+    assert not out.exists()  # refused before anything was made
