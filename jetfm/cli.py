@@ -38,7 +38,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from jetfm.data.batch import JetBatch
     from jetfm.data.tokens import TokenDataset
     from jetfm.models.tokenizer import Tokenizer
+    from jetfm.studies.omnijet import OmniJetConfig
 
 console = Console(soft_wrap=True, emoji=False)
 
@@ -87,7 +88,8 @@ def check_output(path: str | Path, label: int | None = None) -> str:
 
     ``label``: the class every jet written will carry (``None``: unlabelled). Raises
     ``ValueError`` for read-only formats, unknown suffixes and JetClass ROOT output of
-    unlabelled jets (JetClass files need a class for every jet).
+    unlabelled jets (JetClass files need a class for every jet); warns that AspenOpenJets
+    HDF5 output drops a label.
     """
     from jetfm.data.classes import CLASSES
     from jetfm.data.io import FORMATS, detect_format
@@ -99,6 +101,9 @@ def check_output(path: str | Path, label: int | None = None) -> str:
     if name == "jetclass" and label is None:
         raise ValueError(f"{path}: JetClass ROOT files need a class for every jet; pass "
                          f"--label CLASS (one of {', '.join(CLASSES)}) or write .parquet")
+    if name == "aspen" and label is not None:
+        console.print(f"[yellow]warning: {path}: AspenOpenJets HDF5 files hold no class "
+                      "labels; the label is not stored (write .root or .parquet to keep it)[/]")
     return name
 
 
@@ -178,6 +183,7 @@ def _print_sidecar(path: str) -> None:
     reports, config = side
     console.print(
         f"generated with: process={config.get('process')} seed={config.get('seed')} "
+        f"({config.get('seeding', 'seed + 1000 x position in the process list')}) "
         f"mpi={config.get('mpi')} pt=[{config.get('pt_min')}, {config.get('pt_max')}] "
         f"|eta|<{config.get('eta_max')}"
     )
@@ -261,12 +267,17 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
-def _training(args: argparse.Namespace, config: object, block: str
-              ) -> tuple[dict[str, object], int]:
+def _training(args: argparse.Namespace, config: OmniJetConfig, block: str
+              ) -> tuple[dict[str, Any], int]:
     """The training block ``block`` of ``config`` with the command-line overrides, and the
-    seed: ``--seed``, else the block's ``seed``, else the config's ``seed``."""
+    seed: ``--seed``, else the block's ``seed``, else the config's ``seed`` (never None)."""
     training = {**getattr(config, block), **_training_overrides(args)}
-    return training, int(training.get("seed", config.seed))  # type: ignore[attr-defined]
+    seed = next((s for s in (training.get("seed"), config.seed) if s is not None), None)
+    if not isinstance(seed, int):
+        raise ValueError(f"{args.config}: no integer seed (--seed, {block}.seed or seed); "
+                         f"got {seed!r}")
+    training["seed"] = seed
+    return training, seed
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
@@ -437,12 +448,15 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 def _cmd_omnijet(args: argparse.Namespace) -> int:
     """The OmniJet-alpha chain from a config (``jetfm demo``: the CPU config), with the
-    observables of the training jets plotted per class."""
+    observables of the training jets (the config's files and the generated ones) plotted per
+    class."""
     from jetfm.studies.omnijet import OmniJetConfig, run
 
     out = Path(args.out)
-    summary = run(OmniJetConfig.from_yaml(args.config), out)
-    plot_files(sorted(str(p) for p in (out / "data").glob("*.root")), out / "plots")
+    config = OmniJetConfig.from_yaml(args.config)
+    summary = run(config, out)
+    used = {*config.files.values(), *(str(p) for p in (out / "data").glob("*.root"))}
+    plot_files(sorted(used), out / "plots")
     console.print(Path(out, "summary.md").read_text())
     console.print(f"run time {summary['seconds']:.0f} s; everything is in {out}")
     return 0
