@@ -377,6 +377,9 @@ def test_every_observable_finite_for_jets_of_beam_particles():
     np.testing.assert_array_equal(out["tau1"][:4], 0.0)  # at most one particle with pT > 0
     np.testing.assert_allclose(out["sdmass"][0], 0.0, atol=1e-6)  # the massless real particle
     assert out["eta"][1] == kin.MAX_RAP + 0.5 and out["phi"][1] == 0.0
+    for feature in ("eta", "phi", "eta_rel", "phi_rel", "delta_r", "mass", "pt"):
+        values = ak.to_numpy(ak.flatten(getattr(batch, feature)))
+        assert np.all(np.isfinite(values)), feature
     for algorithm in ("kt", "cambridge", "antikt"):
         for recombination in ("E", "WTA_pt"):
             trees = build_trees(batch, algorithm, recombination)
