@@ -252,12 +252,19 @@ def _cmd_trees(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- evaluate
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from jetfm.metrics.evaluate import evaluate_files
+    from jetfm.metrics.evaluate import evaluate_files, tokenizer_frame
+
+    frame, frame_name = None, None
+    if args.tokenizer is not None:  # the frame of `jetfm sample`'s jets: cuts, n_max, axis
+        from jetfm.models.tokenizer import Tokenizer
+
+        frame, frame_name = tokenizer_frame(Tokenizer.load(args.tokenizer))
 
     result = evaluate_files(args.reference, args.generated, args.out_dir,
-                            n_bootstrap=args.n_bootstrap, seed=args.seed, html=args.html)
+                            n_bootstrap=args.n_bootstrap, seed=args.seed, html=args.html,
+                            plots=not args.no_plots, frame=frame, frame_name=frame_name)
     print(result.format())
-    console.print(f"plots and report in {args.out_dir}")
+    console.print(f"{'report' if args.no_plots else 'plots and report'} in {args.out_dir}")
     return 0
 
 
@@ -545,6 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-bootstrap", type=int, default=100)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--html", action="store_true", help="also write report.html")
+    ev.add_argument("--no-plots", action="store_true", help="table and report only")
+    ev.add_argument("--tokenizer", type=Path,
+                    help="put the reference through this tokenizer's frame (particle cuts, "
+                         "n_max, massless particles around the axis) as `jetfm sample` jets are")
     ev.set_defaults(func=_cmd_evaluate)
 
     def training_options(p: argparse.ArgumentParser) -> None:

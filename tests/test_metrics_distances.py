@@ -72,10 +72,3 @@ def test_classifier_two_sample_auc() -> None:
     different = classifier_two_sample_auc(ref, shifted_gen, n_bootstrap=50, seed=0)
     assert different.value > 0.8
     assert different == classifier_two_sample_auc(ref, shifted_gen, n_bootstrap=50, seed=0)
-
-
-def test_feature_inputs_are_checked() -> None:
-    with pytest.raises(ValueError, match="1 of 2 jets have non-finite"):
-        kpd(np.ones((2, 3)), np.array([[1.0, np.nan, 0.0], [1.0, 1.0, 1.0]]), batch_size=2)
-    with pytest.raises(ValueError, match=r"\(n_jets, n_features\)"):
-        fpd(np.ones(5), np.ones(5))

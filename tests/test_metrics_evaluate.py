@@ -132,3 +132,20 @@ def test_observable_without_finite_values_gives_nan_not_a_crash(tmp_path):
     assert np.isnan(rows[("W1", "tau32")]["value"]) and rows[("W1", "tau32")]["n_generated"] == 0
     assert rows[("W1", "tau32")]["removed_generated"] == 30
     assert np.isfinite(rows[("W1", "mass")]["value"]) and rows[("W1", "mass")]["n_generated"] == 30
+
+
+def test_kl_of_multiplicity_sees_a_constant_reference(tmp_path) -> None:
+    """Issue 11, item 3: a reference of jets with exactly 30 particles against generated jets
+    with 25 gave KL(n_particles) = 0.0 next to W1 = 5.0; distinct values now never share a bin."""
+    from io_jets import random_jets
+
+    from jetfm.metrics.evaluate import evaluate_batches
+    from jetfm.metrics.generation import KL_EPSILON
+
+    reference = random_jets(80, seed=31, counts=np.full(80, 30))
+    generated = random_jets(40, seed=32, counts=np.full(40, 25))
+    result = evaluate_batches(reference, generated, tmp_path, n_bootstrap=2, plots=False)
+    rows = {(r.metric, r.observable): r for r in result.rows}
+    assert rows["W1", "n_particles"].value.value == 5.0
+    assert rows["KL", "n_particles"].value.value == pytest.approx(-np.log(KL_EPSILON), rel=1e-6)
+    assert rows["KL", "n_particles"].floor.value == 0.0  # reference vs reference: same value

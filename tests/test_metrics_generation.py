@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import entropy
 
 from jetfm.metrics.generation import (
     KL_EPSILON,
     bootstrap,
     floor_split,
+    kl_bin_counts,
     kl_divergence,
     quantile_bins,
     wasserstein1,
@@ -31,12 +33,12 @@ def test_kl_of_shifted_normals_matches_analytic() -> None:
 
 def test_kl_penalises_generated_values_outside_reference_range() -> None:
     # generated = reference + a fraction f beyond its maximum: the overflow bin is empty in the
-    # reference, so KL = (1 - f) log(1 - f) + f log(f / eps) up to O(eps)
+    # reference, so KL = (1 - f) log(1 - f) + f log(f / eps) up to O(n_bins eps log eps)
     reference = np.random.default_rng(2).normal(size=1000)
     generated = np.r_[reference, np.full(250, reference.max() + 1.0)]
     f = 250 / 1250
     expected = (1 - f) * np.log(1 - f) + f * np.log(f / KL_EPSILON)
-    assert kl_divergence(generated, reference) == pytest.approx(expected, rel=1e-6)
+    assert kl_divergence(generated, reference) == pytest.approx(expected, rel=1e-5)
 
 
 def test_kl_is_generated_given_reference() -> None:
@@ -105,8 +107,64 @@ def test_floor_is_compatible_with_zero_for_identical_distributions() -> None:
     assert w_large < 0.05
 
 
-def test_non_finite_inputs_raise_with_count() -> None:
-    with pytest.raises(ValueError, match="generated sample has 2 non-finite of 4 values"):
-        kl_divergence(np.array([1.0, np.nan, np.inf, 2.0]), np.array([1.0, 2.0]))
-    with pytest.raises(ValueError, match="reference sample is empty"):
-        wasserstein1(np.array([1.0]), np.array([]))
+# ---------------------------------------------------------------------- discrete and tied data
+def _explicit_kl(generated: np.ndarray, reference: np.ndarray, bins: list) -> float:
+    """scipy.stats.entropy on explicitly given shared bins: each a value or an (lo, hi) range."""
+    def counts(x: np.ndarray) -> np.ndarray:
+        return np.array([np.sum((x >= b[0]) & (x <= b[1])) if isinstance(b, tuple)
+                         else np.sum(x == b) for b in bins], dtype=float)
+
+    p, q = counts(generated), counts(reference)
+    assert p.sum() == len(generated) and q.sum() == len(reference), "bins must cover the samples"
+    return float(entropy(p / p.sum() + KL_EPSILON, q / q.sum() + KL_EPSILON))
+
+
+def _discrete_cases() -> dict[str, tuple[np.ndarray, np.ndarray, list]]:
+    rng = np.random.default_rng(7)
+    mult_gen, mult_ref = rng.poisson(30, 4000), rng.poisson(27, 6000)
+    wide_gen, wide_ref = rng.integers(0, 200, 3000), rng.integers(10, 210, 3000)
+    capped_gen, capped_ref = np.minimum(rng.poisson(40, 3000), 32), np.minimum(
+        rng.poisson(36, 3000), 32)
+    continuous = rng.uniform(1.0, 2.0, 500)
+    return {
+        # issue 11: kl_divergence(np.full(500, 25.), np.full(1000, 30.)) was 0.0
+        "constant vs constant": (np.full(500, 25.0), np.full(1000, 30.0), [25.0, 30.0]),
+        "same constant": (np.full(500, 30.0), np.full(1000, 30.0), [30.0]),
+        "integer multiplicities": (mult_gen, mult_ref, sorted(set(mult_gen) | set(mult_ref))),
+        "integers, 210 values": (wide_gen, wide_ref, list(range(210))),
+        "capped multiplicities": (capped_gen, capped_ref,
+                                  sorted(set(capped_gen) | set(capped_ref))),
+        "non-integer atoms": (np.repeat([0.25, 0.5, 0.75], [300, 500, 200]),
+                              np.repeat([0.25, 0.75], [600, 400]), [0.25, 0.5, 0.75]),
+        "atoms and a continuum": (np.r_[np.full(500, 0.5), continuous],
+                                  np.r_[np.zeros(500), continuous], [0.0, 0.5, (1.0, 2.0)]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_discrete_cases()))
+def test_kl_of_discrete_and_tied_samples_equals_entropy_on_explicit_bins(case: str) -> None:
+    """Issue 11, item 3: distinct values of discrete, constant or tied samples never share a
+    bin, so KL equals scipy's entropy on bins of one value each (to the O(eps) normalisation
+    of the empty bins)."""
+    generated, reference, bins = _discrete_cases()[case]
+    expected = _explicit_kl(generated, reference, bins)
+    assert kl_divergence(generated, reference) == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    if case == "constant vs constant":
+        assert expected == pytest.approx(np.log(1 / KL_EPSILON), rel=1e-6)  # 18.4 nats, not 0
+    if case == "same constant":
+        assert kl_divergence(generated, reference) == 0.0
+
+
+def test_kl_bins_of_integer_and_continuous_samples() -> None:
+    """Integer samples: one bin per distinct value; otherwise every reference quantile value is a
+    bin of its own between open intervals, and n_bins is the number of open inner bins."""
+    gen, ref = np.array([1, 1, 3, 7]), np.array([1, 2, 2, 3, 3, 3])
+    p, q = kl_bin_counts(gen, ref)
+    assert p.tolist() == [2, 0, 1, 1] and q.tolist() == [1, 2, 3, 0]  # values 1, 2, 3, 7
+    rng = np.random.default_rng(8)
+    reference = rng.normal(size=10_000)
+    p, q = kl_bin_counts(rng.normal(size=4000), reference, n_bins=50)
+    assert len(q) == 2 * 51 + 1
+    assert q[0] == 0 and q[-1] == 0  # under- and overflow are outside the reference
+    assert np.all(q[1::2] == 1)  # each quantile value: one reference jet
+    np.testing.assert_allclose(q[2:-1:2], (10_000 - 51) / 50, atol=1.5)  # equal probability

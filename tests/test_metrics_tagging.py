@@ -20,6 +20,7 @@ from jetfm.metrics.tagging import (
     rejection_at,
     roc_auc,
     roc_curve,
+    sic_curve,
 )
 
 
@@ -138,19 +139,26 @@ def test_jetclass_rejections_use_ratio_score_and_working_points() -> None:
     assert JETCLASS_WORKING_POINTS["Hqql"] == 0.99 and JETCLASS_WORKING_POINTS["Tbl"] == 0.995
 
 
-def test_bad_inputs_raise() -> None:
-    with pytest.raises(ValueError, match="1 of 3 scores are not finite"):
-        roc_auc(np.array([0, 1, 1]), np.array([0.1, np.nan, 0.3]))
-    with pytest.raises(ValueError, match="both signal"):
-        roc_auc(np.array([1, 1]), np.array([0.1, 0.2]))
-    with pytest.raises(ValueError, match="0 \\(background\\) or 1"):
-        roc_auc(np.array([0, 2]), np.array([0.1, 0.2]))
-    with pytest.raises(ValueError, match="no QCD"):
-        jetclass_rejections(np.array([1, 1]), np.full((2, 10), 0.1))
-
-
 def test_max_sic_is_nan_without_enough_background() -> None:
     labels = np.array([1, 1, 1, 0, 0])
     scores = np.array([0.9, 0.8, 0.3, 0.4, 0.1])
     assert all(np.isnan(max_sic(labels, scores, min_background=10)))
     assert max_sic(labels, scores, min_background=1)[0] == pytest.approx(1 / np.sqrt(0.5))
+
+
+@pytest.mark.parametrize(("min_background", "n_backgrounds"),
+                         [(10, range(2400, 2521)), (25, range(3000, 3011))])
+def test_sic_guard_keeps_a_cut_passing_exactly_the_minimum(min_background, n_backgrounds) -> None:
+    """Issue 11, item 12: a cut passing exactly ``min_background`` background jets is kept for
+    every background count (the float guard eps_B * n_B >= min dropped it for n_B = 2424, 2429,
+    ... with min 10 and 3007 with min 25, where (10 / n) * n < 10 in floating point)."""
+    for n_background in n_backgrounds:
+        labels = np.r_[np.ones(100, dtype=int), np.zeros(n_background, dtype=int)]
+        # signal: 50 at 3 (no background passes), 50 at 1; background: min at 2, rest at 0
+        scores = np.r_[np.full(50, 3.0), np.full(50, 1.0), np.full(min_background, 2.0),
+                       np.zeros(n_background - min_background)]
+        eps_s, sic = sic_curve(labels, scores, min_background=min_background)
+        eps_b = min_background / n_background
+        np.testing.assert_allclose(eps_s, [0.5, 1.0, 1.0], err_msg=str(n_background))
+        np.testing.assert_allclose(sic, [0.5 / np.sqrt(eps_b), 1 / np.sqrt(eps_b), 1.0])
+        assert max_sic(labels, scores, min_background) == (pytest.approx(1 / np.sqrt(eps_b)), 1.0)

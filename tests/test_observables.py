@@ -302,3 +302,91 @@ def test_bad_input_raises():
         nsubjettiness(batch, n_max=0)
     with pytest.raises(ValueError, match="z_cut"):
         softdrop_mass(batch, z_cut=1.5)
+
+
+# ----------------------------------------------------------------------------- zero-pT particles
+# Massless particles (pT [GeV], eta, phi) of issue 11 and their tau_1..tau_4 (beta = 1, r0 = 0.8).
+GIVEN_PT, GIVEN_ETA, GIVEN_PHI = [310.0, 140.0, 55.0, 12.0], [0.2, 0.42, 0.05, 0.31], [
+    1.10, 1.32, 0.90, 1.25]
+GIVEN_TAUS = [0.17602, 0.06340, 0.00697, 0.0]
+BEAM_PARTICLES = {  # (px, py, pz, E) [GeV] with pT = 0: carry zero weight
+    "zero-pT": [0.0, 0.0, 0.5, 0.5],
+    "null": [0.0, 0.0, 0.0, 0.0],
+    "backward": [0.0, 0.0, -3.0, 3.0],
+}
+
+
+def given_jet() -> np.ndarray:
+    return np.stack(kin.ptetaphim_to_p4(*map(np.array, (GIVEN_PT, GIVEN_ETA, GIVEN_PHI))), 1)
+
+
+def written_and_read(jets: list[np.ndarray], tmp_path) -> JetBatch:
+    """The jets through a JetClass ROOT file (uproot TTree) and the reader."""
+    from jetfm.data import read_jets, write_jets
+
+    batch = batch_of(jets)
+    batch.label = np.zeros(len(jets), dtype=np.int64)
+    write_jets(batch, tmp_path / "beam.root")
+    return read_jets(tmp_path / "beam.root")
+
+
+def test_zero_pt_and_null_particles_carry_zero_weight(tmp_path):
+    """Issue 11, item 2: the given jet's taus with and without zero-pT and null particles, in any
+    position, equal the given values and FastJet's; sdmass equals FastJet's soft drop of the jet
+    without them. (FastJet's own exclusive_jets(1) is no reference with them: the beam-axis
+    particle is a separate C/A inclusive jet, and which of the two is "the" exclusive jet is a
+    tie in d_iB = 1; jetfm keeps the hardest inclusive jet.)"""
+    base = given_jet()
+    beam = np.array(list(BEAM_PARTICLES.values()))
+    jets = [base, np.vstack([base, beam[:1]]), np.vstack([beam[1:2], base]),
+            np.vstack([base[:2], beam, base[2:]])]
+    batch = written_and_read(jets, tmp_path)
+    assert batch.n_particles.tolist() == [4, 5, 5, 7]
+    out = jet_observables(batch)
+    tau = np.stack([out[f"tau{n}"] for n in range(1, 5)], axis=1)
+    np.testing.assert_allclose(tau, np.tile(GIVEN_TAUS, (4, 1)), atol=5e-6)
+    np.testing.assert_allclose(tau[1:], np.tile(tau[0], (3, 1)), rtol=1e-6, atol=1e-12)
+    for i, p in enumerate(jet_arrays(batch)):
+        np.testing.assert_allclose(tau[i], fastjet_taus(p, 4)[1], rtol=1e-6, atol=1e-12)
+    theirs = cluster(batch_of([base]), "cambridge").exclusive_jets_softdrop_grooming(
+        njets=1, beta=0.0, symmetry_cut=0.1, symmetry_measure="scalar_z", R0=0.8,
+        recursion_choice="larger_pt",
+    )
+    np.testing.assert_allclose(out["sdmass"], ak.to_numpy(theirs.msoftdrop)[0], rtol=1e-6)
+    for key, values in out.items():
+        assert np.all(np.isfinite(values)), key
+
+
+def test_every_observable_finite_for_jets_of_beam_particles():
+    """Jets with one real particle, only beam particles, a massive or tachyonic pT = 0 particle
+    (FastJet: finite resp. infinite rapidity): every observable and Lund coordinate is finite."""
+    from jetfm.physics.lund import lund_splittings
+    from jetfm.physics.trees import build_trees, validate_trees
+
+    real = given_jet()[:1]
+    beam = np.array(list(BEAM_PARTICLES.values()))
+    jets = [np.vstack([real, beam]), beam[:1], beam[1:2], beam,
+            np.vstack([given_jet(), [[0.0, 0.0, 0.5, 0.6]]]),
+            np.vstack([given_jet(), [[0.0, 0.0, 0.5, 0.4]]])]
+    batch = batch_of(jets)
+    out = jet_observables(batch)
+    for key, values in out.items():
+        if key in ("tau21", "tau32"):  # documented NaN where the denominator is 0
+            continue
+        assert np.all(np.isfinite(values)), (key, values)
+    np.testing.assert_array_equal(out["tau1"][:4], 0.0)  # at most one particle with pT > 0
+    np.testing.assert_allclose(out["sdmass"][0], 0.0, atol=1e-6)  # the massless real particle
+    assert out["eta"][1] == kin.MAX_RAP + 0.5 and out["phi"][1] == 0.0
+    for feature in ("eta", "phi", "eta_rel", "phi_rel", "delta_r", "mass", "pt"):
+        values = ak.to_numpy(ak.flatten(getattr(batch, feature)))
+        assert np.all(np.isfinite(values)), feature
+    for algorithm in ("kt", "cambridge", "antikt"):
+        for recombination in ("E", "WTA_pt"):
+            trees = build_trees(batch, algorithm, recombination)
+            failed = [str(c) for c in validate_trees(trees, batch) if c.passed is False]
+            assert not failed, (algorithm, recombination, failed)
+            for name in ("pt", "rapidity", "phi", "mass"):
+                assert np.all(np.isfinite(getattr(trees, name))), (algorithm, name)
+            flat = ak.flatten(lund_splittings(trees))
+            for name in flat.fields:
+                assert np.all(np.isfinite(ak.to_numpy(flat[name]))), (algorithm, name)

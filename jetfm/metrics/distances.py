@@ -13,6 +13,9 @@ seeded ``numpy.random.Generator``:
   k(x, y) = (x . y / n_features + 1)^degree on ``n_batches`` batches of ``batch_size``; value =
   median over batches, error = half the 16-84 % interquantile range. ``degree`` = 4 is what the
   jetnet code uses (the KID convention of computer vision is 3).
+
+Inputs: two finite (n_jets >= 2, n_features) sets with equal feature counts, checked by
+:func:`jetfm.metrics.inputs.paired_features` (``ValueError`` naming the set otherwise).
 """
 
 from __future__ import annotations
@@ -23,19 +26,9 @@ from scipy.optimize import curve_fit
 from scipy.stats import iqr
 
 from jetfm.metrics.generation import Estimate
+from jetfm.metrics.inputs import paired_features
 
 KPD_DEGREE: int = 4
-
-
-def check_features(x: np.ndarray, name: str) -> np.ndarray:
-    """``x`` as a float64 (n_jets, n_features) array; raises ``ValueError`` on NaN or inf."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"{name} features must be (n_jets, n_features), got shape {x.shape}")
-    n_bad = int((~np.isfinite(x).all(axis=1)).sum())
-    if n_bad:
-        raise ValueError(f"{name} features: {n_bad} of {len(x)} jets have non-finite values")
-    return x
 
 
 def normalise_features(
@@ -81,7 +74,7 @@ def fpd(
     jetnet's defaults (20k - 50k) assume >= 50k jets per sample; pass smaller batch sizes for
     smaller samples. Batches are drawn with replacement.
     """
-    x, y = check_features(reference, "reference"), check_features(generated, "generated")
+    x, y = paired_features(reference, generated, min_rows=2)
     if normalise:
         x, y = normalise_features(x, y)
     if not 2 <= min_samples <= max_samples:
@@ -145,7 +138,7 @@ def kpd(
     seed: int = 0,
 ) -> Estimate:
     """Kernel physics distance: median unbiased MMD^2 over batches, error half the 16-84 % IQR."""
-    x, y = check_features(reference, "reference"), check_features(generated, "generated")
+    x, y = paired_features(reference, generated, min_rows=2)
     if normalise:
         x, y = normalise_features(x, y)
     if batch_size < 2:

@@ -12,17 +12,29 @@
   reference holds fewer than twice as many jets as the generated sample, the floor is
   unavailable and the generated sample is compared with the full reference.
 
-Non-finite values (tau21/tau32 of jets with one or two constituents, observables of empty
-jets) are removed per observable and counted in the table; nothing is dropped silently.
-Plots (one histogram with ratio panel per observable) and ``report.md`` go to ``out_dir``.
+**Frame.** A generator's jets live in its own frame: a tokenizer's particle cuts, its ``n_max``
+truncation and its massless particles around the jet axis (``jetfm sample``). Comparing them
+with raw truth measures the frame, not the generator. ``frame`` (a callable JetBatch ->
+JetBatch; :func:`tokenizer_frame` gives a tokenizer's, used by ``jetfm evaluate --tokenizer``)
+is applied to the whole reference before the floor split, so generated jets, reference and
+floor are all in the same frame; ``frame_name`` says which, and the table title,
+``report.md`` and :meth:`EvaluationResult.format` name it ("raw reference" without a frame).
+
+Inputs are checked as in :mod:`jetfm.metrics.inputs`: each sample (and the reference after the
+frame) needs at least two jets (FPD, KPD and the two-sample test estimate spreads), else a
+``ValueError`` naming the sample and its files. Non-finite values (tau21/tau32 of jets with one
+or two constituents, observables of empty jets) are removed per observable and counted in the
+table; nothing is dropped silently. Plots (one histogram with ratio panel per observable) and
+``report.md`` go to ``out_dir``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -37,12 +49,16 @@ from jetfm.metrics.generation import (
     kl_divergence,
     wasserstein1,
 )
+from jetfm.metrics.inputs import require_jets
 from jetfm.metrics.tagging import binary_summary
 from jetfm.metrics.two_sample import classifier_two_sample_auc
 from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
 from jetfm.plots.histograms import plot_distribution
 from jetfm.plots.roc import plot_roc
 from jetfm.report import Report, format_value, write_table
+
+if TYPE_CHECKING:
+    from jetfm.models.tokenizer import Tokenizer
 
 JET_OBSERVABLES: tuple[str, ...] = ("pt", "mass", "tau21", "tau32", "n_particles")
 PARTICLE_FEATURES: tuple[str, ...] = ("pt_rel", "eta_rel", "phi_rel")
@@ -54,6 +70,7 @@ PARTICLE_LABELS: dict[str, str] = {
 DISTANCE_FEATURES: tuple[str, ...] = (
     "pt", "mass", "sdmass", "n_particles", "tau1", "tau2", "tau3", "tau4",
 )
+RAW_FRAME: str = "raw reference"
 TABLE_COLUMNS: tuple[str, ...] = (
     "metric", "observable", "value", "error", "floor", "floor_error",
     "n_generated", "n_reference", "removed_generated", "removed_reference",
@@ -94,12 +111,14 @@ class MetricRow:
 
 @dataclass
 class EvaluationResult:
-    """Rows of the metric table, how the floor was obtained, and the files written."""
+    """Rows of the metric table, how the floor was obtained, the reference's frame and the
+    files written."""
 
     rows: list[MetricRow]
     floor_method: str
     selections: list[SelectionReport] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    frame: str = RAW_FRAME
 
     @property
     def table(self) -> list[dict[str, Any]]:
@@ -120,7 +139,22 @@ class EvaluationResult:
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
         text.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(text + ["", f"Floor: {self.floor_method}"])
+        return "\n".join(text + ["", f"Reference: {self.frame}", f"Floor: {self.floor_method}"])
+
+
+def tokenizer_frame(tokenizer: Tokenizer) -> tuple[Callable[[JetBatch], JetBatch], str]:
+    """(frame, frame_name) for :func:`evaluate_batches`: jets put through ``tokenizer``'s
+    preprocessing (:func:`jetfm.studies.omnijet.in_frame`), the frame of its sampled jets,
+    named "reference in the frame of tokenizer <fingerprint>"."""
+    from jetfm.studies.omnijet import in_frame  # the study imports this module
+
+    name = f"reference in the frame of tokenizer {tokenizer.fingerprint}"
+    return partial(in_frame, tokenizer), name
+
+
+def _files(batch: JetBatch) -> str:
+    """The files a batch came from, for messages."""
+    return ", ".join(map(str, batch.source_files)) or "<memory>"
 
 
 def _finite(values: Any, name: str) -> tuple[Any, SelectionReport]:
@@ -162,9 +196,23 @@ def evaluate_batches(
     html: bool = False,
     plots: bool = True,
     title: str = "Generated vs reference jets",
+    frame: Callable[[JetBatch], JetBatch] | None = None,
+    frame_name: str | None = None,
 ) -> EvaluationResult:
     """Every generation metric with bootstrap error and floor; table, report and (``plots``)
-    one histogram per observable in ``out_dir``."""
+    one histogram per observable in ``out_dir``.
+
+    ``frame``: applied to ``reference`` before anything else (module docstring); ``frame_name``
+    describes it in the outputs (default: the callable's name). Raises ``ValueError`` for a
+    sample with fewer than two jets.
+    """
+    require_jets(len(generated), f"generated sample ({_files(generated)})", 2)
+    require_jets(len(reference), f"reference sample ({_files(reference)})", 2)
+    frame_text = RAW_FRAME
+    if frame is not None:
+        frame_text = frame_name or f"reference through {getattr(frame, '__name__', frame)!s}"
+        reference = frame(reference)
+        require_jets(len(reference), f"reference sample ({_files(reference)}) in {frame_text}", 2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_gen, n_ref_total = len(generated), len(reference)
@@ -258,9 +306,9 @@ def evaluate_batches(
             ))
             progress.update()
 
-    result = EvaluationResult(rows, floor_method, selections, files)
-    files.append(write_table(out_dir / "metrics.table.json", result.table, title=title,
-                             columns=TABLE_COLUMNS))
+    result = EvaluationResult(rows, floor_method, selections, files, frame_text)
+    files.append(write_table(out_dir / "metrics.table.json", result.table,
+                             title=f"{title} ({frame_text})", columns=TABLE_COLUMNS))
     files.append(_write_report(result, samples, out_dir, title, html))
     return result
 
@@ -274,9 +322,12 @@ def _write_report(result: EvaluationResult, samples: dict[str, JetBatch], out_di
          "classes": ", ".join(f"{c}: {n}" for c, n in b.class_counts().items())}
         for k, b in samples.items()
     ])
+    report.add_text(f"Reference: {result.frame}.")
     report.add_text(f"Statistical floor: {result.floor_method}.")
     report.add_text(
-        "KL: P = generated, Q = reference, reference-quantile bins plus under/overflow; "
+        "KL: P = generated, Q = reference; integer-valued observables one bin per value, "
+        "others reference-quantile bins with each quantile value a bin of its own, plus "
+        "under/overflow; "
         f"W1 in the unit of the observable; FPD/KPD on ({', '.join(DISTANCE_FEATURES)}); "
         "C2ST AUC: 0.5 = indistinguishable."
     )
@@ -307,14 +358,18 @@ def evaluate_files(
     seed: int = 0,
     html: bool = False,
     plots: bool = True,
+    frame: Callable[[JetBatch], JetBatch] | None = None,
+    frame_name: str | None = None,
 ) -> EvaluationResult:
-    """Read both file lists (any jetfm format) and run :func:`evaluate_batches`."""
+    """Read both file lists (any jetfm format) and run :func:`evaluate_batches` (``frame``:
+    applied to the reference, see the module docstring)."""
     from jetfm.data.io import read_jets
 
     title = f"{', '.join(map(str, generated))} vs {', '.join(map(str, reference))}"
     return evaluate_batches(
         read_jets(list(reference)), read_jets(list(generated)), out_dir,
         n_bootstrap=n_bootstrap, seed=seed, html=html, plots=plots, title=title,
+        frame=frame, frame_name=frame_name,
     )
 
 

@@ -2,12 +2,23 @@
 
 * KL divergence as in the AspenOpenJets / OmniJet-alpha transfer study (arXiv:2412.10504):
   KL(P || Q) = sum_x P(x) log(P(x) / Q(x)) with P = generated, Q = reference, from normalised
-  histogram counts, evaluated with ``scipy.stats.entropy``. Bins: ``n_bins`` equal-probability
-  bins from the reference quantiles (edges are reference values), plus an underflow and an
-  overflow bin outside the reference range, so generated values the reference never reaches
-  are penalised instead of ignored. Both histograms get :data:`KL_EPSILON` added to every bin
-  before normalisation: a bin empty in the reference but holding a fraction f of the generated
-  sample contributes about f log(f / KL_EPSILON). Identical histograms give exactly 0.
+  histogram counts on bins shared by both samples, evaluated with ``scipy.stats.entropy``.
+  Both histograms get :data:`KL_EPSILON` added to every bin before normalisation: a bin empty
+  in the reference but holding a fraction f of the generated sample contributes about
+  f log(f / KL_EPSILON) (18.4 f nats). Identical samples give exactly 0. The bins
+  (:func:`kl_bin_counts`) never put two distinct values of discrete or tied data together:
+
+  - **integer-valued samples** (both; e.g. multiplicities, capped multiplicities): every
+    distinct value of either sample is a bin of its own, whatever ``n_bins``;
+  - **otherwise**: the ``n_bins`` + 1 reference quantiles (reference values, repeats merged)
+    and the generated atoms (values holding at least 1 / ``n_bins`` of the generated sample)
+    are edges e_0 < ... < e_k, and each edge value is a bin of its own; the open intervals
+    between them, below e_0 and above e_k are the other bins (2k + 3 bins). So every value
+    either sample piles up on (a constant sample, a tied or capped observable, a generator
+    collapsed onto one value; any reference value of probability >= 1 / ``n_bins`` is a
+    quantile) has its own bin, a continuous reference gets ``n_bins`` equal-probability bins,
+    and generated values outside the reference range fall in the under- or overflow bin,
+    penalised instead of ignored.
 * Wasserstein-1 distance (``scipy.stats.wasserstein_distance``), in the unit of the
   observable (GeV for pt and mass).
 * :func:`bootstrap`: central value on the full samples, uncertainty = standard deviation of the
@@ -18,7 +29,8 @@
   of that size and the remaining reference; the generated sample is then compared to the same
   remaining reference, so generated-vs-reference and floor are like for like.
 
-Metric functions raise ``ValueError`` on non-finite input: the caller removes and counts NaNs.
+Metric functions check their inputs with :func:`jetfm.metrics.inputs.finite_sample` (1-D,
+non-empty, finite; ``ValueError`` otherwise): the caller removes and counts NaNs.
 """
 
 from __future__ import annotations
@@ -29,6 +41,8 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import entropy, wasserstein_distance
+
+from jetfm.metrics.inputs import finite_sample
 
 KL_EPSILON: float = 1e-8
 DEFAULT_KL_BINS: int = 50
@@ -45,35 +59,46 @@ class Estimate:
         return f"{self.value:.4g} ± {self.error:.2g}"
 
 
-def _finite_1d(x: Any, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    if len(x) == 0:
-        raise ValueError(f"{name} sample is empty")
-    n_bad = int((~np.isfinite(x)).sum())
-    if n_bad:
-        raise ValueError(f"{name} sample has {n_bad} non-finite of {len(x)} values")
-    return x
-
-
 def quantile_bins(reference: np.ndarray, n_bins: int = DEFAULT_KL_BINS) -> np.ndarray:
-    """Edges of up to ``n_bins`` equal-probability bins of ``reference`` (reference values).
+    """The ``n_bins`` + 1 quantiles of ``reference`` (reference values), repeats merged.
 
-    Repeated quantiles (discrete observables such as multiplicity) are merged, so fewer bins
-    may come back. Shape (n_edges,), increasing, from min to max of the reference.
+    Shape (n_edges,) with n_edges <= n_bins + 1, increasing, from min to max of the reference.
     """
-    reference = _finite_1d(reference, "reference")
+    reference = finite_sample(reference, "reference")
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins}")
     edges = np.quantile(reference, np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
     return np.unique(edges)
 
 
-def binned_fractions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Fractions in [underflow, bin_1, ..., bin_k, overflow] for inner ``edges`` (k + 1).
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of every value for sorted unique ``edges`` (k values): 2i + 1 for the value
+    ``edges[i]`` itself, 2i for the open interval below it, 2k above the last edge; so
+    2k + 1 bins, of which the first and last are under- and overflow."""
+    below = np.searchsorted(edges, values, side="left")  # number of edges < value
+    on_edge = edges[np.minimum(below, len(edges) - 1)] == values
+    return 2 * below + on_edge
 
-    Inner bins are [e_i, e_i+1), the last one closed; shape (len(edges) + 1,).
-    """
-    index = np.searchsorted(edges, values, side="right")
-    index[values == edges[-1]] = len(edges) - 1
-    return np.bincount(index, minlength=len(edges) + 1) / len(values)
+
+def kl_bin_counts(
+    generated: np.ndarray, reference: np.ndarray, n_bins: int = DEFAULT_KL_BINS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of ``generated`` and ``reference`` in the shared KL bins of the module
+    docstring (one bin per distinct value for integer-valued samples, else reference quantiles
+    and generated atoms as bins of their own between open intervals); each (n_bins_used,)."""
+    generated = finite_sample(generated, "generated")
+    reference = finite_sample(reference, "reference")
+    both = np.concatenate([generated, reference])
+    if np.all(both == np.round(both)):
+        _, index = np.unique(both, return_inverse=True)
+        size = int(index.max()) + 1
+    else:
+        values, counts = np.unique(generated, return_counts=True)
+        atoms = values[counts * n_bins >= len(generated)]  # integer comparison, no rounding
+        edges = np.union1d(quantile_bins(reference, n_bins), atoms)
+        index, size = bin_index(both, edges), 2 * len(edges) + 1
+    return (np.bincount(index[: len(generated)], minlength=size),
+            np.bincount(index[len(generated) :], minlength=size))
 
 
 def kl_divergence(
@@ -82,19 +107,21 @@ def kl_divergence(
     n_bins: int = DEFAULT_KL_BINS,
     eps: float = KL_EPSILON,
 ) -> float:
-    """KL(P_generated || Q_reference) of 1-D samples on reference-quantile bins (nats)."""
-    generated = _finite_1d(generated, "generated")
-    edges = quantile_bins(reference, n_bins)
-    p = binned_fractions(generated, edges)
-    q = binned_fractions(_finite_1d(reference, "reference"), edges)
-    return float(entropy(p + eps, q + eps))
+    """KL(P_generated || Q_reference) of 1-D samples (n,) in nats, on the bins of
+    :func:`kl_bin_counts`: integer-valued samples get one bin per distinct value, other
+    samples reference-quantile bins whose edge values (and generated atoms) are bins of their
+    own (module docstring).
+    ``eps`` is added to both normalised histograms. Raises ``ValueError`` for samples that are
+    empty, not 1-D or not finite."""
+    p, q = kl_bin_counts(generated, reference, n_bins)
+    return float(entropy(p / p.sum() + eps, q / q.sum() + eps))
 
 
 def wasserstein1(generated: np.ndarray, reference: np.ndarray) -> float:
-    """Wasserstein-1 distance of two 1-D samples (unit of the observable)."""
-    return float(
-        wasserstein_distance(_finite_1d(generated, "generated"), _finite_1d(reference, "reference"))
-    )
+    """Wasserstein-1 distance of two 1-D samples (n,) (unit of the observable); inputs as
+    :func:`kl_divergence`."""
+    return float(wasserstein_distance(finite_sample(generated, "generated"),
+                                      finite_sample(reference, "reference")))
 
 
 Metric = Callable[[Any, Any], float]

@@ -28,6 +28,7 @@ from itertools import combinations
 import numpy as np
 
 from jetfm.data.classes import CLASS_INDEX, JETCLASS_CLASSES
+from jetfm.metrics.inputs import binary_inputs, multiclass_inputs
 
 STANDARD_EFFICIENCIES: tuple[float, ...] = (0.3, 0.5, 0.99, 0.995)
 
@@ -46,19 +47,18 @@ JETCLASS_WORKING_POINTS: dict[str, float] = {
 }
 
 
-def _binary_inputs(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.asarray(labels).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if labels.shape != scores.shape:
-        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in length")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError("binary labels must be 0 (background) or 1 (signal)")
-    n_bad = int((~np.isfinite(scores)).sum())
-    if n_bad:
-        raise ValueError(f"{n_bad} of {len(scores)} scores are not finite")
-    if labels.min(initial=1) == labels.max(initial=0):
-        raise ValueError("need both signal (1) and background (0) jets")
-    return labels.astype(bool), scores
+def _roc_counts(
+    labels: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """(n_B passing, n_S passing, thresholds, n_B, n_S) of every cut, as integer counts."""
+    signal, scores = binary_inputs(labels, scores)
+    order = np.argsort(-scores, kind="stable")
+    scores, signal = scores[order], signal[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    n_sig = np.r_[0, np.cumsum(signal)[last_of_tie]]
+    n_bkg = np.r_[0, last_of_tie + 1] - n_sig
+    thresholds = np.r_[np.inf, scores[last_of_tie]]
+    return n_bkg, n_sig, thresholds, int((~signal).sum()), int(signal.sum())
 
 
 def roc_curve(
@@ -67,17 +67,10 @@ def roc_curve(
     """(eps_B, eps_S, thresholds), each (n_thresholds + 1,), thresholds descending.
 
     Point k is the efficiency of ``score >= thresholds[k]``; the first point is (0, 0) with
-    threshold +inf.
+    threshold +inf. Inputs are checked by :func:`jetfm.metrics.inputs.binary_inputs`.
     """
-    signal, scores = _binary_inputs(labels, scores)
-    order = np.argsort(-scores, kind="stable")
-    scores, signal = scores[order], signal[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    n_sig = np.cumsum(signal)[last_of_tie]
-    n_bkg = (last_of_tie + 1) - n_sig
-    eps_s = np.r_[0.0, n_sig / signal.sum()]
-    eps_b = np.r_[0.0, n_bkg / (~signal).sum()]
-    return eps_b, eps_s, np.r_[np.inf, scores[last_of_tie]]
+    n_bkg, n_sig, thresholds, total_bkg, total_sig = _roc_counts(labels, scores)
+    return n_bkg / total_bkg, n_sig / total_sig, thresholds
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -89,15 +82,14 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def accuracy(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> float:
     """Fraction of correct predictions.
 
-    ``scores`` (n, n_classes): prediction = argmax; ``scores`` (n,): binary, signal if
-    ``score >= threshold``.
+    ``scores`` (n, n_classes): prediction = argmax (inputs as :func:`multiclass_auc`);
+    ``scores`` (n,): binary, signal if ``score >= threshold`` (inputs as :func:`roc_curve`).
     """
-    labels = np.asarray(labels).reshape(-1)
-    scores = np.asarray(scores)
-    predicted = scores.argmax(axis=1) if scores.ndim == 2 else (scores >= threshold)
-    if len(predicted) != len(labels):
-        raise ValueError(f"{len(labels)} labels for {len(predicted)} predictions")
-    return float(np.mean(predicted == labels))
+    if np.ndim(scores) == 2:
+        labels, probs = multiclass_inputs(labels, scores, name="scores")
+        return float(np.mean(probs.argmax(axis=1) == labels))
+    signal, scores = binary_inputs(labels, scores, name="scores")
+    return float(np.mean((scores >= threshold) == signal))
 
 
 def multiclass_auc(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -105,19 +97,12 @@ def multiclass_auc(labels: np.ndarray, probs: np.ndarray) -> float:
 
     ``labels`` (n,) int column indices into ``probs`` (n, n_classes). For each pair (i, j),
     the AUC of separating i from j with p_i and of j from i with p_j are averaged, using only
-    jets of classes i and j; the result is the mean over pairs.
+    jets of classes i and j; the result is the mean over pairs. Inputs are checked by
+    :func:`jetfm.metrics.inputs.multiclass_inputs` (finite, >= 2 classes present).
     """
-    labels = np.asarray(labels).reshape(-1)
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or len(probs) != len(labels):
-        raise ValueError(f"probs must be (n, n_classes) for {len(labels)} labels")
-    present = np.unique(labels)
-    if len(present) < 2:
-        raise ValueError("multi-class AUC needs at least two classes present")
-    if present.min() < 0 or present.max() >= probs.shape[1]:
-        raise ValueError(f"labels must index the {probs.shape[1]} score columns")
+    labels, probs = multiclass_inputs(labels, probs)
     pair_aucs = []
-    for i, j in combinations(present, 2):
+    for i, j in combinations(np.unique(labels), 2):
         both = (labels == i) | (labels == j)
         is_i = labels[both] == i
         pair_aucs.append(
@@ -152,13 +137,16 @@ def sic_curve(
     """Significance improvement SIC = eps_S / sqrt(eps_B) along the ROC.
 
     Only ROC points passing at least ``min_background`` background jets are kept (the guard:
-    with fewer, eps_B has > ~30 % statistical error and SIC is dominated by fluctuations).
+    with fewer, eps_B has > ~30 % statistical error and SIC is dominated by fluctuations); the
+    guard compares integer counts of background jets, never eps_B * n_B in floating point.
     Returns (eps_S, SIC), each (n_points,).
     """
-    eps_b, eps_s, _ = roc_curve(labels, scores)
-    n_background = int((np.asarray(labels).reshape(-1) == 0).sum())
-    keep = eps_b * n_background >= max(min_background, 1)
-    return eps_s[keep], eps_s[keep] / np.sqrt(eps_b[keep])
+    if int(min_background) != min_background or min_background < 1:
+        raise ValueError(f"min_background must be an integer >= 1, got {min_background}")
+    n_bkg, n_sig, _, total_bkg, total_sig = _roc_counts(labels, scores)
+    keep = n_bkg >= min_background
+    eps_s, eps_b = n_sig[keep] / total_sig, n_bkg[keep] / total_bkg
+    return eps_s, eps_s / np.sqrt(eps_b)
 
 
 def max_sic(
@@ -196,15 +184,10 @@ def jetclass_rejections(labels: np.ndarray, probs: np.ndarray) -> dict[str, floa
     ``labels`` (n,) jetfm class indices; ``probs`` (n, >= 10) class probabilities whose
     columns follow :data:`jetfm.data.classes.CLASSES` (the first ten: JetClass' order). For
     class X the score is p_X / (p_X + p_QCD) on the jets labelled X or QCD (0.5 where both
-    probabilities are 0). Classes absent from ``labels`` are skipped.
+    probabilities are 0). Classes absent from ``labels`` are skipped; inputs are checked by
+    :func:`jetfm.metrics.inputs.multiclass_inputs` and QCD jets must be present.
     """
-    labels = np.asarray(labels).reshape(-1)
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] < len(JETCLASS_CLASSES) or len(probs) != len(labels):
-        raise ValueError(
-            f"probs must be (n, >= {len(JETCLASS_CLASSES)}) in JetClass order for "
-            f"{len(labels)} labels, got {probs.shape}"
-        )
+    labels, probs = multiclass_inputs(labels, probs, min_columns=len(JETCLASS_CLASSES))
     qcd = CLASS_INDEX["QCD"]
     if not (labels == qcd).any():
         raise ValueError("no QCD jets: JetClass rejections are quoted against QCD")

@@ -16,8 +16,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from jetfm.metrics.distances import check_features
 from jetfm.metrics.generation import Estimate
+from jetfm.metrics.inputs import paired_features
 from jetfm.metrics.tagging import roc_auc
 
 
@@ -33,11 +33,10 @@ def classifier_two_sample_auc(
 ) -> Estimate:
     """Held-out AUC of a classifier separating ``generated`` (1) from ``reference`` (0).
 
-    Both inputs are (n_jets, n_features) and finite. Same seed -> identical result.
+    Both inputs are finite (n_jets >= 2, n_features) sets with equal feature counts, checked
+    by :func:`jetfm.metrics.inputs.paired_features`. Same seed -> identical result.
     """
-    x_ref, x_gen = check_features(reference, "reference"), check_features(generated, "generated")
-    if x_ref.shape[1] != x_gen.shape[1]:
-        raise ValueError(f"feature counts differ: {x_ref.shape[1]} vs {x_gen.shape[1]}")
+    x_ref, x_gen = paired_features(reference, generated, min_rows=2)
     features = np.concatenate([x_ref, x_gen])
     labels = np.r_[np.zeros(len(x_ref), dtype=np.int64), np.ones(len(x_gen), dtype=np.int64)]
     x_train, x_test, y_train, y_test = train_test_split(

@@ -40,7 +40,9 @@ def pair_distance(a: np.ndarray, b: np.ndarray, algorithm: str = "kt") -> np.nda
     if algorithm not in PT_EXPONENT:
         raise ValueError(f"unknown jet algorithm {algorithm!r}; choose from {list(PT_EXPONENT)}")
     pt_a, pt_b = kin.pt(a[..., 0], a[..., 1]), kin.pt(b[..., 0], b[..., 1])
-    dy = kin.rapidity(a[..., 3], a[..., 2]) - kin.rapidity(b[..., 3], b[..., 2])
+    dy = kin.rapidity(a[..., 3], a[..., 2], a[..., 0], a[..., 1]) - kin.rapidity(
+        b[..., 3], b[..., 2], b[..., 0], b[..., 1]
+    )
     dphi = kin.delta_phi(kin.phi(a[..., 0], a[..., 1]), kin.phi(b[..., 0], b[..., 1]))
     power = 2 * PT_EXPONENT[algorithm]
     return np.minimum(pt_a**power, pt_b**power) * (dy**2 + dphi**2)

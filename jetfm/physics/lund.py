@@ -5,7 +5,7 @@ For a splitting of node p into a (harder: larger pT) and b (softer), all from
 
 * ``delta`` = Delta R_ab in (rapidity y, azimuth phi), as FastJet's ``PseudoJet::delta_R``;
 * ``kt`` = pT_b Delta [GeV];
-* ``z`` = pT_b / (pT_a + pT_b);
+* ``z`` = pT_b / (pT_a + pT_b) (0 when both have pT = 0);
 * ``psi`` = atan2(y_b - y_a, phi_b - phi_a) [rad], the phi difference wrapped into (-pi, pi];
 * ``m`` = mass of p [GeV].
 
@@ -22,7 +22,6 @@ import awkward as ak
 import numpy as np
 
 from jetfm.physics import kinematics as kin
-from jetfm.physics.observables import rapidity
 from jetfm.physics.trees import JetTrees
 
 LUND_FIELDS: tuple[str, ...] = ("delta", "kt", "z", "psi", "m")
@@ -45,11 +44,14 @@ def pair_coordinates(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     """``delta, kt, z, psi`` of splittings into ``a`` (harder) and ``b`` (softer), given as
     four-momenta (..., 4) px, py, pz, E [GeV] (for children that are not in a tree)."""
     pt_a, pt_b = kin.pt(a[..., 0], a[..., 1]), kin.pt(b[..., 0], b[..., 1])
-    dy = rapidity(*np.moveaxis(b, -1, 0)) - rapidity(*np.moveaxis(a, -1, 0))
+    dy = kin.rapidity(b[..., 3], b[..., 2], b[..., 0], b[..., 1]) - kin.rapidity(
+        a[..., 3], a[..., 2], a[..., 0], a[..., 1]
+    )
     dphi = kin.delta_phi(kin.phi(b[..., 0], b[..., 1]), kin.phi(a[..., 0], a[..., 1]))
     delta = np.hypot(dy, dphi)
-    return {"delta": delta, "kt": pt_b * delta, "z": pt_b / (pt_a + pt_b),
-            "psi": np.arctan2(dy, dphi)}
+    pt_sum = pt_a + pt_b
+    z = pt_b / np.where(pt_sum > 0, pt_sum, 1.0)  # two pT = 0 children (beam-axis particles): 0
+    return {"delta": delta, "kt": pt_b * delta, "z": z, "psi": np.arctan2(dy, dphi)}
 
 
 def coordinates(trees: JetTrees, nodes: np.ndarray) -> dict[str, np.ndarray]:

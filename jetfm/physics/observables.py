@@ -10,6 +10,13 @@ Definitions (momenta, masses in GeV; angles in rad):
   ``exclusive_jets(N)`` is taken. ``Delta R`` is measured in (rapidity y, phi), as FastJet's
   ``PseudoJet::delta_R``, which makes tau_N exactly invariant under longitudinal boosts.
   A jet with ``n_particles <= N`` has ``tau_N = 0`` exactly (each particle is its own axis).
+* **Zero-pT and null particles** (e.g. (px, py, pz, E) = (0, 0, 0.5, 0.5) or (0, 0, 0, 0))
+  carry zero weight: tau_N and sdmass equal those of the jet without them. Their rapidity is
+  capped as FastJet's (:mod:`jetfm.physics.kinematics`, ``MAX_RAP = 1e5``), which puts them
+  out of reach of every real particle, so FastJet merges them with the beam, never into an
+  axis or the groomed jet, and their term ``pT dR^beta`` is 0. A jet whose constituents all
+  have pT = 0 has ``tau_N = 0`` (empty weighted sum). Every observable is finite for every jet
+  with at least one constituent, except the documented NaN ratios below.
   Exclusive-kt axes are not re-optimised, so tau_N decreasing with N is typical, not
   guaranteed.
 * **Ratios** ``tau21 = tau2 / tau1`` and ``tau32 = tau3 / tau2`` are **NaN** where the
@@ -73,30 +80,21 @@ def _in_chunks(
     return out
 
 
-def rapidity(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """Rapidity y as FastJet's ``PseudoJet::rap``: ``0.5 log(m_T^2 / (E + |pz|)^2)`` signed
-    like pz, with ``m_T^2 = pT^2 + max(m^2, 0)`` (stable for nearly massless particles)."""
-    pt2 = px**2 + py**2
-    m2 = np.maximum((energy + pz) * (energy - pz) - pt2, 0.0)
-    with np.errstate(divide="ignore"):
-        y = 0.5 * np.log((pt2 + m2) / (energy + np.abs(pz)) ** 2)
-    return np.where(pz > 0, -y, y)
-
-
 def _padded(subjets: ak.Array, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(rapidity, phi) of up to ``n`` subjets per jet, (n_jets, n), NaN where absent."""
     p4 = [
         ak.to_numpy(ak.fill_none(ak.pad_none(subjets[f], n, clip=True), np.nan))
         for f in ("px", "py", "pz", "E")
     ]
-    return rapidity(*p4), kin.phi(p4[0], p4[1])
+    return kin.rapidity(p4[3], p4[2], p4[0], p4[1]), kin.phi(p4[0], p4[1])
 
 
 def _taus(jets: JetBatch, n_max: int, beta: float, r0: float) -> np.ndarray:
     """tau_1 .. tau_{n_max} of jets that all have constituents, (n_jets, n_max)."""
     particles = ak.flatten(constituents_p4(jets))
     p4 = [ak.to_numpy(particles[f]) for f in ("px", "py", "pz", "E")]
-    y, phi, pt = rapidity(*p4), kin.phi(p4[0], p4[1]), kin.pt(p4[0], p4[1])
+    y = kin.rapidity(p4[3], p4[2], p4[0], p4[1])
+    phi, pt = kin.phi(p4[0], p4[1]), kin.pt(p4[0], p4[1])
     jet_of = np.repeat(np.arange(len(jets)), jets.n_particles)
     d0 = np.bincount(jet_of, weights=pt, minlength=len(jets)) * r0**beta
     sequence = cluster(jets, "kt", MAX_R, "E")
@@ -108,8 +106,8 @@ def _taus(jets: JetBatch, n_max: int, beta: float, r0: float) -> np.ndarray:
             dphi = kin.delta_phi(phi, axis_phi[jet_of, k])
             dr2 = np.fmin(dr2, (y - axis_y[jet_of, k]) ** 2 + dphi**2)
         numerator = np.bincount(jet_of, weights=pt * dr2 ** (beta / 2), minlength=len(jets))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tau[:, n - 1] = numerator / d0
+        # d0 = 0: every constituent has pT = 0, so the numerator is 0 too (nothing to resolve)
+        tau[:, n - 1] = numerator / np.where(d0 > 0, d0, 1.0)
     return tau
 
 
@@ -139,7 +137,7 @@ def softdrop_mass(
         raise ValueError(
             f"soft drop needs beta >= 0, 0 <= z_cut < 1, r0 > 0; got {beta}, {z_cut}, {r0}"
         )
-    # Imported here: jetfm.physics.trees uses this module's rapidity and CHUNK_JETS.
+    # Imported here: jetfm.physics.trees uses this module's CHUNK_JETS.
     from jetfm.physics.lund import softdrop_mass as groomed_mass
     from jetfm.physics.trees import build_trees
 

@@ -20,9 +20,12 @@ identifies the beam merges (height back to 0) and, for each pairwise merge, its 
 
 Several inclusive jets: with a radius ``r`` below the jet's size FastJet may end with several
 inclusive jets (~0.3 % of R = 0.8 jets with E-scheme, ~3 % with WTA). The default ``r`` is
-FastJet's ``max_allowable_R``, where every jet gives exactly one tree. Otherwise the tree of the
-hardest inclusive jet is kept; ``n_inclusive`` counts the inclusive jets of every jet and
-:attr:`JetTrees.report` counts the constituents left outside the kept trees.
+FastJet's ``max_allowable_R``, where every jet gives exactly one tree, except that beam-axis
+particles (pT = 0, E <= |pz|: rapidity capped at +-(1e5 + |pz|), see
+:mod:`jetfm.physics.kinematics`) are out of reach of every real particle and end in inclusive
+jets of their own. Otherwise the tree of the hardest inclusive jet is kept; ``n_inclusive``
+counts the inclusive jets of every jet and :attr:`JetTrees.report` counts the constituents left
+outside the kept trees.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from jetfm.physics.clustering import (
     exclusive_jets_up_to,
     jet_definition,
 )
-from jetfm.physics.observables import CHUNK_JETS, rapidity
+from jetfm.physics.observables import CHUNK_JETS
 
 NODE_ARRAYS: tuple[str, ...] = (
     "px",
@@ -151,7 +154,7 @@ class JetTrees:
     @property
     def rapidity(self) -> np.ndarray:
         """Node rapidity y (FastJet's ``PseudoJet::rap``)."""
-        return rapidity(self.px, self.py, self.pz, self.energy)
+        return kin.rapidity(self.energy, self.pz, self.px, self.py)
 
     @property
     def phi(self) -> np.ndarray:
@@ -366,7 +369,7 @@ def _trees_of_chunk(
     left[at], right[at] = local[left_pos], local[right_pos]
     parent[left_pos] = parent[right_pos] = local[at]
     row = pseudojet[node_pos]
-    return JetTrees(
+    trees = JetTrees(
         offsets=offsets,
         px=px[row],
         py=py[row],
@@ -383,6 +386,22 @@ def _trees_of_chunk(
         recombination=recombination,
         r=float(r),
     )
+    return _fill_wta_beam_merges(trees)
+
+
+def _fill_wta_beam_merges(trees: JetTrees) -> JetTrees:
+    """FastJet's WTA_pt merge of two pT = 0 (beam-axis) momenta is NaN (pT 0 at rapidity 1e5:
+    0 * sinh(1e5)); such a node gets its harder child's four-momentum, which is what WTA_pt
+    gives for any merge with a pT = 0 softer child (pT sum, direction and mass of the harder).
+    Only jets whose kept tree has two beam-axis particles merged reach this."""
+    if trees.recombination != "WTA_pt" or np.isfinite(trees.energy).all():
+        return trees
+    for nodes in trees._internal_by_step():  # children are filled before their parents
+        bad = nodes[~(np.isfinite(trees.energy[nodes]) & np.isfinite(trees.pz[nodes]))]
+        harder = trees.children(bad)[0]
+        for name in ("px", "py", "pz", "energy"):
+            getattr(trees, name)[bad] = getattr(trees, name)[harder]
+    return trees
 
 
 def build_trees(
@@ -439,8 +458,9 @@ def validate_trees(
     node equals the sum of its children (max |difference| / root energy <= ``rtol``); WTA_pt:
     pT is the children's sum and (y, phi) the harder child's; depth- and breadth-first orders
     visit every node once, parents first; for kt and C/A at ``max_allowable_R``, cutting at n
-    subjets gives FastJet's ``exclusive_jets(n)``. Also reports the jets with several inclusive
-    jets and the constituents outside the kept trees.
+    subjets gives FastJet's ``exclusive_jets(n)`` (compared on jets with one inclusive jet).
+    Also reports the jets with several inclusive jets and the constituents outside the kept
+    trees.
     """
     checks: list[TreeCheck] = []
     jets = batch[trees.jet]
@@ -508,6 +528,8 @@ def validate_trees(
             )
         )
     if trees.algorithm in ("kt", "cambridge") and trees.r == MAX_R:
+        # FastJet's exclusive jets count the other inclusive jets (beam-axis particles) too
+        filled = filled & (trees.n_inclusive == 1)
         sequence = cluster(jets[filled], trees.algorithm, MAX_R, trees.recombination)
         for n in n_subjets:
             theirs = exclusive_jets_up_to(sequence, n)
