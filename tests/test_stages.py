@@ -178,6 +178,24 @@ def test_changed_config_or_jets_redo_the_stages_downstream(chain, tmp_path, caps
     assert rows[("W1", "mass")]["n_generated"] == len(generated)
 
 
+def test_scan_uses_a_finished_runs_tokenizer_and_backbone(chain, tmp_path):
+    """configs/omnijet_tagging_scan.yaml's workflow: new jets, the tokenizer and backbone of
+    another run given by path (nothing copied, nothing retrained)."""
+    folder = chain[0] / "run"
+    config = OmniJetConfig(
+        files=write_inputs(tmp_path / "in", 80, 80), seed=7, pretrain_fraction=0.0,
+        eval_fraction=0.1, tokenizer=str(folder / "tokenizer" / "tokenizer.safetensors"),
+        backbone=str(folder / "pretrain" / "backbone.safetensors"), n_generate=8,
+        sample_batch=8, tagging_sizes=[20], tagging_training={**FAST, "batch_size": 8},
+        n_bootstrap=2)
+    summary = omnijet.run(config, tmp_path / "scan")
+    assert not (tmp_path / "scan" / "tokenizer").exists()
+    assert not (tmp_path / "scan" / "pretrain").exists()
+    assert summary["tokenizer_resolution"] == json.loads(
+        (folder / "tokenizer" / "resolution.json").read_text())
+    assert [r["n_train"] + r["n_val"] for r in summary["tagging"]] == [20, 20]
+
+
 # ----------------------------------------------------------------------------- fingerprints
 def two_tokenizers():
     tokenizers = []
@@ -214,7 +232,9 @@ def test_a_backbone_never_meets_another_tokenizers_tokens(tmp_path):
     with pytest.raises(ValueError, match=rf"{tok_a.fingerprint}.*"):
         omnijet.fit_generative(tokens_a, tok_b, GPT_TINY, FAST, tmp_path / "b")
     # the OmniJet pipeline: a given backbone, and the tagger stage
-    config = tiny_config({}, backbone=str(backbone))
+    config = OmniJetConfig(tokenizer=str(tok_b.save(tmp_path / "tok_b.safetensors")),
+                           backbone=str(backbone), seed=3, tagging_sizes=[20],
+                           tagging_training={**FAST, "batch_size": 8})
     fails(omnijet.pretrain, tokens_b, np.arange(40), tok_b, config, tmp_path / "b")
     splits = Splits({}, np.array([], dtype=np.int64), {"top": np.arange(40),
                                                        "qcd": np.arange(40)})
@@ -293,3 +313,22 @@ def test_evolution_redoes_generation_when_its_config_changes(tmp_path, capsys):
     assert second["generation"]["evolution_top"]["table"][0]["n_generated"] == 4
     assert json.loads((tmp_path / "generation.json").read_text()).keys() == {
         "evolution_top", "evolution_qcd"}
+
+
+def test_omnijet_configs_count_validation_jets_in_d(tmp_path):
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("omnijet_*.yaml"))
+    assert len(configs) == 3
+    for path in configs:
+        config = OmniJetConfig.from_yaml(path)
+        assert config.tagging_val_fraction == 0.2
+        for size in config.tagging_sizes:
+            n_train, n_val = omnijet.tagging_split(size, config.tagging_val_fraction)
+            assert 2 * (n_train + n_val) == size and n_val == round(0.1 * size)
+    scan = OmniJetConfig.from_yaml(configs[-1])
+    assert scan.tokenizer is not None and scan.backbone is not None
+    with pytest.raises(ValueError, match=r"so \['gpt'\] would not be used"):
+        OmniJetConfig(tokenizer="t.safetensors", backbone="b.safetensors", gpt={"dim": 8})
+    with pytest.raises(ValueError, match="give the tokenizer it was trained with"):
+        OmniJetConfig(backbone="b.safetensors")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,17 @@ class Stage:
         if not self.record_path.exists():
             raise FileNotFoundError(f"stage {self.name}: no record {self.record_path}")
         return hashlib.sha256(self.record_path.read_bytes()).hexdigest()[:16]
+
+
+def generated_stage(out_dir: str | Path, name: str, config: dict[str, Any],
+                    make: Callable[[], list[Path]]) -> list[Path]:
+    """Jet files made by ``make`` (a call of :func:`jetfm.data.generated.generated_files`,
+    which reuses a file only when its own record shows the same generator settings, seed,
+    workers and number of jets): recorded as the stage ``name`` with ``config``, so a change
+    is announced like every other stage's. Stages downstream record the files' digests."""
+    stage = Stage(out_dir, name, config)
+    reused = stage.prepare()
+    paths = make()
+    if not reused:
+        stage.finish()
+    return paths

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,14 @@ from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
 from jetfm.report import METRIC_COLUMNS, markdown_table
-from jetfm.studies import Stage, check_fingerprint, file_digest, read_config, write_json
+from jetfm.studies import (
+    Stage,
+    check_fingerprint,
+    file_digest,
+    generated_stage,
+    read_config,
+    write_json,
+)
 from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
 from jetfm.tasks.training import TrainConfig, fit, seed_all, split_indices, tensor_dataset
 
@@ -95,6 +103,15 @@ class OmniJetConfig:
     backbone: str | None = None  # an existing backbone.safetensors (of that tokenizer)
 
     def __post_init__(self) -> None:
+        given = {"tokenizer": ("vqvae", "tokenizer_training"), "backbone": ("gpt", "pretraining")}
+        for key, unused in given.items():
+            extra = [k for k in unused if getattr(self, key) is not None and getattr(self, k)]
+            if extra:
+                raise ValueError(f"{key} is given ({getattr(self, key)}), so {extra} would not "
+                                 "be used: remove them")
+        if self.backbone is not None and self.tokenizer is None:
+            raise ValueError("backbone is given: give the tokenizer it was trained with too "
+                             "(config key tokenizer)")
         if not 0 < self.tagging_val_fraction < 1:
             raise ValueError(f"tagging_val_fraction must be in (0, 1), got "
                              f"{self.tagging_val_fraction}")
@@ -132,8 +149,11 @@ def load_jets(config: OmniJetConfig, out_dir: Path) -> tuple[dict[str, JetBatch]
             continue
         n_jets = config.n_jets[name] if isinstance(config.n_jets, dict) else config.n_jets
         # one call per class, seeded as generated_files seeds the i-th process of a list
-        (path,) = generated_files([name], n_jets, out_dir / "data", seed=config.seed + 1000 * i,
-                                  workers=config.workers)
+        seed = config.seed + 1000 * i
+        (path,) = generated_stage(
+            out_dir, f"data/{name}", {"n_jets": n_jets, "seed": seed, "workers": config.workers},
+            partial(generated_files, [name], n_jets, out_dir / "data", seed=seed,
+                    workers=config.workers))
         files[name] = str(path)
     jets = {name: read_jets([files[name]]) for name in ("top", "qcd")}
     return jets, {f"data/{name}": file_digest(files[name]) for name in ("top", "qcd")}

@@ -76,7 +76,7 @@ from jetfm.models.gpt import GPTConfig
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
-from jetfm.studies import Stage, file_digest, read_config, write_json
+from jetfm.studies import Stage, file_digest, generated_stage, read_config, write_json
 from jetfm.studies.omnijet import (
     fit_generative,
     fit_tagger,
@@ -228,13 +228,19 @@ def load_data(config: TransferConfig, out_dir: Path
     the downstream stages record."""
     files = {k: [v] if isinstance(v, str) else list(v) for k, v in config.files.items()}
     if "source" not in files:
-        (path,) = generated_files(["qcd"], config.n_source, out_dir / "data", fmt="aspen",
-                                  aspen_like=True, seed=config.seed, workers=config.workers)
+        (path,) = generated_stage(
+            out_dir, "data/source", {"n_jets": config.n_source, "seed": config.seed,
+                                     "workers": config.workers},
+            lambda: generated_files(["qcd"], config.n_source, out_dir / "data", fmt="aspen",
+                                    aspen_like=True, seed=config.seed, workers=config.workers))
         files["source"] = [str(path)]
     missing = [t for t in TARGETS if t not in files]
     if missing:
-        made = generated_files(missing, config.n_target, out_dir / "data",
-                               seed=config.seed + 1, workers=config.workers)
+        made = generated_stage(
+            out_dir, "data/targets", {"processes": missing, "n_jets": config.n_target,
+                                      "seed": config.seed + 1, "workers": config.workers},
+            lambda: generated_files(missing, config.n_target, out_dir / "data",
+                                    seed=config.seed + 1, workers=config.workers))
         files.update({t: [str(p)] for t, p in zip(missing, made, strict=True)})
     source = read_jets(files["source"])
     rng = np.random.default_rng(config.seed)
