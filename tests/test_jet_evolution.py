@@ -29,7 +29,7 @@ from jetfm.models.splitting import SplittingModel, trees_to_jets
 from jetfm.physics import splitting as sp
 from jetfm.physics.clustering import pair_distance
 from jetfm.physics.trees import NODE_ARRAYS, JetTrees, build_trees
-from jetfm.studies.evolution import EvolutionStudyConfig, make_splits, run
+from jetfm.studies.evolution import EvolutionStudyConfig, make_splits, run, trees_stage
 from jetfm.tasks.jet_evolution import MODEL_FILE
 
 COUNTS = np.array([1, 2, 3, 9, 14, 20, 5, 11])
@@ -300,6 +300,7 @@ def test_study_trains_evaluates_and_resumes(tmp_path):
         nll_jets=4, nll_samples=20, n_generate=5, n_bootstrap=2, evaluation_plots=False,
         example_trees=[0],
     )
+    trees_stage(config, tmp_path).finish()  # the stored trees stand for this config's
     summary = run(config, tmp_path)
     model_file = tmp_path / "evolution" / MODEL_FILE
     model = JetEvolutionModel.load(model_file)

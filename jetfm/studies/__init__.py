@@ -1,10 +1,23 @@
 """Pipelines that chain data, models, training and metrics into one resumable run each:
 :mod:`~jetfm.studies.omnijet`, :mod:`~jetfm.studies.evolution`, :mod:`~jetfm.studies.transfer`.
-Shared here: reading a YAML config into a dataclass and writing results as JSON."""
+Shared here: reading a YAML config into a dataclass, writing results as JSON, and
+:class:`Stage`, the one mechanism by which every resumable stage of every study decides
+whether what is on disk may be reused.
+
+Policy for stale results (all studies): a stage's outputs are reused only when its record
+shows the same configuration subset and the same inputs (file digests, tokenizer
+fingerprints, digests of the upstream stages' records); otherwise the stage, and through the
+digests everything downstream of it, is redone, with one printed line per stage saying which
+keys differ (``stage tokenizer: redone (config vqvae.codebook_size: 16 -> 32)``).
+A backbone is only ever used with the tokens of the tokenizer it was trained on
+(:func:`check_fingerprint`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -32,3 +45,146 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename): a file that exists is complete."""
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
+
+
+# ----------------------------------------------------------------------------- stages
+STAGES_DIR = "stages"
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 (first 16 hex digits) of the file's bytes: what a stage records of an input
+    or output file. Raises FileNotFoundError naming the file when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path}")
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def check_fingerprint(expected: str, found: str | None, what: str) -> None:
+    """Raise ValueError unless ``found`` (the tokenizer fingerprint a backbone or token file
+    records) is ``expected`` (that of the tokenizer in use); the message names both and
+    ``what`` (the backbone, checkpoint or file)."""
+    if found is None:
+        raise ValueError(f"{what} records no tokenizer fingerprint (made by an older jetfm?), "
+                         f"so it cannot be checked against the tokenizer in use, {expected}")
+    if found != expected:
+        raise ValueError(f"{what} was made with tokenizer {found}, but the tokenizer in use is "
+                         f"{expected}: a backbone only understands its own tokenizer's tokens")
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``vqvae.codebook_size``), for naming what differs."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _differences(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    old, new = _flat(old), _flat(new)
+    return [f"{kind} {key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
+            for key in sorted(set(old) | set(new)) if old.get(key, "(absent)") !=
+            new.get(key, "(absent)")]
+
+
+class Stage:
+    """One resumable step of a study, reused only when it was made from the same things.
+
+    The record ``<out_dir>/stages/<name>.json`` (written atomically by :meth:`finish`, after
+    the stage's outputs) holds the ``config`` subset the stage depends on, the digests of its
+    ``inputs`` (files via :func:`file_digest`, tokenizer fingerprints, upstream
+    :attr:`digest`) and of its ``outputs``. :meth:`prepare` reuses the stage when the record
+    exists and its config, inputs and outputs (present, same digest) all match; otherwise it
+    prints one line naming the stage and each key that differs, deletes the old outputs and
+    ``folder`` (so stale files cannot be read back) and returns False: the caller redoes the
+    stage and calls :meth:`finish`. Outputs without a record (an older jetfm, files copied
+    in by hand) are redone too: nothing says what they were made from.
+    """
+
+    def __init__(self, out_dir: str | Path, name: str, config: dict[str, Any],
+                 inputs: dict[str, str] | None = None, outputs: list[Path] | None = None,
+                 folder: Path | None = None) -> None:
+        self.out_dir, self.name = Path(out_dir), name
+        self.config = json.loads(json.dumps(config, default=float))
+        self.inputs = dict(inputs or {})
+        self.outputs = [Path(p) for p in outputs or []]
+        self.folder = folder
+        self.record_path = self.out_dir / STAGES_DIR / f"{name}.json"
+
+    def _label(self, path: Path) -> str:
+        return str(path.relative_to(self.out_dir)) if path.is_relative_to(self.out_dir) \
+            else str(path)
+
+    def _read(self) -> dict[str, Any] | None:
+        if not self.record_path.exists():
+            return None
+        try:
+            return json.loads(self.record_path.read_text())
+        except json.JSONDecodeError:
+            return None
+
+    def stale(self) -> list[str]:
+        """Why the stage cannot be reused ([] when it can); no side effects."""
+        record = self._read()
+        if record is None:
+            return ["no record of what it was made from"]
+        reasons = _differences("config", record.get("config", {}), self.config)
+        reasons += _differences("input", record.get("inputs", {}), self.inputs)
+        recorded = record.get("outputs", {})
+        for path in self.outputs:
+            label = self._label(path)
+            if not path.exists():
+                reasons.append(f"output {label} missing")
+            elif recorded.get(label) != file_digest(path):
+                reasons.append(f"output {label} changed since it was made")
+        return reasons
+
+    def prepare(self) -> bool:
+        """True: reuse the outputs. False: they were removed (with a printed line saying
+        which keys differ when a record existed); redo the stage, then call :meth:`finish`."""
+        reasons = self.stale()
+        if not reasons:
+            return True
+        if self.record_path.exists() or any(p.exists() for p in self.outputs):
+            print(f"stage {self.name}: redone ({'; '.join(reasons)})")
+        self.record_path.unlink(missing_ok=True)
+        for path in self.outputs:
+            if path.is_relative_to(self.out_dir):  # never delete a user's input file
+                path.unlink(missing_ok=True)
+        if self.folder is not None and self.folder.is_relative_to(self.out_dir):
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return False
+
+    def finish(self) -> None:
+        """Record config, inputs and output digests (call after the outputs are written)."""
+        outputs = {self._label(p): file_digest(p) for p in self.outputs}
+        write_json(self.record_path, {"stage": self.name, "config": self.config,
+                                      "inputs": self.inputs, "outputs": outputs})
+
+    @property
+    def digest(self) -> str:
+        """Hash of the record (config, inputs, outputs): the input digest downstream stages
+        record. Raises FileNotFoundError before :meth:`finish`."""
+        if not self.record_path.exists():
+            raise FileNotFoundError(f"stage {self.name}: no record {self.record_path}")
+        return hashlib.sha256(self.record_path.read_bytes()).hexdigest()[:16]
+
+
+def generated_stage(out_dir: str | Path, name: str, config: dict[str, Any],
+                    make: Callable[[], list[Path]]) -> list[Path]:
+    """Jet files made by ``make`` (a call of :func:`jetfm.data.generated.generated_files`,
+    which reuses a file only when its own record shows the same generator settings, seed,
+    workers and number of jets): recorded as the stage ``name`` with ``config``, so a change
+    is announced like every other stage's. Stages downstream record the files' digests."""
+    stage = Stage(out_dir, name, config)
+    reused = stage.prepare()
+    paths = make()
+    if not reused:
+        stage.finish()
+    return paths

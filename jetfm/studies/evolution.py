@@ -2,7 +2,10 @@
 generator (and the thesis baseline when configured) -> per-splitting likelihoods and jets
 generated from held-out roots, compared with the truth.
 
-Every stage writes its result under ``out_dir`` and is skipped when it is already there:
+Every stage writes its result under ``out_dir`` and is reused only when its record
+(``stages/...json``, :class:`jetfm.studies.Stage`) shows the same configuration keys and
+inputs (digests of the trees, model and generated files); otherwise it, and everything
+downstream, is redone with a printed line naming the stage and the keys that differ:
 
     data/{top,qcd}.root                     generated jets (reused when the config matches)
     trees/{top,qcd}.parquet                 kt trees of the jets after the particle cut
@@ -13,6 +16,7 @@ Every stage writes its result under ``out_dir`` and is skipped when it is alread
     evaluation/{model}_{class}/             evaluate_batches vs the held-out truth (floors)
     generation.json                         the evaluation tables and observable medians
     plots/lund_{model}_{class}.png, plots/trees_{class}.png
+    stages/                                 what each stage was made from
     summary.json, summary.md
 
 Splits are fixed by the seed: each class is shuffled once and cut into train, validation and
@@ -46,12 +50,15 @@ from jetfm.physics.observables import jet_observables
 from jetfm.physics.trees import JetTrees, build_trees
 from jetfm.plots.trees import plot_lund_planes, plot_trees
 from jetfm.report import METRIC_COLUMNS, markdown_table
-from jetfm.studies import read_config, write_json
+from jetfm.studies import Stage, file_digest, read_config, write_json
 from jetfm.tasks.jet_evolution import MODEL_FILE, fit_evolution
 from jetfm.tasks.thesis_evolution import fit_thesis_model
 
 console = Console(soft_wrap=True, emoji=False)
 CLASSES = {"top": "Tbqq", "qcd": "QCD"}
+MODEL_FILES = {"evolution": Path("evolution") / MODEL_FILE,
+               "thesis": Path("thesis") / "thesis_model.safetensors"}
+SPLIT_KEYS = ("seed", "train_fraction", "val_fraction")
 
 
 @dataclass
@@ -100,12 +107,31 @@ def cut_particles(batch: JetBatch, pt_min: float, origin: str, n_max: int | None
 
 
 # ----------------------------------------------------------------------------- stages
+def trees_stage(config: EvolutionStudyConfig, out_dir: Path) -> Stage:
+    """The record of the trees (made from generated jets by the configured cuts)."""
+    keys = ("n_jets", "seed", "workers", "particle_pt_min", "particle_n_max", "algorithm")
+    folder = out_dir / "trees"
+    return Stage(out_dir, "trees", {k: getattr(config, k) for k in keys}, {},
+                 [*(folder / f"{name}.parquet" for name in CLASSES), folder / "notes.json"],
+                 folder)
+
+
+def _inputs(out_dir: Path, config: EvolutionStudyConfig, model_name: str | None = None
+            ) -> dict[str, str]:
+    """Digests of the trees stage and, given, of a model's file: what later stages record."""
+    inputs = {"trees": trees_stage(config, out_dir).digest}
+    if model_name is not None:
+        inputs["model"] = file_digest(out_dir / MODEL_FILES[model_name])
+    return inputs
+
+
 def load_trees(config: EvolutionStudyConfig, out_dir: Path) -> tuple[dict[str, JetTrees],
                                                                       list[str]]:
     """Trees per class (built once, then read back); notes on what cuts removed."""
     paths = {name: out_dir / "trees" / f"{name}.parquet" for name in CLASSES}
     notes_path = out_dir / "trees" / "notes.json"
-    if not all(p.exists() for p in paths.values()):
+    stage = trees_stage(config, out_dir)
+    if not stage.prepare():
         files = generated_files(list(CLASSES), config.n_jets, out_dir / "data", seed=config.seed,
                                 workers=config.workers)
         notes = []
@@ -124,6 +150,7 @@ def load_trees(config: EvolutionStudyConfig, out_dir: Path) -> tuple[dict[str, J
             path.parent.mkdir(parents=True, exist_ok=True)
             write_trees(trees, path)
         write_json(notes_path, notes)
+        stage.finish()
     notes = json.loads(notes_path.read_text())
     for line in notes:
         console.print(f"  {line}")
@@ -155,8 +182,12 @@ def train_models(trees: dict[str, JetTrees], splits: dict[str, dict[str, np.ndar
     QCD trees together."""
     train, val = _joined(trees, splits, "train"), _joined(trees, splits, "val")
     models: dict[str, SplittingModel] = {}
-    path = out_dir / "evolution" / MODEL_FILE
-    if path.exists():
+    inputs = _inputs(out_dir, config)
+    path = out_dir / MODEL_FILES["evolution"]
+    stage = Stage(out_dir, "evolution",
+                  {k: getattr(config, k) for k in ("model", "training", *SPLIT_KEYS)}, inputs,
+                  [path], path.parent)
+    if stage.prepare():
         models["evolution"] = JetEvolutionModel.load(path)
     else:
         console.rule(f"jet evolution: {len(train)} training trees, {len(val)} validation")
@@ -166,14 +197,19 @@ def train_models(trees: dict[str, JetTrees], splits: dict[str, dict[str, np.ndar
                       "[EPS, 1 - EPS] (massless children: r = 0)")
         models["evolution"] = fit_evolution(train, val, config.model, config.training,
                                             out_dir / "evolution", config.seed)
+        stage.finish()
     if config.thesis is not None:
-        thesis_file = out_dir / "thesis" / "thesis_model.safetensors"
-        if thesis_file.exists():
+        thesis_file = out_dir / MODEL_FILES["thesis"]
+        stage = Stage(out_dir, "thesis",
+                      {k: getattr(config, k) for k in ("thesis", *SPLIT_KEYS)}, inputs,
+                      [thesis_file], thesis_file.parent)
+        if stage.prepare():
             models["thesis"] = load_thesis_model(thesis_file)
         else:
             console.rule("thesis baseline")
             models["thesis"] = fit_thesis_model(train, val, config.thesis, out_dir / "thesis",
                                                 config.seed)
+            stage.finish()
     return models
 
 
@@ -182,11 +218,16 @@ def likelihoods(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
                 out_dir: Path) -> dict[str, Any]:
     """Binned NLL per splitting (comparable) and each model's own NLL, held-out jets."""
     path = out_dir / "nll.json"
-    done = json.loads(path.read_text()) if path.exists() else {}
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    keys = ("nll_jets", "nll_samples", "nll_alpha", *SPLIT_KEYS)
+    done = {}  # the entries of this configuration only
     for model_name, model in models.items():
         for name in CLASSES:
             key = f"{model_name}/{name}"
-            if key in done:
+            stage = Stage(out_dir, f"nll/{key}", {k: getattr(config, k) for k in keys},
+                          _inputs(out_dir, config, model_name))
+            if stage.prepare() and key in stored:
+                done[key] = stored[key]
                 continue
             held = trees[name].select(splits[name]["held_out"][:config.nll_jets])
             nodes = np.flatnonzero(~held.is_leaf)
@@ -203,6 +244,8 @@ def likelihoods(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
                           f"{binned['uniform_nll']:.2f}, oracle {binned['oracle_nll']:.2f}); "
                           f"own NLL {np.mean(own):.3f}")
             write_json(path, done)
+            stage.finish()
+    write_json(path, done)
     return done
 
 
@@ -214,7 +257,10 @@ def generate_from_roots(models: dict[str, SplittingModel], trees: dict[str, JetT
     for model_name, model in models.items():
         for name in CLASSES:
             path = out_dir / "generated" / f"{model_name}_{name}.parquet"
-            if not path.exists():
+            stage = Stage(out_dir, f"generated/{model_name}_{name}",
+                          {k: getattr(config, k) for k in ("n_generate", *SPLIT_KEYS)},
+                          _inputs(out_dir, config, model_name), [path, path.with_suffix(".json")])
+            if not stage.prepare():
                 held = trees[name].select(splits[name]["held_out"][:config.n_generate])
                 roots = held.p4[held.to_global(held.root, np.arange(len(held)))]
                 start = time.perf_counter()
@@ -227,6 +273,7 @@ def generate_from_roots(models: dict[str, SplittingModel], trees: dict[str, JetT
                 write_json(path.with_suffix(".json"), stats)
                 console.print(f"  {model_name}/{name}: {len(roots)} jets at "
                               f"{stats['jets_per_second']:.1f} jets/s; {stats['report']}")
+                stage.finish()
             generated[f"{model_name}_{name}"] = read_trees([str(path)])
     return generated
 
@@ -237,7 +284,17 @@ def compare(generated: dict[str, JetTrees], trees: dict[str, JetTrees],
     """Generated vs held-out truth: evaluation tables with floors, observables, plots
     (``generation.json`` keeps what is done)."""
     path = out_dir / "generation.json"
-    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    stored: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    results: dict[str, Any] = {}  # the entries of this configuration only
+    stages = {key: Stage(out_dir, f"generation/{key}",
+                         {k: getattr(config, k) for k in ("n_bootstrap", "evaluation_plots",
+                                                          *SPLIT_KEYS)},
+                         {"trees": trees_stage(config, out_dir).digest,
+                          "generated": file_digest(out_dir / "generated" / f"{key}.parquet")},
+                         folder=out_dir / "evaluation" / key) for key in generated}
+    for key, stage in stages.items():
+        if stage.prepare() and key in stored:
+            results[key] = stored[key]
     truth_jets = {}
     for name in CLASSES:
         held = trees[name].select(splits[name]["held_out"])
@@ -268,6 +325,8 @@ def compare(generated: dict[str, JetTrees], trees: dict[str, JetTrees],
         plot_lund_planes(lund_truth, lund_generated, out_dir / "plots" / f"lund_{key}.png",
                          title=f"primary Lund plane, {key} vs held-out truth")
         write_json(path, results)
+        stages[key].finish()
+    write_json(path, results)
     for name in CLASSES:
         samples = {"truth": truth_jets[name][0]}
         samples.update({k.rsplit("_", 1)[0]: g for k, g in generated.items()

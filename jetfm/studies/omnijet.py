@@ -1,19 +1,32 @@
 """OmniJet-alpha end to end: jets -> tokenizer -> generative pre-training -> generated jets
 -> evaluation against held-out truth -> top-vs-QCD taggers fine-tuned vs from scratch.
 
-Every stage writes its result under ``out_dir`` and is skipped when that result is already
-there, so an interrupted run resumes where it stopped:
+Every stage writes its result under ``out_dir``; a rerun reuses a stage only when its record
+(``stages/<stage>.json``, :class:`jetfm.studies.Stage`) shows the same configuration keys and
+the same inputs (digests of the jet files, the tokenizer's fingerprint, digests of the token
+and backbone files). Otherwise the stage and everything downstream is redone, with a printed
+line naming the stage and the keys that differ. So an interrupted run resumes where it
+stopped, and a changed config never reports results of the old one:
 
     data/{top,qcd}.root              generated jets (or the files given in the config)
     tokenizer/tokenizer.safetensors  VQ-VAE + preprocessing;  tokenizer/resolution.json
     tokens/{top,qcd}.parquet         tokenized jets (with the tokenizer's fingerprint)
     pretrain/backbone.safetensors    GPT backbone + generative head
     generated/generated.parquet      sampled jets, decoded;  evaluation/ (table, plots, report)
-    tagging/D{n}_{mode}/             fine-tuned and from-scratch taggers;  tagging/summary.json
+    tagging/D{n}_{mode}/             fine-tuned and from-scratch taggers (result.json);
+                                     tagging/summary.json: the rows of this config
+    stages/                          what each stage was made from
     summary.md                       all numbers of the run
 
+``tokenizer`` / ``backbone`` in the config: an existing ``tokenizer.safetensors`` /
+``backbone.safetensors`` is used instead of training one (e.g. the tagging scan on top of a
+finished run); the backbone must have been trained on that tokenizer's tokens.
+
 Splits are fixed by the seed: each class is shuffled once and cut into tokenizer/pre-training,
-held-out evaluation, and tagging pools (train, validation, test).
+held-out evaluation, and tagging pools. Taggers: a fixed test set (a fifth of the smaller
+class pool per class) and, for each D, D labelled jets (D / 2 per class), of which a fraction
+``tagging_val_fraction`` per class validates (early stopping, best epoch) and the rest trains:
+D = train + validation, the same jets for the fine-tuned and the from-scratch tagger.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +57,14 @@ from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
 from jetfm.report import METRIC_COLUMNS, markdown_table
-from jetfm.studies import read_config, write_json
+from jetfm.studies import (
+    Stage,
+    check_fingerprint,
+    file_digest,
+    generated_stage,
+    read_config,
+    write_json,
+)
 from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
 from jetfm.tasks.training import TrainConfig, fit, seed_all, split_indices, tensor_dataset
 
@@ -77,6 +98,29 @@ class OmniJetConfig:
     backbone_lr_factor: float = 0.1
     tagging_training: dict[str, Any] = field(default_factory=dict)
     n_bootstrap: int = 50
+    tagging_val_fraction: float = 0.2  # of the D labelled jets (per class): validation
+    tokenizer: str | None = None  # an existing tokenizer.safetensors instead of training one
+    backbone: str | None = None  # an existing backbone.safetensors (of that tokenizer)
+
+    def __post_init__(self) -> None:
+        given = {"tokenizer": ("vqvae", "tokenizer_training"), "backbone": ("gpt", "pretraining")}
+        for key, unused in given.items():
+            extra = [k for k in unused if getattr(self, key) is not None and getattr(self, k)]
+            if extra:
+                raise ValueError(f"{key} is given ({getattr(self, key)}), so {extra} would not "
+                                 "be used: remove them")
+        if self.backbone is not None and self.tokenizer is None:
+            raise ValueError("backbone is given: give the tokenizer it was trained with too "
+                             "(config key tokenizer)")
+        if not 0 < self.tagging_val_fraction < 1:
+            raise ValueError(f"tagging_val_fraction must be in (0, 1), got "
+                             f"{self.tagging_val_fraction}")
+        for size in self.tagging_sizes:
+            n_val = tagging_split(size, self.tagging_val_fraction)[1]
+            if size % 2 or size // 2 - n_val < 1:
+                raise ValueError(f"tagging_sizes: D = {size} must be even (D / 2 jets per "
+                                 "class) with at least one training and one validation jet "
+                                 "per class")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OmniJetConfig:
@@ -86,18 +130,33 @@ class OmniJetConfig:
 
 
 # ----------------------------------------------------------------------------- stages
-def load_jets(config: OmniJetConfig, out_dir: Path) -> dict[str, JetBatch]:
-    """Top and QCD jets: given files or generated ones (reused when already on disk)."""
+def tagging_split(size: int, val_fraction: float) -> tuple[int, int]:
+    """(training, validation) jets per class of a tagger with D = ``size`` labelled jets:
+    D / 2 per class, ``round(val_fraction * D / 2)`` (at least 1) of them validate."""
+    per_class = size // 2
+    n_val = max(1, round(val_fraction * per_class))
+    return per_class - n_val, n_val
+
+
+def load_jets(config: OmniJetConfig, out_dir: Path) -> tuple[dict[str, JetBatch],
+                                                              dict[str, str]]:
+    """Top and QCD jets: given files or generated ones (reused when already on disk, see
+    :func:`jetfm.data.generated.generated_files`); and the digest of each class's file, the
+    input the downstream stages record."""
     files = dict(config.files)
     for i, name in enumerate(("top", "qcd")):
         if name in files:
             continue
         n_jets = config.n_jets[name] if isinstance(config.n_jets, dict) else config.n_jets
         # one call per class, seeded as generated_files seeds the i-th process of a list
-        (path,) = generated_files([name], n_jets, out_dir / "data", seed=config.seed + 1000 * i,
-                                  workers=config.workers)
+        seed = config.seed + 1000 * i
+        (path,) = generated_stage(
+            out_dir, f"data/{name}", {"n_jets": n_jets, "seed": seed, "workers": config.workers},
+            partial(generated_files, [name], n_jets, out_dir / "data", seed=seed,
+                    workers=config.workers))
         files[name] = str(path)
-    return {name: read_jets([files[name]]) for name in ("top", "qcd")}
+    jets = {name: read_jets([files[name]]) for name in ("top", "qcd")}
+    return jets, {f"data/{name}": file_digest(files[name]) for name in ("top", "qcd")}
 
 
 @dataclass
@@ -163,6 +222,28 @@ def train_tokenizer(
                          out_dir / "tokenizer", config.seed, config.pt_min)
 
 
+def tokenizer_stage(
+    jets: dict[str, JetBatch], splits: Splits, config: OmniJetConfig, out_dir: Path,
+    data: dict[str, str],
+) -> tuple[Tokenizer, Path]:
+    """The tokenizer (the config's file, or trained and reused while its configuration and
+    jets are the same) and the path of its ``resolution.json``."""
+    if config.tokenizer is not None:
+        tokenizer = Tokenizer.load(config.tokenizer)
+        console.print(f"tokenizer {tokenizer.fingerprint} from {config.tokenizer}")
+        return tokenizer, Path(config.tokenizer).parent / "resolution.json"
+    folder = out_dir / "tokenizer"
+    keys = ("vqvae", "tokenizer_training", "n_max", "pt_min", "seed", "tokenizer_jets",
+            "pretrain_fraction")
+    stage = Stage(out_dir, "tokenizer", {k: getattr(config, k) for k in keys}, data,
+                  [folder / "tokenizer.safetensors", folder / "resolution.json"], folder)
+    reused = stage.prepare()
+    tokenizer = train_tokenizer(jets, splits, config, out_dir)
+    if not reused:
+        stage.finish()
+    return tokenizer, folder / "resolution.json"
+
+
 def tokenizer_resolution(tokenizer: Tokenizer, jets: JetBatch) -> dict[str, float]:
     """Reconstruction quality on ``jets``: per-feature errors, jet mass and tau32, codebook use.
 
@@ -203,11 +284,22 @@ def tokenizer_resolution(tokenizer: Tokenizer, jets: JetBatch) -> dict[str, floa
 
 
 def tokenize_all(
-    tokenizer: Tokenizer, jets: dict[str, JetBatch], out_dir: Path
+    tokenizer: Tokenizer, jets: dict[str, JetBatch], out_dir: Path,
+    inputs: dict[str, str] | None = None, root: Path | None = None,
 ) -> dict[str, TokenDataset]:
+    """``out_dir/tokens/{name}.parquet`` for each batch of ``jets``: a stage of the run in
+    ``root`` (default ``out_dir``), reused while the tokenizer's fingerprint and ``inputs``
+    (digests of the jet files) are the same."""
+    root = out_dir if root is None else root
+    folder = out_dir / "tokens"
+    paths = {name: folder / f"{name}.parquet" for name in jets}
+    stage = Stage(root, str(folder.relative_to(root)), {},
+                  {"tokenizer": tokenizer.fingerprint, **(inputs or {})}, list(paths.values()),
+                  folder)
+    reused = stage.prepare()
     datasets = {}
     for name, batch in jets.items():
-        path = out_dir / "tokens" / f"{name}.parquet"
+        path = paths[name]
         if not path.exists():
             codes, mask, reports = tokenizer.encode(batch)
             for report in reports:
@@ -218,6 +310,8 @@ def tokenize_all(
             path.parent.mkdir(parents=True, exist_ok=True)
             write_tokens(path, TokenDataset(codes, mask, batch.label, record))
         datasets[name] = read_tokens(path, tokenizer.n_max, tokenizer.fingerprint)
+    if not reused:
+        stage.finish()
     return datasets
 
 
@@ -242,17 +336,25 @@ def fit_generative(
     """Generative training on token sequences; writes ``backbone.safetensors``.
 
     ``init``: a ``backbone.safetensors`` to start from (generative fine-tuning); its GPT size
-    replaces ``gpt`` and its tokenizer must be ``tokenizer``.
+    replaces ``gpt``. ``resume``: a Lightning checkpoint of this training. Both, and
+    ``tokens``, must come from ``tokenizer`` (fingerprints checked; ValueError naming both
+    otherwise); checkpoints record the fingerprint in their hyperparameters.
     """
+    what = f"token set ({tokens.tokenizer.get('tokenizer', 'no path recorded')})"
+    check_fingerprint(tokenizer.fingerprint, tokens.tokenizer.get("fingerprint"), what)
+    if resume is not None:
+        hparams = torch.load(resume, map_location="cpu", weights_only=True).get(
+            "hyper_parameters", {})
+        check_fingerprint(tokenizer.fingerprint, hparams.get("tokenizer_fingerprint"),
+                          f"checkpoint {resume}")
     seq, seq_mask = tokenizer.to_sequences(tokens.codes, tokens.mask)
     train_idx, val_idx = split_indices(len(seq), 0.1, seed)
     if init is not None:
-        backbone, head, meta = load_generative(init)
-        if meta.get("tokenizer_fingerprint") != tokenizer.fingerprint:
-            raise ValueError(f"{init}: made with another tokenizer than {tokenizer.fingerprint}")
+        backbone, head, meta = load_generative(init, tokenizer)
         gpt = meta["gpt"]
     seed_all(seed)
     task = GenerativeTask(gpt_config_for(gpt, tokenizer), lr=training.get("lr", 1e-3))
+    task.hparams["tokenizer_fingerprint"] = tokenizer.fingerprint  # saved in checkpoints
     if init is not None:
         task.backbone.load_state_dict(backbone.state_dict())
         task.head.load_state_dict(head.state_dict())
@@ -268,11 +370,24 @@ def fit_generative(
     return path
 
 
-def load_generative(path: str | Path) -> tuple[GPT, NextTokenHead, dict[str, Any]]:
-    """Backbone and generative head from ``backbone.safetensors`` (on CPU, eval mode)."""
+def load_backbone(path: str | Path, tokenizer: Tokenizer | None = None
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of a ``backbone.safetensors``; with ``tokenizer``, a ValueError
+    naming both fingerprints unless the backbone was trained on that tokenizer's tokens."""
     tensors, meta = load_model(path)
     if meta.get("kind") != "gpt":
         raise ValueError(f"{path}: not a GPT model file (kind={meta.get('kind')!r})")
+    if tokenizer is not None:
+        check_fingerprint(tokenizer.fingerprint, meta.get("tokenizer_fingerprint"),
+                          f"backbone {path}")
+    return tensors, meta
+
+
+def load_generative(path: str | Path, tokenizer: Tokenizer | None = None
+                    ) -> tuple[GPT, NextTokenHead, dict[str, Any]]:
+    """Backbone and generative head from ``backbone.safetensors`` (on CPU, eval mode); with
+    ``tokenizer``, checked to be the one it was trained with (:func:`load_backbone`)."""
+    tensors, meta = load_backbone(path, tokenizer)
     gpt_config = GPTConfig(**meta["gpt"])
     backbone, head = GPT(gpt_config), NextTokenHead(gpt_config.dim, gpt_config.vocab_size)
     backbone.load_state_dict(prefixed(tensors, "backbone"))
@@ -283,16 +398,29 @@ def load_generative(path: str | Path) -> tuple[GPT, NextTokenHead, dict[str, Any
 def pretrain(
     tokens: TokenDataset, idx: np.ndarray, tokenizer: Tokenizer, config: OmniJetConfig,
     out_dir: Path,
-) -> tuple[GPT, NextTokenHead]:
+) -> Path:
+    """The backbone file: the config's, or pre-trained on the top-jet tokens ``idx`` (reused
+    while its configuration and token file are the same). Its tokenizer is checked."""
+    if config.backbone is not None:
+        load_backbone(config.backbone, tokenizer)
+        console.print(f"backbone from {config.backbone}")
+        return Path(config.backbone)
     path = out_dir / "pretrain" / "backbone.safetensors"
-    if not path.exists():
+    stage = Stage(out_dir, "pretrain",
+                  {k: getattr(config, k) for k in ("gpt", "pretraining", "seed",
+                                                   "pretrain_fraction")},
+                  {"tokenizer": tokenizer.fingerprint,
+                   "tokens/top": file_digest(out_dir / "tokens" / "top.parquet")},
+                  [path], path.parent)
+    if not stage.prepare():
         console.rule("pre-training: GPT on top-jet tokens")
         subset = TokenDataset(tokens.codes[idx], tokens.mask[idx], tokens.label[idx],
                               tokens.tokenizer)
         fit_generative(subset, tokenizer, config.gpt, config.pretraining, out_dir / "pretrain",
                        config.seed)
-    backbone, head, _ = load_generative(path)
-    return backbone, head
+        stage.finish()
+    load_backbone(path, tokenizer)
+    return path
 
 
 def sample_jets(
@@ -331,12 +459,18 @@ def sample_jets(
 
 
 def generate_jets(
-    backbone: GPT, head: NextTokenHead, tokenizer: Tokenizer, config: OmniJetConfig,
-    out_dir: Path,
+    backbone_file: Path, tokenizer: Tokenizer, config: OmniJetConfig, out_dir: Path,
 ) -> JetBatch:
+    """``n_generate`` sampled top jets (reused while the sampling keys, backbone and
+    tokenizer are the same)."""
     path = out_dir / "generated" / "generated.parquet"
-    if path.exists():
+    keys = ("n_generate", "temperature", "top_k", "sample_batch", "seed")
+    stage = Stage(out_dir, "generated", {k: getattr(config, k) for k in keys},
+                  {"tokenizer": tokenizer.fingerprint, "backbone": file_digest(backbone_file)},
+                  [path, path.parent / "sampling.json"], path.parent)
+    if stage.prepare():
         return read_jets([str(path)])
+    backbone, head, _ = load_generative(backbone_file, tokenizer)
     console.rule(f"sampling {config.n_generate} jets (KV cache)")
     jets, stats = sample_jets(backbone, head, tokenizer, config.n_generate,
                               temperature=config.temperature, top_k=config.top_k,
@@ -347,20 +481,27 @@ def generate_jets(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jets(jets, path)
     write_json(out_dir / "generated" / "sampling.json", stats)
+    stage.finish()
     return jets
 
 
 def train_taggers(
     tokens: dict[str, TokenDataset], splits: Splits, tokenizer: Tokenizer,
-    config: OmniJetConfig, out_dir: Path,
+    config: OmniJetConfig, out_dir: Path, backbone_file: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Top (1) vs QCD (0) taggers on ``D`` training jets per size, each mode; test metrics."""
-    summary_path = out_dir / "tagging" / "summary.json"
-    done = json.loads(summary_path.read_text()) if summary_path.exists() else []
+    """Top (1) vs QCD (0) taggers on ``D`` labelled jets per size, each mode; test metrics.
+
+    D = training + validation jets (:func:`tagging_split`); the test jets are the same for
+    every row. Each row is a stage ``tagging/D{D}_{mode}`` (reused while its configuration,
+    token files and, fine-tuned, the backbone are the same); ``tagging/summary.json`` lists
+    the rows of this config only. ``backbone_file`` (default ``pretrain/backbone.safetensors``)
+    must have been trained on ``tokenizer``'s tokens (ValueError naming both fingerprints).
+    """
+    backbone_file = backbone_file or out_dir / "pretrain" / "backbone.safetensors"
     rng = np.random.default_rng(config.seed + 7)
     pools = {n: rng.permutation(splits.tagging[n]) for n in ("top", "qcd")}
     n_pool = min(len(p) for p in pools.values())
-    n_test = n_val = max(n_pool // 5, 1)
+    n_test = max(n_pool // 5, 1)
 
     def pick(part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seqs, masks, labels = [], [], []
@@ -372,44 +513,67 @@ def train_taggers(
             labels.append(np.full(len(idx), label))
         return np.concatenate(seqs), np.concatenate(masks), np.concatenate(labels)
 
+    for name in ("top", "qcd"):
+        check_fingerprint(tokenizer.fingerprint, tokens[name].tokenizer.get("fingerprint"),
+                          f"{name} tokens ({tokens[name].tokenizer.get('tokenizer')})")
     test = pick(slice(0, n_test))
-    val = pick(slice(n_test, n_test + n_val))
-    n_train_max = n_pool - n_test - n_val
-    state, _ = load_model(out_dir / "pretrain" / "backbone.safetensors")
+    n_labelled_max = n_pool - n_test
+    state, meta = load_backbone(backbone_file, tokenizer)
     backbone_state = prefixed(state, "backbone")
+    inputs = {f"tokens/{n}": file_digest(out_dir / "tokens" / f"{n}.parquet")
+              for n in ("top", "qcd")}
+    keys = ("tagging_head", "backbone_lr_factor", "tagging_training", "tagging_val_fraction",
+            "seed", "pretrain_fraction", "eval_fraction")
+    rows = []
     for size in config.tagging_sizes:
-        per_class = size // 2
-        if per_class > n_train_max:
-            console.print(f"[yellow]skip D = {size}: only {2 * n_train_max} training jets[/]")
+        n_train, n_val = tagging_split(size, config.tagging_val_fraction)
+        if n_train + n_val > n_labelled_max:
+            console.print(f"[yellow]skip D = {size}: only {2 * n_labelled_max} labelled jets "
+                          "outside the test set[/]")
             continue
-        train = pick(slice(n_test + n_val, n_test + n_val + per_class))
+        start = n_test
+        val = pick(slice(start, start + n_val))
+        train = pick(slice(start + n_val, start + n_val + n_train))
         for mode in config.tagging_modes:
-            if any(r["D"] == size and r["mode"] == mode for r in done):
-                continue
-            console.rule(f"tagger: D = {size}, {mode}")
             run_dir = out_dir / "tagging" / f"D{size}_{mode}"
-            task = fit_tagger(train, val, gpt_config_for(config.gpt, tokenizer), backbone_state,
-                              mode=mode, head=config.tagging_head,
-                              backbone_lr_factor=config.backbone_lr_factor,
-                              training=config.tagging_training, out_dir=run_dir,
-                              seed=config.seed)
-            scores = predict_scores(task, test[0], test[1])
-            np.savez(run_dir / "test_scores.npz", labels=test[2], scores=scores)
-            result = evaluate_tagging(test[2], scores, run_dir, name=f"{mode}, D={size}",
-                                      signal="top", background="QCD")
-            done.append({"D": size, "mode": mode, "n_test": len(test[2]), **result.summary})
-            write_json(summary_path, done)
-    plot_taggers(out_dir / "tagging")
-    return done
+            stage_inputs = dict(inputs)
+            if mode != "scratch":
+                stage_inputs["backbone"] = file_digest(backbone_file)
+            stage = Stage(out_dir, f"tagging/D{size}_{mode}",
+                          {"D": size, "mode": mode, "gpt": meta["gpt"],
+                           **{k: getattr(config, k) for k in keys}},
+                          stage_inputs, [run_dir / "result.json", run_dir / "test_scores.npz"],
+                          run_dir)
+            if not stage.prepare():
+                console.rule(f"tagger: D = {size} ({2 * n_train} train + {2 * n_val} "
+                             f"validation), {mode}")
+                task = fit_tagger(train, val, meta["gpt"], backbone_state, mode=mode,
+                                  head=config.tagging_head,
+                                  backbone_lr_factor=config.backbone_lr_factor,
+                                  training=config.tagging_training, out_dir=run_dir,
+                                  seed=config.seed)
+                scores = predict_scores(task, test[0], test[1])
+                np.savez(run_dir / "test_scores.npz", labels=test[2], scores=scores)
+                result = evaluate_tagging(test[2], scores, run_dir, name=f"{mode}, D={size}",
+                                          signal="top", background="QCD")
+                write_json(run_dir / "result.json",
+                           {"D": size, "mode": mode, "n_train": len(train[2]),
+                            "n_val": len(val[2]), "n_test": len(test[2]), **result.summary})
+                stage.finish()
+            rows.append(json.loads((run_dir / "result.json").read_text()))
+    write_json(out_dir / "tagging" / "summary.json", rows)
+    plot_taggers(out_dir / "tagging", rows)
+    return rows
 
 
-def plot_taggers(tagging_dir: Path) -> Path | None:
-    """All taggers' test ROC curves in one plot, ``roc_all.png`` (from their saved scores)."""
+def plot_taggers(tagging_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
+    """The test ROC curves of the taggers ``rows`` in one plot, ``roc_all.png`` (from their
+    saved scores; folders of other configurations are left out)."""
     taggers = {}
-    for path in sorted(tagging_dir.glob("D*_*/test_scores.npz")):
-        size, mode = path.parent.name[1:].split("_", 1)
+    for row in rows:
+        path = tagging_dir / f"D{row['D']}_{row['mode']}" / "test_scores.npz"
         with np.load(path) as data:
-            taggers[f"{mode}, D = {int(size):,}"] = (data["labels"], data["scores"])
+            taggers[f"{row['mode']}, D = {row['D']:,}"] = (data["labels"], data["scores"])
     if not taggers:
         return None
     return plot_roc(taggers, tagging_dir / "roc_all.png", signal="top", background="QCD")
@@ -454,20 +618,21 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    jets = load_jets(config, out_dir)
+    jets, data = load_jets(config, out_dir)
     splits = make_splits(jets, config)
-    tokenizer = train_tokenizer(jets, splits, config, out_dir)
-    tokens = tokenize_all(tokenizer, jets, out_dir)
-    backbone, head = pretrain(tokens["top"], splits.pretrain["top"], tokenizer, config, out_dir)
-    generated = generate_jets(backbone, head, tokenizer, config, out_dir)
+    tokenizer, resolution_path = tokenizer_stage(jets, splits, config, out_dir, data)
+    tokens = tokenize_all(tokenizer, jets, out_dir, data)
+    backbone = pretrain(tokens["top"], splits.pretrain["top"], tokenizer, config, out_dir)
+    generated = generate_jets(backbone, tokenizer, config, out_dir)
     console.rule("evaluation: generated vs held-out top jets")
     truth = jets["top"][splits.evaluation]
     evaluation = evaluate_batches(in_frame(tokenizer, truth), generated, out_dir / "evaluation",
                                   n_bootstrap=config.n_bootstrap, seed=config.seed,
                                   title="OmniJet-alpha generated top jets vs held-out truth")
     print(evaluation.format())
-    tagging = train_taggers(tokens, splits, tokenizer, config, out_dir)
-    resolution = json.loads((out_dir / "tokenizer" / "resolution.json").read_text())
+    tagging = train_taggers(tokens, splits, tokenizer, config, out_dir, backbone)
+    resolution = (json.loads(resolution_path.read_text()) if resolution_path.exists()
+                  else {})
     mass = jet_observables(generated)["mass"]
     hist, edges = np.histogram(mass[np.isfinite(mass)], bins=np.linspace(0, 300, 31))
     summary = {
@@ -489,10 +654,14 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
               markdown_table(summary["generation"], METRIC_COLUMNS)]
     lines += ["", f"Generated jet-mass mode: {summary['generated_mass_mode']:.0f} GeV", "",
               "## Top-vs-QCD tagging (test set)", "",
-              "| D | mode | AUC | rejection at eps_S = 0.3 | accuracy |",
-              "| --- | --- | --- | --- | --- |"]
+              "D: all labelled jets a tagger sees, training + validation (early stopping), "
+              "half of them per class; the same jets for both modes; the test jets are not "
+              "in D.", "",
+              "| D | train + val | mode | AUC | rejection at eps_S = 0.3 | accuracy | test jets |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in summary["tagging"]:
-        lines.append(f"| {row['D']} | {row['mode']} | {row['auc']:.4f} | "
-                     f"{row['rejection@0.3']:.1f} | {row['accuracy']:.3f} |")
+        lines.append(f"| {row['D']} | {row['n_train']} + {row['n_val']} | {row['mode']} | "
+                     f"{row['auc']:.4f} | {row['rejection@0.3']:.1f} | {row['accuracy']:.3f} | "
+                     f"{row['n_test']} |")
     lines += ["", f"Run time: {summary['seconds']:.0f} s"]
     path.write_text("\n".join(lines) + "\n")

@@ -34,9 +34,16 @@ Layout of ``out_dir``::
     cells/tagging/D{D}/seed{s}/{mode}/      result.json, ROC, tagging table
     plots/, summary.json, summary.md, report.md
 
-Every stage is skipped when its output exists. A cell is done when its ``result.json`` exists
-(written last): a rerun skips it, a removed cell directory is redone from scratch. A failing
-cell writes ``failed.json`` (error and traceback), the run goes on, and the next run retries it.
+    stages/                                 what each stage and cell was made from
+
+Every stage and every cell is reused only when its record (``stages/...json``,
+:class:`jetfm.studies.Stage`, written after its outputs) shows the same configuration keys
+and the same inputs (digests of the jet and token files, tokenizer fingerprints, the
+backbone's digest); otherwise it is redone, with a printed line naming it and the keys that
+differ, and everything downstream follows. So a rerun with an overriding config redoes the
+cells it changes (and the estimate counts them), a removed cell directory is redone from
+scratch, and a finished cell of the same config is skipped. A failing cell writes
+``failed.json`` (error and traceback), the run goes on, and the next run retries it.
 Curves, fits, verdicts, figures and pages of the finished cells:
 :mod:`jetfm.studies.transfer_summary`.
 """
@@ -58,7 +65,7 @@ import pandas as pd
 from rich.console import Console
 from tqdm import tqdm
 
-from jetfm.checkpoint import load_model, prefixed
+from jetfm.checkpoint import prefixed
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -69,12 +76,13 @@ from jetfm.models.gpt import GPTConfig
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
-from jetfm.studies import read_config, write_json
+from jetfm.studies import Stage, file_digest, generated_stage, read_config, write_json
 from jetfm.studies.omnijet import (
     fit_generative,
     fit_tagger,
     fit_tokenizer,
     in_frame,
+    load_backbone,
     load_generative,
     predict_scores,
     sample_jets,
@@ -213,17 +221,26 @@ class Target:
         return self.pool[order[:size]]
 
 
-def load_data(config: TransferConfig, out_dir: Path) -> tuple[JetBatch, dict[str, Target]]:
-    """Source jets and the targets (given files, or generated ones reused when on disk)."""
+def load_data(config: TransferConfig, out_dir: Path
+              ) -> tuple[JetBatch, dict[str, Target], dict[str, str]]:
+    """Source jets and the targets (given files, or generated ones reused when on disk), and
+    the digest of each one's files (``data/source``, ``data/qcd``, ``data/top``): the inputs
+    the downstream stages record."""
     files = {k: [v] if isinstance(v, str) else list(v) for k, v in config.files.items()}
     if "source" not in files:
-        (path,) = generated_files(["qcd"], config.n_source, out_dir / "data", fmt="aspen",
-                                  aspen_like=True, seed=config.seed, workers=config.workers)
+        (path,) = generated_stage(
+            out_dir, "data/source", {"n_jets": config.n_source, "seed": config.seed,
+                                     "workers": config.workers},
+            lambda: generated_files(["qcd"], config.n_source, out_dir / "data", fmt="aspen",
+                                    aspen_like=True, seed=config.seed, workers=config.workers))
         files["source"] = [str(path)]
     missing = [t for t in TARGETS if t not in files]
     if missing:
-        made = generated_files(missing, config.n_target, out_dir / "data",
-                               seed=config.seed + 1, workers=config.workers)
+        made = generated_stage(
+            out_dir, "data/targets", {"processes": missing, "n_jets": config.n_target,
+                                      "seed": config.seed + 1, "workers": config.workers},
+            lambda: generated_files(missing, config.n_target, out_dir / "data",
+                                    seed=config.seed + 1, workers=config.workers))
         files.update({t: [str(p)] for t, p in zip(missing, made, strict=True)})
     source = read_jets(files["source"])
     rng = np.random.default_rng(config.seed)
@@ -237,31 +254,52 @@ def load_data(config: TransferConfig, out_dir: Path) -> tuple[JetBatch, dict[str
             )
         order = rng.permutation(len(jets))
         targets[name] = Target(name, jets, order[: config.n_truth], order[config.n_truth :])
-    return source, targets
+    digests = {f"data/{name}": "+".join(file_digest(f) for f in paths)
+               for name, paths in files.items()}
+    return source, targets, digests
 
 
-def train_tokenizer(jets: JetBatch, config: TransferConfig, out_dir: Path) -> Tokenizer:
-    """A tokenizer trained on the first ``tokenizer_jets`` of ``jets`` (reused when on disk)."""
+TOKENIZER_KEYS = ("vqvae", "tokenizer_training", "n_max", "pt_min", "seed", "tokenizer_jets")
+
+
+def train_tokenizer(jets: JetBatch, config: TransferConfig, out_dir: Path, root: Path,
+                    inputs: dict[str, str]) -> Tokenizer:
+    """A tokenizer trained on the first ``tokenizer_jets`` of ``jets``: the stage
+    ``out_dir/tokenizer`` of the run in ``root``, reused while its configuration keys and
+    ``inputs`` (digests of the jets' files and how they were selected) are the same."""
     path = out_dir / "tokenizer" / "tokenizer.safetensors"
-    if path.exists():
+    stage = Stage(root, str(path.parent.relative_to(root)),
+                  {k: getattr(config, k) for k in TOKENIZER_KEYS}, inputs,
+                  [path, path.parent / "resolution.json"], path.parent)
+    if stage.prepare():
         return Tokenizer.load(path)
     batch = jets[: config.tokenizer_jets]
     console.rule(f"tokenizer on {len(batch)} jets -> {path.parent}")
-    return fit_tokenizer(batch, config.vqvae, config.tokenizer_training, config.n_max,
-                         out_dir / "tokenizer", config.seed, config.pt_min)
+    tokenizer = fit_tokenizer(batch, config.vqvae, config.tokenizer_training, config.n_max,
+                              out_dir / "tokenizer", config.seed, config.pt_min)
+    stage.finish()
+    return tokenizer
 
 
 def pretrain(tokens: TokenDataset, tokenizer: Tokenizer, config: TransferConfig,
-             out_dir: Path) -> Path:
-    """GPT pre-trained on all source tokens; ``timing.json`` records seconds and steps."""
+             out_dir: Path, root: Path) -> Path:
+    """GPT pre-trained on all source tokens (``out_dir/tokens/source.parquet``), a stage of
+    the run in ``root``; ``timing.json`` records seconds and steps."""
     path = out_dir / "pretrain" / "backbone.safetensors"
-    if not path.exists():
+    stage = Stage(root, str(path.parent.relative_to(root)),
+                  {k: getattr(config, k) for k in ("gpt", "pretraining", "seed")},
+                  {"tokenizer": tokenizer.fingerprint,
+                   "tokens": file_digest(out_dir / "tokens" / "source.parquet")},
+                  [path, path.parent / "timing.json"], path.parent)
+    if not stage.prepare():
         console.rule(f"pre-training the GPT on {len(tokens)} source jets")
         start = time.perf_counter()
         fit_generative(tokens, tokenizer, config.gpt, config.pretraining, path.parent,
                        config.seed)
         write_json(path.parent / "timing.json",
                     {"seconds": time.perf_counter() - start, **_training_log(path.parent)})
+        stage.finish()
+    load_backbone(path, tokenizer)
     return path
 
 
@@ -304,14 +342,41 @@ def tagging_cells(config: TransferConfig) -> list[Cell]:
             for m in MODES]
 
 
+CELL_KEYS = {
+    "generation": ("gpt", "n_truth", "seed", "n_generate", "temperature", "top_k",
+                   "sample_batch", "n_bootstrap"),
+    "tagging": ("gpt", "n_truth", "seed", "tagging_training", "tagging_head",
+                "backbone_lr_factor"),
+}
+
+
+def cell_stage(cell: Cell, config: TransferConfig, out_dir: Path,
+               inputs: dict[str, str]) -> Stage:
+    """The record of ``cell``: the configuration keys its numbers depend on (its training
+    block included) and ``inputs`` (digests of its token files and tokenizer, and of the
+    backbone where it starts from one); outputs ``result.json`` (and the generated jets)."""
+    cell_dir = cell.path(out_dir)
+    if cell.target == "tagging":
+        keys, outputs = CELL_KEYS["tagging"], [cell_dir / RESULT]
+    else:
+        keys = (*CELL_KEYS["generation"],
+                "finetuning" if cell.mode == "finetune" else "scratch")
+        outputs = [cell_dir / RESULT, cell_dir / "generated.parquet"]
+    return Stage(out_dir, str(cell_dir.relative_to(out_dir)),
+                 {**asdict(cell), **{k: getattr(config, k) for k in keys}}, inputs, outputs,
+                 cell_dir)
+
+
 def run_cells(cells: list[Cell], work: Callable[[Cell, Path], dict[str, Any]], out_dir: Path,
-              desc: str) -> dict[str, int]:
-    """Run ``work(cell, cell_dir)`` for every cell without a ``result.json``; a failure is
-    written to ``failed.json`` and the loop goes on. Returns counts of run/skipped/failed."""
+              desc: str, stage: Callable[[Cell], Stage]) -> dict[str, int]:
+    """Run ``work(cell, cell_dir)`` for every cell whose ``stage(cell)`` cannot be reused
+    (no result, or made from another configuration or inputs); a failure is written to
+    ``failed.json`` and the loop goes on. Returns counts of run/skipped/failed."""
     counts = {"run": 0, "skipped": 0, "failed": 0}
     for cell in tqdm(cells, desc=desc, unit="cell"):
         cell_dir = cell.path(out_dir)
-        if (cell_dir / RESULT).exists():
+        record = stage(cell)
+        if record.prepare():
             counts["skipped"] += 1
             continue
         shutil.rmtree(cell_dir, ignore_errors=True)  # leftovers of an interrupted attempt
@@ -327,6 +392,7 @@ def run_cells(cells: list[Cell], work: Callable[[Cell, Path], dict[str, Any]], o
             continue
         write_json(cell_dir / RESULT, {**asdict(cell), **result,
                                         "seconds": time.perf_counter() - start})
+        record.finish()
         counts["run"] += 1
     return counts
 
@@ -340,7 +406,7 @@ def generation_cell(cell: Cell, target: Target, tokens: TokenDataset, tokenizer:
     model = fit_generative(_subset(tokens, idx), tokenizer, config.gpt, training, cell_dir,
                            cell.seed, init=init)
     shutil.rmtree(cell_dir / "checkpoints")  # backbone.safetensors holds the best epoch
-    backbone, head, _ = load_generative(model)
+    backbone, head, _ = load_generative(model, tokenizer)
     jets, sampling = sample_jets(backbone, head, tokenizer, config.n_generate,
                                  temperature=config.temperature, top_k=config.top_k,
                                  batch_size=config.sample_batch, seed=cell.seed,
@@ -373,7 +439,7 @@ def tagging_cell(cell: Cell, targets: dict[str, Target], tokens: dict[str, Token
     jets = pick(lambda t: t.training(cell.size // 2, cell.seed, config.seed))
     fit_idx, val_idx = split_indices(len(jets[0]), 0.1, cell.seed)
     test = pick(lambda t: t.truth)
-    state, meta = load_model(backbone)
+    state, meta = load_backbone(backbone, tokenizer)
     task = fit_tagger(tuple(x[fit_idx] for x in jets), tuple(x[val_idx] for x in jets),
                       meta["gpt"], prefixed(state, "backbone"), mode=cell.mode,
                       head=config.tagging_head, backbone_lr_factor=config.backbone_lr_factor,
@@ -394,22 +460,41 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     console.rule("transfer study: data")
-    source, targets = load_data(config, out_dir)
-    src_tok = train_tokenizer(source, config, out_dir / "source")
+    source, targets, data = load_data(config, out_dir)
+    src_tok = train_tokenizer(source, config, out_dir / "source", out_dir,
+                              {"data/source": data["data/source"]})
     everything = {"source": source, **{name: t.jets for name, t in targets.items()}}
-    src_tokens = tokenize_all(src_tok, everything, out_dir / "source")
-    backbone = pretrain(src_tokens["source"], src_tok, config, out_dir / "source")
+    src_tokens = tokenize_all(src_tok, everything, out_dir / "source", data, out_dir)
+    backbone = pretrain(src_tokens["source"], src_tok, config, out_dir / "source", out_dir)
     tokenizers, tokens = {}, {}
     for name, target in targets.items():
+        here = {f"data/{name}": data[f"data/{name}"], "n_truth": str(config.n_truth)}
         tokenizers[name] = train_tokenizer(target.jets[target.pool], config,
-                                           out_dir / "targets" / name)
+                                           out_dir / "targets" / name, out_dir, here)
         tokens[name] = tokenize_all(tokenizers[name], {name: target.jets},
-                                    out_dir / "targets" / name)[name]
+                                    out_dir / "targets" / name, here, out_dir)[name]
     truth = {(t, m): in_frame(src_tok if m == "finetune" else tokenizers[t],
                               target.jets[target.truth])
              for t, target in targets.items() for m in MODES}
     cells, tag_cells = generation_cells(config), tagging_cells(config)
-    print_estimate(config, cells + tag_cells, out_dir)
+
+    def token_file(cell: Cell, name: str) -> Path:
+        if cell.mode == "finetune" or cell.target == "tagging":
+            return out_dir / "source" / "tokens" / f"{name}.parquet"
+        return out_dir / "targets" / name / "tokens" / f"{name}.parquet"
+
+    backbone_digest = file_digest(backbone)
+
+    def stage(cell: Cell) -> Stage:
+        names = ["qcd", "top"] if cell.target == "tagging" else [cell.target]
+        inputs = {f"tokens/{n}": file_digest(token_file(cell, n)) for n in names}
+        inputs["tokenizer"] = (src_tok if cell.mode == "finetune" or cell.target == "tagging"
+                               else tokenizers[cell.target]).fingerprint
+        if cell.mode == "finetune":
+            inputs["backbone"] = backbone_digest
+        return cell_stage(cell, config, out_dir, inputs)
+
+    print_estimate(config, cells + tag_cells, out_dir, stage)
 
     def generation(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         finetune = cell.mode == "finetune"
@@ -419,10 +504,10 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
             src_tok if finetune else tokenizers[cell.target], truth[cell.target, cell.mode],
             config, backbone if finetune else None, cell_dir)
 
-    counts = run_cells(cells, generation, out_dir, "generation cells")
+    counts = run_cells(cells, generation, out_dir, "generation cells", stage)
     tag_counts = run_cells(
         tag_cells, lambda c, d: tagging_cell(c, targets, src_tokens, src_tok, backbone, config,
-                                             d), out_dir, "tagging cells")
+                                             d), out_dir, "tagging cells", stage)
     console.rule("summary")
     cap = config.tokenizer_jets or math.inf
     n_jets = {"source": len(source), "source tokenizer": min(len(source), cap)}
@@ -444,13 +529,15 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
-def print_estimate(config: TransferConfig, cells: list[Cell], out_dir: Path) -> None:
-    """Upper bound of the cells' training time at the pre-training's seconds per step."""
+def print_estimate(config: TransferConfig, cells: list[Cell], out_dir: Path,
+                   stage: Callable[[Cell], Stage]) -> int:
+    """Upper bound of the training time of the cells that cannot be reused (``stage``), at
+    the pre-training's seconds per step; returns the optimiser steps counted."""
     timing = json.loads((out_dir / "source" / "pretrain" / "timing.json").read_text())
     per_step = timing["seconds"] / max(timing["steps"], 1)
     steps = 0
     for cell in cells:
-        if (cell.path(out_dir) / RESULT).exists():
+        if not stage(cell).stale():
             continue
         block = {"finetune": config.finetuning, "scratch": config.scratch}[cell.mode]
         training = TrainConfig(**(config.tagging_training if cell.target == "tagging"
@@ -462,6 +549,7 @@ def print_estimate(config: TransferConfig, cells: list[Cell], out_dir: Path) -> 
                   f"go, ~{steps * per_step / 60:.1f} min at the pre-training's "
                   f"{per_step:.3f} s/step (early stopping shortens it; sampling and evaluation "
                   "add ~10-30 s per generation cell)")
+    return steps
 
 
 # ----------------------------------------------------------------------------- summary
