@@ -107,21 +107,6 @@ def check_output(path: str | Path, label: int | None = None) -> str:
     return name
 
 
-def check_backbone(path: str | Path, meta: dict[str, object], tokenizer: Tokenizer,
-                   tokenizer_path: str | Path) -> None:
-    """A backbone file must hold a GPT trained on the tokens of ``tokenizer``.
-
-    ``meta`` is the file's metadata (:func:`jetfm.checkpoint.load_model`). Raises
-    ``ValueError`` naming both files when the kind or the tokenizer fingerprint differ.
-    """
-    if meta.get("kind") != "gpt":
-        raise ValueError(f"{path}: not a GPT backbone file (kind={meta.get('kind')!r})")
-    if meta.get("tokenizer_fingerprint") != tokenizer.fingerprint:
-        raise ValueError(f"{path} was trained on the tokens of tokenizer "
-                         f"{meta.get('tokenizer_fingerprint')}, but {tokenizer_path} is "
-                         f"{tokenizer.fingerprint}; use the tokenizer it was trained with")
-
-
 # ---------------------------------------------------------------------------- generate
 def _cmd_generate(args: argparse.Namespace) -> int:
     from jetfm.data.generated import generated_files
@@ -356,8 +341,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     label = None if args.label is None else class_index(args.label)
     check_output(args.out, label)
     tokenizer = Tokenizer.load(args.tokenizer)
-    backbone, head, meta = load_generative(args.model)
-    check_backbone(args.model, meta, tokenizer, args.tokenizer)
+    backbone, head, meta = load_generative(args.model, tokenizer)
     jets, stats = sample_jets(backbone, head, tokenizer, args.n_jets,
                               temperature=args.temperature, top_k=args.top_k,
                               batch_size=args.batch_size, seed=args.seed,
@@ -399,13 +383,14 @@ def _tagging_split(labels: np.ndarray, test_fraction: float, n_train: int | None
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from jetfm.checkpoint import load_model, prefixed
+    from jetfm.checkpoint import prefixed
     from jetfm.metrics.evaluate import evaluate_tagging
     from jetfm.models.tokenizer import Tokenizer
     from jetfm.studies.omnijet import (
         OmniJetConfig,
         fit_tagger,
         gpt_config_for,
+        load_backbone,
         predict_scores,
     )
 
@@ -421,8 +406,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     tokenizer = Tokenizer.load(args.tokenizer)
     state, gpt = None, config.gpt
     if args.backbone:
-        tensors, meta = load_model(args.backbone)
-        check_backbone(args.backbone, meta, tokenizer, args.tokenizer)
+        tensors, meta = load_backbone(args.backbone, tokenizer)
         gpt = meta["gpt"]  # the backbone's own size, whatever --config says
         if args.mode != "scratch":
             state = prefixed(tensors, "backbone")
