@@ -128,7 +128,7 @@ def _non_finite_jets(column: object) -> np.ndarray | None:
     arr = np.asarray(column)
     if not np.issubdtype(arr.dtype, np.number):
         return None
-    return ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+    return ~np.isfinite(arr).reshape(len(arr), int(np.prod(arr.shape[1:]))).all(axis=1)
 
 
 def require_finite(path: PathLike, columns: dict[str, object], what: str = "column") -> None:

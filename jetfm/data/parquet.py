@@ -41,7 +41,11 @@ def _extra_column(column: ak.Array) -> np.ndarray | ak.Array:
 
 
 def parquet_table(batch: JetBatch) -> ak.Array:
-    """The table :func:`write_parquet` writes (one record per jet, metadata in ``attrs``)."""
+    """The table :func:`write_parquet` writes (one record per jet, metadata in ``attrs``).
+
+    Packed (``ak.to_packed``): pyarrow refuses views of strided numpy data, which a batch
+    built from columns of a 2-d array holds.
+    """
     columns = {
         "particles": batch.particles,
         "label": batch.label,
@@ -50,7 +54,7 @@ def parquet_table(batch: JetBatch) -> ak.Array:
     }
     if batch.extra:
         columns["extra"] = ak.zip(dict(batch.extra), depth_limit=1)
-    table = ak.zip(columns, depth_limit=1)
+    table = ak.to_packed(ak.zip(columns, depth_limit=1))
     table.attrs["jetfm"] = {
         "version": jetfm.__version__,
         "classes": list(CLASSES),
@@ -71,11 +75,18 @@ def write_parquet(batch: JetBatch, path: str | os.PathLike[str]) -> None:
         ak.to_parquet(table, tmp)
 
 
-def read_parquet(path: str | os.PathLike[str], *, skip_invalid: bool = False) -> JetBatch:
+def read_parquet(
+    path: str | os.PathLike[str],
+    *,
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+    skip_invalid: bool = False,
+) -> JetBatch:
     """Read a file written by :func:`write_parquet`; the round trip is exact, dtypes included.
 
-    A file with no jets gives an empty batch; invalid jets raise :class:`JetDataError` (or are
-    dropped and counted with ``skip_invalid``).
+    ``entry_start:entry_stop`` selects rows (jets) of the file. A file or range with no jets
+    gives an empty batch; invalid jets raise :class:`JetDataError` (or are dropped and counted
+    with ``skip_invalid``).
     """
     (path,) = as_paths(path)
     try:
@@ -91,6 +102,8 @@ def read_parquet(path: str | os.PathLike[str], *, skip_invalid: bool = False) ->
             f"{meta.get('version')}), this jetfm uses {list(CLASSES)}"
         )
     require_keys(path, table.fields, REQUIRED, "columns")
+    rows = range(len(table))[slice(entry_start, entry_stop)]
+    table = table[rows.start : rows.stop]
     n = len(table)
     particles = table["particles"]
     if particles.ndim != 2 or not particles.fields:
@@ -115,7 +128,7 @@ def read_parquet(path: str | os.PathLike[str], *, skip_invalid: bool = False) ->
     if unknown.any():
         source_files += (str(path),)
         source[unknown] = len(source_files) - 1
-        entry[unknown] = np.flatnonzero(unknown)
+        entry[unknown] = np.arange(rows.start, rows.stop)[unknown]
     batch = JetBatch(
         particles,
         label=label,
