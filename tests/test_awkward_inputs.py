@@ -107,3 +107,15 @@ def test_write_back(files, tmp_path, key, fmt):
     back = read_jets(str(out))
     assert len(back) == len(batch)
     assert _finite(back)
+
+
+def test_preprocessing_drops_zero_pt_and_null_particles(files):
+    """log pT of a pT = 0 particle is -inf: the particle is dropped and counted, never fed on."""
+    from jetfm.data.transforms import FeatureTransform, Preprocessing
+
+    batch = read_jets(str(files["jetclass/zero_pt_and_null"]))  # 2 + 2 + (1 + 1) pT = 0
+    prep = Preprocessing([FeatureTransform("log_pt"), FeatureTransform("pt")], n_max=8)
+    values, mask, reports = prep.apply(batch)
+    assert np.isfinite(values).all()
+    np.testing.assert_array_equal(mask.sum(axis=1), [4, 4, 4])
+    assert reports[0].removed["non-finite log_pt"] == 4 and reports[0].n_after == 12
