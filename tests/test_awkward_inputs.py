@@ -119,3 +119,13 @@ def test_preprocessing_drops_zero_pt_and_null_particles(files):
     assert np.isfinite(values).all()
     np.testing.assert_array_equal(mask.sum(axis=1), [4, 4, 4])
     assert reports[0].removed["non-finite log_pt"] == 4 and reports[0].n_after == 12
+
+
+def test_feature_ranges_of_zero_pt_and_empty_files(files):
+    from jetfm.data.summary import feature_ranges
+
+    rows = feature_ranges(read_jets(str(files["aspen/zero_pt_and_null"])))
+    assert all(np.isfinite(row[2:]).all() for row in rows), rows
+    assert dict((r[0], r[2]) for r in rows)["pt"] == 0.0  # the zero-pT particles are counted
+    empty = feature_ranges(read_jets(str(files["aspen/zero_jets"])))
+    assert all(np.isnan(row[2:]).all() for row in empty)
