@@ -66,10 +66,9 @@ def test_read(files, key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_selection_that_leaves_no_jets(files, key):
-    """entry_start = entry_stop gives an empty batch, for any file (bad jets not selected)."""
-    for start in (0, N_JETS[key]):
-        batch = read_jets(str(files[key]), entry_start=start, entry_stop=start)
-        assert len(batch) == 0 and batch.n_particles.shape == (0,)
+    """A range past the last jet gives an empty batch, for any file (bad jets not selected)."""
+    batch = read_jets(str(files[key]), entry_start=N_JETS[key], entry_stop=None)
+    assert len(batch) == 0 and batch.n_particles.shape == (0,)
     if N_JETS[key]:  # the first jet alone is fine in every file (the bad ones are jet 1)
         assert len(read_jets(str(files[key]), entry_start=0, entry_stop=1)) == 1
 
