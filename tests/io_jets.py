@@ -79,8 +79,13 @@ def assert_same_batch(a: JetBatch, b: JetBatch) -> None:
     np.testing.assert_array_equal(a.label, b.label)
     assert a.extra.keys() == b.extra.keys()
     for key in a.extra:
-        assert a.extra[key].dtype == b.extra[key].dtype, key
-        np.testing.assert_array_equal(a.extra[key], b.extra[key], err_msg=key)
+        x, y = a.extra[key], b.extra[key]
+        assert type(x) is type(y), key  # numpy stays numpy, ragged awkward stays awkward
+        if isinstance(x, ak.Array):
+            assert ak.array_equal(x, y, dtype_exact=True), key
+        else:
+            assert x.dtype == y.dtype, key
+            np.testing.assert_array_equal(x, y, err_msg=key)
     assert a.source_files == b.source_files
     np.testing.assert_array_equal(a.source, b.source)
     np.testing.assert_array_equal(a.entry, b.entry)

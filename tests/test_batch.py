@@ -172,3 +172,54 @@ def test_one_and_two_particle_jets():
     expected = np.sqrt(2 * 60 * 40 * (np.cosh(0.1) - np.cos(0.2)))
     np.testing.assert_allclose(batch.jet_mass[1], expected, rtol=1e-9)
     np.testing.assert_allclose(ak.to_list(batch.eta_rel[0]), [0.0], atol=1e-12)
+
+
+def test_ragged_extras_slice_concatenate():
+    """Extras with a varying number of entries per jet (1-3 partons) stay ragged awkward."""
+    batch = random_batch(6)
+    partons = ak.Array([[1.0], [2.0, 3.0], [4.0, 5.0, 6.0], [7.0], [8.0, 9.0], [10.0]])
+    batch.extra = {**batch.extra, "genpart_pt": partons}
+    batch = batch[:]  # re-validated
+    assert isinstance(batch.extra["genpart_pt"], ak.Array)
+    assert isinstance(batch.extra["truth_match"], np.ndarray)
+    assert batch[1:3].extra["genpart_pt"].tolist() == [[2.0, 3.0], [4.0, 5.0, 6.0]]
+    mask = np.array([True, False, True, False, False, True])
+    assert batch[mask].extra["genpart_pt"].tolist() == [[1.0], [4.0, 5.0, 6.0], [10.0]]
+    joined = JetBatch.concatenate([batch[:2], batch[2:]])
+    assert joined.extra["genpart_pt"].tolist() == partons.tolist()
+    np.testing.assert_array_equal(joined.extra["truth_match"], batch.extra["truth_match"])
+    # a numpy (n, k) extra joined with a ragged one of the same key becomes ragged
+    fixed = batch[:2]
+    fixed.extra["genpart_pt"] = np.ones((2, 2))
+    mixed = JetBatch.concatenate([fixed, batch[2:]])
+    assert ak.num(mixed.extra["genpart_pt"]).tolist() == [2, 2, 3, 1, 2, 1]
+    # flat awkward extras become numpy; a wrong length is an error naming the key
+    flat = JetBatch(batch.particles, extra={"w": ak.Array(np.arange(6.0))})
+    assert isinstance(flat.extra["w"], np.ndarray)
+    with pytest.raises(JetDataError, match=r"extra\['genpart_pt'\] has 2 entries for 6 jets"):
+        JetBatch(batch.particles, extra={"genpart_pt": partons[:2]})
+
+
+def test_zero_pt_and_null_particles_are_valid_but_nan_is_not():
+    """(0, 0, 0.5, 0.5) and (0, 0, 0, 0) are physical inputs; NaN/inf momenta are not."""
+    jets = [[[100.0, 0.0, 0.0, 100.0], [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]]
+    columns = [ak.Array([[p[k] for p in jet] for jet in jets]) for k in range(4)]
+    batch = JetBatch.from_p4(*columns)
+    assert all(not flag.any() for flag in batch.problems().values())
+    assert batch.check("soft.root") is batch
+    for value in (np.nan, np.inf):
+        bad = JetBatch.from_p4(columns[0], columns[1], columns[2] * value, columns[3],
+                               source_files=("bad.root",))
+        with pytest.raises(JetDataError) as err:
+            bad.check("bad.root")
+        # the file, the jet entry, the field and the remedy for the API and the CLI
+        assert "bad.root: 1 jet(s) with non-finite pz" in str(err.value)
+        assert "bad.root:0" in str(err.value)
+        assert "skip_invalid=True" in str(err.value) and "--skip-invalid" in str(err.value)
+
+
+def test_empty_batch():
+    batch = random_batch(5)[:0]
+    assert len(batch) == 0 and batch.check() is batch
+    assert batch.jet_pt.shape == (0,) and batch.to_padded().values.shape == (0, 0, 4)
+    assert len(JetBatch.concatenate([batch, batch])) == 0

@@ -11,7 +11,7 @@ import pytest
 from io_jets import assert_same_batch, random_jets, with_value
 
 from jetfm.data import JetBatch, JetDataError, aspen
-from jetfm.data.aspen import JET_COLUMNS, PF_COLUMNS, read_aspen, write_aspen
+from jetfm.data.aspen import IP_COLUMNS, JET_COLUMNS, PF_COLUMNS, read_aspen, write_aspen
 from jetfm.physics.observables import softdrop_mass
 
 COUNTS = np.array([1, 2, 12, 7, 30, 2, 1, 19])
@@ -41,6 +41,9 @@ def test_round_trip_exact(tmp_path, jets):
     for field in jets.fields:
         dtype = np.int64 if field == "pid" else np.float32
         want = ak.values_astype(expected.particles[field], dtype)
+        if field in IP_COLUMNS:  # stored in cm as float32, read in mm as float64
+            cm = ak.values_astype(expected.particles[field] / 10.0, np.float32)
+            want = ak.values_astype(cm, np.float64) * 10.0
         assert ak.array_equal(back.particles[field], want, dtype_exact=True), field
     np.testing.assert_array_equal(back.label, -1)
     np.testing.assert_array_equal(back.entry, np.arange(len(COUNTS)))
@@ -111,13 +114,55 @@ def test_bad_files(tmp_path, jets):
     wrong = _pf(tmp_path / "wrong.h5", np.zeros((3, 150, 4), np.float32))
     with pytest.raises(JetDataError, match=r"wrong\.h5: dataset 'PFCands' has shape \(3, 150, 4\)"):
         read_aspen(wrong)
-    short = _pf(tmp_path / "short.h5", np.zeros((3, 150, 11)), np.zeros((2, 4)))
-    with pytest.raises(JetDataError, match=r"short\.h5: 'PFCands' has 3 jets.*2"):
-        read_aspen(short)
-    with h5py.File(tmp_path / "nokin.h5", "w") as f:
-        f["PFCands"] = np.zeros((3, 150, 11))
-    with pytest.raises(JetDataError, match=r"nokin\.h5: no dataset 'jet_kinematics'"):
-        read_aspen(tmp_path / "nokin.h5")
+    with h5py.File(tmp_path / "nopf.h5", "w") as f:
+        f["jet_kinematics"] = np.zeros((3, 4))
+    with pytest.raises(JetDataError, match=r"nopf\.h5: no dataset 'PFCands'"):
+        read_aspen(tmp_path / "nopf.h5")
+
+
+def test_optional_jet_kinematics(tmp_path, jets, caplog):
+    """jet_kinematics absent or of the wrong length: skipped with one line, particles read."""
+    path = str(tmp_path / "aoj.h5")
+    write_aspen(jets, path)
+    with h5py.File(path) as f:
+        pf = f["PFCands"][:]
+    for name, kin in (("short.h5", np.zeros((2, 4))), ("nokin.h5", None)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+            back = read_aspen(_pf(tmp_path / name, pf, kin) if kin is not None else _nokin(
+                tmp_path / name, pf))
+        assert back.extra == {} and len(back) == len(COUNTS)
+        np.testing.assert_array_equal(back.n_particles, COUNTS)
+        assert len(caplog.records) == 1 and "'jet_kinematics'" in caplog.text
+
+
+def _nokin(path, pf):
+    with h5py.File(path, "w") as f:
+        f["PFCands"] = pf
+    return str(path)
+
+
+def test_impact_parameters_cm_to_mm(tmp_path):
+    """AOJ stores d0/dz in cm; a JetBatch holds mm. The write-back restores the file's values."""
+    pf = np.zeros((2, 150, 11), np.float32)
+    pf[0, :2, :4] = [[10, 0, 5, 12], [5, 1, 0, 6]]  # px, py, pz, E [GeV]
+    pf[1, :1, :4] = [[0, 20, 1, 21]]
+    pf[0, :2, 4:8] = [[0.0123, 0.0011, -0.0456, 0.0022], [-0.3, 0.01, 0.25, 0.02]]  # cm
+    pf[1, 0, 4:8] = [1e-4, 3e-5, -2e-4, 4e-5]
+    pf[..., 8][pf[..., 3] > 0] = 1  # charge
+    pf[..., 9][pf[..., 3] > 0] = 211  # pid
+    pf[..., 10][pf[..., 3] > 0] = 1  # PUPPI weight
+    path = _pf(tmp_path / "aoj.h5", pf)
+    back = read_aspen(path)
+    for k, name in enumerate(IP_COLUMNS):
+        got = ak.to_numpy(ak.flatten(back.particles[name]))
+        stored = np.concatenate([pf[0, :2, 4 + k], pf[1, :1, 4 + k]]).astype(np.float64)
+        np.testing.assert_array_equal(got, stored * 10.0)  # mm
+    np.testing.assert_allclose(back.particles["d0val"][0, 0], 0.123, rtol=1e-6)
+    again = str(tmp_path / "again.h5")
+    write_aspen(back, again)
+    with h5py.File(again) as f:
+        np.testing.assert_array_equal(f["PFCands"][:], pf)  # exact, in cm
 
 
 def test_invalid_jets(tmp_path, jets, caplog):
@@ -125,9 +170,14 @@ def test_invalid_jets(tmp_path, jets, caplog):
     bad = with_value(bad, 5, "pz", np.nan)
     bad.extra = {k: np.zeros(len(bad), np.float32) for k in JET_COLUMNS}
     path = str(tmp_path / "bad.h5")
-    write_aspen(bad, path)
+    with pytest.raises(JetDataError, match=r"bad\.h5: refusing to write .*PFCands\[pz\].* 1 of 8"):
+        write_aspen(bad, path)
+    write_aspen(with_value(bad, 5, "pz", 1.0), path)
     with h5py.File(path, "r+") as f:  # jet 6 becomes an all-padding (zero-particle) jet
         f["PFCands"][6] = 0
+        pf = f["PFCands"][5]
+        pf[np.argmax(pf[:, 2] == 1.0), 2] = np.nan  # the NaN another tool might have written
+        f["PFCands"][5] = pf
     with pytest.raises(JetDataError, match=r"bad\.h5: 1 jet\(s\) with non-finite pz"):
         read_aspen(path)
     with caplog.at_level(logging.WARNING, logger="jetfm.data"):

@@ -189,10 +189,14 @@ def test_wrong_tree_and_missing_branch(tmp_path, jets):
     wrong = _write(tmp_path / "wrong.root", jets, tree="Events")
     with pytest.raises(JetDataError, match=r"wrong\.root: no TTree 'tree'.*Events"):
         read_jetclass(wrong)
-    missing = _write(tmp_path / "missing.root", jets, lambda d: d.pop("label_Hcc"))
-    with pytest.raises(JetDataError, match=r"missing\.root: missing branches \['label_Hcc'\]"):
+    missing = _write(
+        tmp_path / "missing.root", jets,
+        lambda d: d.update(part=d["part"][[f for f in d["part"].fields if f != "energy"]]),
+    )
+    match = r"missing\.root: missing four-momentum branches \['part_energy'\]"
+    with pytest.raises(JetDataError, match=match):
         read_jetclass(missing)
-    with pytest.raises(JetDataError, match=r"missing\.root: missing branches"):
+    with pytest.raises(JetDataError, match=match):
         next(iter_jetclass(missing))
 
 
@@ -205,7 +209,13 @@ def test_invalid_momenta(tmp_path, jets, caplog, field, value, problem):
     bad = with_value(jets, 4, field, value)
     bad.extra = {key: np.zeros(len(bad)) for key in JET_BRANCHES.values()}
     path = str(tmp_path / "bad.root")
-    write_jetclass(bad, path)
+    if problem.startswith("non-finite"):  # the writer refuses, so write the branches directly
+        refused = rf"bad\.root: refusing to write branch 'part_{field}"
+        with pytest.raises(JetDataError, match=refused):
+            write_jetclass(bad, path)
+        _write(path, bad)
+    else:
+        write_jetclass(bad, path)
     with pytest.raises(JetDataError, match=rf"bad\.root: 1 jet\(s\) with {problem}.*bad\.root:4"):
         read_jetclass(path)
     with caplog.at_level(logging.WARNING, logger="jetfm.data"):
@@ -218,8 +228,7 @@ def test_invalid_momenta(tmp_path, jets, caplog, field, value, problem):
 
 def test_zero_particle_jets(tmp_path, caplog):
     batch = random_jets(5, seed=6, counts=[3, 0, 1, 0, 2])
-    path = str(tmp_path / "empty.root")
-    write_jetclass(batch, path)
+    path = _write(tmp_path / "empty.root", batch)
     with pytest.raises(JetDataError, match=r"empty\.root: 2 jet\(s\) with zero particles"):
         read_jetclass(path)
     with caplog.at_level(logging.WARNING, logger="jetfm.data"):
@@ -227,3 +236,134 @@ def test_zero_particle_jets(tmp_path, caplog):
     np.testing.assert_array_equal(kept.entry, [0, 2, 4])
     np.testing.assert_array_equal(kept.n_particles, [3, 1, 2])
     assert "zero particles: 2" in caplog.text
+
+
+def _with_partons(data, n_partons):
+    """Replace the scalar aux_genpart_* branches by jagged ones (1-3 partons per jet)."""
+    rng = np.random.default_rng(8)
+    total = int(np.sum(n_partons))
+    for name in ("pt", "eta", "phi", "pid"):
+        data.pop(f"aux_genpart_{name}")
+    data["aux_genpart"] = ak.zip({
+        "pt": ak.unflatten(rng.uniform(20, 500, total).astype(np.float32), n_partons),
+        "eta": ak.unflatten(rng.normal(0, 1, total).astype(np.float32), n_partons),
+        "phi": ak.unflatten(rng.uniform(-3, 3, total).astype(np.float32), n_partons),
+        "pid": ak.unflatten(rng.choice([1, 21, -2], total).astype(np.float32), n_partons),
+    })
+    return data
+
+
+def test_jagged_aux_genpart_kept_as_ragged_extras(tmp_path, jets, caplog):
+    """Issue 11 item 1: aux_genpart_* with 1-3 partons per jet gave a raw awkward error."""
+    n_partons = (np.arange(len(jets)) % 3) + 1
+    written = {}
+    path = _write(tmp_path / "qcd.root", jets,
+                  lambda d: written.update(_with_partons(d, n_partons)))
+    with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+        batch = read_jetclass(path)
+    assert caplog.text == ""
+    for name in ("pt", "eta", "phi", "pid"):
+        extra = batch.extra[f"genpart_{name}"]
+        assert isinstance(extra, ak.Array)
+        assert ak.num(extra).tolist() == n_partons.tolist()
+        assert extra.tolist() == written["aux_genpart"][name].tolist()
+    np.testing.assert_array_equal(batch.label, jets.label)
+    # slices, chunks and the Parquet round trip keep the ragged extras
+    assert batch[3:5].extra["genpart_pt"].tolist() == written["aux_genpart"]["pt"][3:5].tolist()
+    chunks = list(iter_jetclass(path, step_size=5))
+    assert_same_batch(JetBatch.concatenate(chunks), batch)
+    from jetfm.data.parquet import read_parquet, write_parquet
+
+    write_parquet(batch, tmp_path / "qcd.parquet")
+    back = read_parquet(tmp_path / "qcd.parquet")
+    back.source_files = batch.source_files
+    assert_same_batch(back, batch)
+    # and the JetClass writer writes them as jagged branches again
+    write_jetclass(batch, tmp_path / "again.root")
+    again = read_jetclass(tmp_path / "again.root")
+    assert again.extra["genpart_pid"].tolist() == batch.extra["genpart_pid"].tolist()
+
+
+def test_only_the_four_momenta_are_required(tmp_path, jets, caplog):
+    """No label_*, jet_*, aux_* or optional part_* branches: unlabelled jets, nothing else."""
+    def strip(data):
+        part = data["part"]
+        data.clear()
+        data["part"] = part[["px", "py", "pz", "energy"]]
+
+    path = _write(tmp_path / "bare.root", jets, strip)
+    with caplog.at_level(logging.INFO, logger="jetfm.data"):
+        batch = read_jetclass(path)
+    assert batch.fields == ("px", "py", "pz", "energy") and batch.extra == {}
+    np.testing.assert_array_equal(batch.label, -1)
+    assert "no label_* branches; its jets are unlabelled" in caplog.text
+    for field in ("px", "energy"):
+        expected = ak.values_astype(jets.particles[field], np.float32)
+        assert ak.array_equal(batch.particles[field], expected)
+    # an unlabelled batch is written without label branches and reads back unlabelled
+    write_jetclass(batch, tmp_path / "unlabelled.root")
+    assert not any(k.startswith("label_") for k in uproot.open(tmp_path / "unlabelled.root")[
+        "tree"].keys())
+    np.testing.assert_array_equal(read_jetclass(tmp_path / "unlabelled.root").label, -1)
+    batch.label[0] = 3
+    with pytest.raises(JetDataError, match=r"label for every jet or for none; 11 of 12"):
+        write_jetclass(batch, tmp_path / "mixed.root")
+    # files with and without the optional branches read together: the common part, one line
+    full = str(tmp_path / "full.root")
+    write_jetclass(jets, full)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+        both = read_jetclass([full, path])
+    assert both.fields == ("px", "py", "pz", "energy") and both.extra == {}
+    assert len(caplog.records) == 1 and "left out" in caplog.text
+
+
+def test_unusable_optional_branches_skipped_with_one_line(tmp_path, jets, caplog):
+    def odd(data):
+        data["part_d0val"] = np.ones(len(jets), np.float32)  # one value per jet, not particle
+        data["part_dzval"] = ak.Array([[1.0, 2.0]] * len(jets))  # other counts than part_px
+        data["aux_truth_match"] = np.ones((len(jets), 3), np.float32)  # fixed size: kept
+        data["label_Hbb"] = ak.Array([[True]] * len(jets))  # a list per jet: not a label
+        data["event_weight"] = np.ones(len(jets))  # unknown to jetfm: ignored
+        data["part"] = data["part"][[f for f in data["part"].fields if f not in ("d0val",
+                                                                              "dzval")]]
+
+    path = _write(tmp_path / "odd.root", jets, odd)
+    with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+        chunks = list(iter_jetclass(path, step_size=3))
+    skipped = [r.getMessage() for r in caplog.records]
+    assert len(skipped) == 3, skipped  # one line per branch, not one per chunk
+    for branch in ("part_d0val", "part_dzval", "label_Hbb"):
+        assert sum(f"skipping branch {branch} " in m for m in skipped) == 1
+    batch = JetBatch.concatenate(chunks)
+    assert "d0val" not in batch.fields and "dzval" not in batch.fields
+    assert batch.extra["truth_match"].shape == (len(jets), 3)
+    np.testing.assert_array_equal(batch.label, jets.label)  # no Hbb jet among them
+    assert len(read_jetclass(path)) == len(jets)
+
+
+def test_writer_refuses_nan_it_computed(tmp_path, jets, monkeypatch):
+    """Issue 11 item 2: a NaN from an observable is refused, naming the branch; no file."""
+    from jetfm.physics import observables
+
+    real = observables.nsubjettiness
+
+    def broken(batch, n_max=4, **kwargs):
+        tau = real(batch, n_max=n_max, **kwargs)
+        tau[[2, 5], 1] = np.nan
+        return tau
+
+    monkeypatch.setattr(observables, "nsubjettiness", broken)
+    path = tmp_path / "jets.root"
+    with pytest.raises(JetDataError, match=r"jets\.root: refusing to write branch 'jet_tau2'.*"
+                                           r"2 of 12 jets \(first: jet 2\)"):
+        write_jetclass(jets, path)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(observables, "softdrop_mass", lambda batch, **kw: np.full(len(batch),
+                                                                                  np.inf))
+    from jetfm.data.aspen import write_aspen
+
+    with pytest.raises(JetDataError, match=r"aoj\.h5: refusing to write column 'jet_kinematics'"
+                                           r".*12 of 12 jets"):
+        write_aspen(jets, tmp_path / "aoj.h5")
+    assert list(tmp_path.iterdir()) == []

@@ -72,8 +72,7 @@ def test_type_column_and_override(tmp_path):
     names = ["QCD_gluon", "QCD_quark", "Tbqq", "Zqq"]
     np.testing.assert_array_equal(read_jetnet(path).label, [class_index(n) for n in names])
     other, _, _ = _write(tmp_path / "jets.hdf5")
-    with pytest.raises(JetDataError, match=r"jets\.hdf5: cannot tell the jet type"):
-        read_jetnet(other)
+    np.testing.assert_array_equal(read_jetnet(other).label, -1)  # no type: unlabelled
     np.testing.assert_array_equal(read_jetnet(other, jet_type="w").label, class_index("Wqq"))
     with pytest.raises(JetDataError, match=r"jets\.hdf5: unknown JetNet jet type 'x'"):
         read_jetnet(other, jet_type="x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import awkward as ak
 import numpy as np
@@ -13,7 +14,7 @@ from io_jets import assert_same_batch, random_jets, with_value
 
 import jetfm
 from jetfm.data import CLASSES, JetBatch, JetDataError
-from jetfm.data.parquet import read_parquet, write_parquet
+from jetfm.data.parquet import parquet_table, read_parquet, write_parquet
 
 
 @pytest.fixture
@@ -82,8 +83,12 @@ def test_foreign_garbage_and_incomplete_files(tmp_path, jets):
     incomplete = str(tmp_path / "incomplete.parquet")
     write_parquet(jets, incomplete)
     table = ak.from_parquet(incomplete)
-    ak.to_parquet(table[["particles", "label", "source"]], incomplete)
-    with pytest.raises(JetDataError, match=r"incomplete\.parquet: missing columns \['entry'\]"):
+    ak.to_parquet(table[["particles", "label"]], incomplete)
+    back = read_parquet(incomplete)  # provenance: this file, entries in order
+    np.testing.assert_array_equal(back.entry, np.arange(len(jets)))
+    assert {back.source_of(i) for i in (0, 5)} == {f"{incomplete}:0", f"{incomplete}:5"}
+    ak.to_parquet(table[["label", "source"]], incomplete)
+    with pytest.raises(JetDataError, match=r"incomplete\.parquet: missing columns \['particles'\]"):
         read_parquet(incomplete)
     with pytest.raises(JetDataError, match=r"none\.parquet: no such file"):
         read_parquet(tmp_path / "none.parquet")
@@ -91,7 +96,11 @@ def test_foreign_garbage_and_incomplete_files(tmp_path, jets):
 
 def test_invalid_jets(tmp_path, jets, caplog):
     path = str(tmp_path / "bad.parquet")
-    write_parquet(with_value(jets, 2, "py", np.nan), path)
+    bad = with_value(jets, 2, "py", np.nan)
+    with pytest.raises(JetDataError, match=r"bad\.parquet: refusing to write particle field 'py'"):
+        write_parquet(bad, path)
+    assert not os.path.exists(path)
+    ak.to_parquet(parquet_table(bad), path)  # the file another tool might have written
     with pytest.raises(JetDataError, match=r"bad\.parquet: 1 jet\(s\) with non-finite py"):
         read_parquet(path)
     with caplog.at_level(logging.WARNING, logger="jetfm.data"):

@@ -68,9 +68,12 @@ def test_bad_files(tmp_path, caplog):
     garbage.write_bytes(b"PK\x03\x04" + b"x" * 100)
     with pytest.raises(JetDataError, match=r"garbage\.npz: not a readable \.npz file"):
         read_quarkgluon(garbage)
-    np.savez(tmp_path / "nolabel.npz", X=np.zeros((2, 3, 4)))
-    with pytest.raises(JetDataError, match=r"nolabel\.npz: no array 'y'"):
-        read_quarkgluon(tmp_path / "nolabel.npz")
+    _, x_ok = _write(tmp_path / "ok.npz", counts=np.array([2, 3]))
+    np.savez(tmp_path / "nolabel.npz", X=x_ok)
+    np.testing.assert_array_equal(read_quarkgluon(tmp_path / "nolabel.npz").label, [-1, -1])
+    np.savez(tmp_path / "nox.npz", y=np.zeros(2))
+    with pytest.raises(JetDataError, match=r"nox\.npz: no array 'X'"):
+        read_quarkgluon(tmp_path / "nox.npz")
     np.savez(tmp_path / "shape.npz", X=np.zeros((2, 3, 3)), y=np.zeros(2))
     with pytest.raises(JetDataError, match=r"shape\.npz: array 'X' has shape \(2, 3, 3\)"):
         read_quarkgluon(tmp_path / "shape.npz")

@@ -66,15 +66,18 @@ def test_bad_files(tmp_path, caplog):
         read_toptagging(wrong_key)
     no_label = str(tmp_path / "nolabel.h5")
     frame.drop(columns="is_signal_new").to_hdf(no_label, key="table")
-    with pytest.raises(JetDataError, match=r"nolabel\.h5: missing columns \['is_signal_new'\]"):
-        read_toptagging(no_label)
+    np.testing.assert_array_equal(read_toptagging(no_label).label, -1)  # unlabelled
+    no_px = str(tmp_path / "nopx.h5")
+    frame.drop(columns="PX_3").to_hdf(no_px, key="table")
+    with pytest.raises(JetDataError, match=r"nopx\.h5: missing momentum columns \['PX_3'\]"):
+        read_toptagging(no_px)
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"nonsense" * 100)
     with pytest.raises(JetDataError, match=r"garbage\.h5: not a readable pandas HDF5 file"):
         read_toptagging(garbage)
 
     frame.loc[101, "PX_1"] = np.nan
-    frame.loc[103, ["E_0", "PX_0", "PY_0", "PZ_0"]] = 0.0  # jet 3 keeps 6 particles
+    frame.loc[103, ["E_0", "PX_0", "PY_0", "PZ_0"]] = 0.0  # jet 3: a null particle, kept
     frame.loc[100, [f"{c}_0" for c in ("E", "PX", "PY", "PZ")]] = 0.0  # jet 0 now empty
     bad = str(tmp_path / "bad.h5")
     frame.to_hdf(bad, key="table")
@@ -83,5 +86,6 @@ def test_bad_files(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="jetfm.data"):
         kept = read_toptagging(bad, skip_invalid=True)
     np.testing.assert_array_equal(kept.entry, [2, 3, 4, 5])
-    np.testing.assert_array_equal(kept.n_particles, [40, 6, 200, 3])
+    np.testing.assert_array_equal(kept.n_particles, [40, 7, 200, 3])
+    assert kept.particles[1, 0].tolist() == {"px": 0, "py": 0, "pz": 0, "energy": 0}
     assert "non-finite px: 1" in caplog.text and "zero particles: 1" in caplog.text

@@ -6,7 +6,9 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 
+import awkward as ak
 import h5py
+import numpy as np
 
 from jetfm.data.batch import JetBatch, JetDataError
 
@@ -35,6 +37,26 @@ def require_keys(path: str, available: Iterable[str], wanted: Iterable[str], wha
     missing = [k for k in wanted if k not in present]
     if missing:
         raise JetDataError(f"{path}: missing {what} {missing}; found {sorted(present)[:20]}")
+
+
+def concatenate_common(batches: Sequence[JetBatch], origin: str) -> JetBatch:
+    """Join batches keeping the particle fields and extras all of them have.
+
+    Files of one format may differ in their optional branches (and files of different
+    formats in everything but the four-momenta): what is left out is logged once at WARNING
+    level naming the fields. The batches are modified in place.
+    """
+    batches = list(batches)
+    fields = [f for f in batches[0].fields if all(f in b.fields for b in batches)]
+    extras = [k for k in batches[0].extra if all(k in b.extra for b in batches)]
+    dropped = {f for b in batches for f in b.fields} - set(fields)
+    dropped |= {k for b in batches for k in b.extra} - set(extras)
+    if dropped:
+        log.warning("%s: fields not in all of them left out: %s", origin, sorted(dropped))
+        for b in batches:
+            b.particles = b.particles[fields]
+            b.extra = {k: b.extra[k] for k in extras}
+    return JetBatch.concatenate(batches)
 
 
 def validated(batch: JetBatch, origin: str, skip_invalid: bool) -> JetBatch:
@@ -71,3 +93,56 @@ def open_hdf5(path: str) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as err:
         raise JetDataError(f"{path}: not a readable HDF5 file ({err})") from err
+
+
+def padding_mask(values: np.ndarray) -> np.ndarray:
+    """Real-particle mask of a zero-padded (n_jets, n_slots, n_columns) array.
+
+    Padding is the run of all-zero rows at the end of a jet; an all-zero row before the last
+    non-zero one is a real null particle (four-momentum 0, no weight in any observable) and is
+    kept, so the mask is always left-aligned. A row with a NaN counts as a particle (and then
+    fails validation).
+    """
+    values = np.asarray(values)
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        return np.zeros(values.shape[:2], dtype=bool)
+    nonzero = np.any(values != 0, axis=-1)
+    last = values.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    counts = np.where(nonzero.any(axis=1), last, 0)
+    return np.arange(values.shape[1])[None, :] < counts[:, None]
+
+
+def _non_finite_jets(column: object) -> np.ndarray | None:
+    """Per-jet NaN/inf flag of a numpy (n_jets, ...) or awkward column (None: not numeric)."""
+    if isinstance(column, ak.Array):
+        try:
+            dtype = ak.flatten(column, axis=None).layout.dtype
+        except (AttributeError, TypeError, ValueError):  # records, unions, strings
+            return None
+        if not np.issubdtype(dtype, np.number):
+            return None
+        bad = ~np.isfinite(column)
+        while bad.ndim > 1:
+            bad = ak.any(bad, axis=-1)
+        return np.asarray(ak.to_numpy(ak.fill_none(bad, False)), dtype=bool)
+    arr = np.asarray(column)
+    if not np.issubdtype(arr.dtype, np.number):
+        return None
+    return ~np.isfinite(arr).reshape(len(arr), int(np.prod(arr.shape[1:]))).all(axis=1)
+
+
+def require_finite(path: PathLike, columns: dict[str, object], what: str = "column") -> None:
+    """Refuse to write non-finite values: raise naming ``path``, the column and the jet count.
+
+    ``columns`` maps output names to per-jet arrays (numpy (n_jets, ...) or awkward, jets
+    first). Writers call this on everything they are about to write, before opening the output,
+    so no NaN or inf (given or computed) reaches a file and no partial file is left.
+    """
+    for name, column in columns.items():
+        bad = _non_finite_jets(column)
+        if bad is not None and bad.any():
+            raise JetDataError(
+                f"{os.fspath(path)}: refusing to write {what} {name!r}: non-finite (NaN or inf) "
+                f"for {int(bad.sum())} of {len(bad)} jets (first: jet {int(np.flatnonzero(bad)[0])}"
+                "); nothing was written"
+            )

@@ -9,8 +9,10 @@ consume its padded view. A batch holds
   JetClass particle-type flags).
 * ``label``: int64 per jet, an index into :data:`jetfm.data.classes.CLASSES`
   (-1 = unlabelled).
-* ``extra``: per-jet numeric columns carried over from the source (for example
-  ``truth_match``), each of shape (n_jets,).
+* ``extra``: per-jet columns carried over from the source (for example ``truth_match``):
+  numpy arrays of shape (n_jets, ...) or, for values with a varying number of entries per jet
+  (e.g. the 1-3 generator partons of a QCD jet), ragged awkward arrays of length n_jets.
+  Slicing, :meth:`JetBatch.concatenate` and the Parquet round trip keep both kinds.
 * provenance: ``source_files`` (tuple of paths) with per-jet ``source`` (index into it) and
   ``entry`` (entry number inside that file).
 
@@ -65,6 +67,13 @@ DERIVED_PARTICLE_FEATURES: tuple[str, ...] = (
     "energy_rel",
     "log_pt_rel",
     "log_energy_rel",
+)
+
+
+# The remedy named by every invalid-jet error, for the Python API and the command line.
+SKIP_INVALID_HINT = (
+    "to drop such jets with a count, pass skip_invalid=True (Python) or --skip-invalid "
+    "(jetfm command line)"
 )
 
 
@@ -125,13 +134,42 @@ def _as_int_array(x: Any, n: int, default: int, name: str) -> np.ndarray:
     return arr
 
 
+def _extra_column(key: str, value: Any, n: int) -> np.ndarray | ak.Array:
+    """A per-jet extra as numpy (n, ...) or, if nested/ragged, as an awkward array of length n.
+
+    A flat awkward column becomes numpy; nested awkward columns stay awkward whatever their
+    content, so the type of an extra never depends on the values of one chunk.
+    """
+    if isinstance(value, ak.Array):
+        if value.ndim == 1 and not value.fields:
+            try:
+                value = ak.to_numpy(value)
+            except (ValueError, TypeError):  # option or union type: keep it awkward
+                pass
+        if isinstance(value, ak.Array):
+            if len(value) != n:
+                raise JetDataError(f"extra[{key!r}] has {len(value)} entries for {n} jets")
+            return value
+    arr = np.asarray(value)
+    if arr.shape[:1] != (n,):
+        raise JetDataError(f"extra[{key!r}] has shape {arr.shape} for {n} jets")
+    return arr
+
+
+def _concatenate_extra(values: Sequence[np.ndarray | ak.Array]) -> np.ndarray | ak.Array:
+    """Join one extra column of several batches: numpy if all are numpy, else awkward."""
+    if all(isinstance(v, np.ndarray) for v in values):
+        return np.concatenate(values)
+    return ak.concatenate([ak.Array(v) if isinstance(v, np.ndarray) else v for v in values])
+
+
 @dataclass
 class JetBatch:
     """A batch of jets: ragged particles, labels, per-jet extras and provenance."""
 
     particles: ak.Array
     label: np.ndarray | None = None
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, np.ndarray | ak.Array] = field(default_factory=dict)
     source_files: tuple[str, ...] = ()
     source: np.ndarray | None = None
     entry: np.ndarray | None = None
@@ -163,13 +201,7 @@ class JetBatch:
         if self.entry is not None and np.all(self.entry == -1):
             self.entry = np.arange(n, dtype=np.int64)
         self.source_files = tuple(str(s) for s in self.source_files)
-        extra = {}
-        for key, value in self.extra.items():
-            arr = np.asarray(value)
-            if arr.shape[:1] != (n,):
-                raise JetDataError(f"extra[{key!r}] has shape {arr.shape} for {n} jets")
-            extra[key] = arr
-        self.extra = extra
+        self.extra = {key: _extra_column(key, value, n) for key, value in self.extra.items()}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -299,7 +331,7 @@ class JetBatch:
         return JetBatch(
             particles=ak.concatenate([b.particles[order] for b in batches]),
             label=np.concatenate([b.label for b in batches]),
-            extra={k: np.concatenate([b.extra[k] for b in batches]) for k in keys},
+            extra={k: _concatenate_extra([b.extra[k] for b in batches]) for k in keys},
             source_files=tuple(files),
             source=np.concatenate(sources),
             entry=np.concatenate([b.entry for b in batches]),
@@ -491,8 +523,7 @@ class JetBatch:
                 first = int(np.flatnonzero(bad)[0])
                 raise JetDataError(
                     f"{origin}: {int(bad.sum())} jet(s) with {problem} "
-                    f"(first: jet {first}, {self.source_of(first)}); "
-                    "pass skip_invalid=True to drop them with a count"
+                    f"(first: jet {first}, {self.source_of(first)}); {SKIP_INVALID_HINT}"
                 )
         return self
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from jetfm.data._files import Paths, as_paths, log, open_hdf5
+from jetfm.data._files import Paths, as_paths, concatenate_common, open_hdf5
 from jetfm.data.aspen import read_aspen, write_aspen
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.jetclass import read_jetclass, write_jetclass
@@ -96,17 +96,7 @@ def read_jets(paths: Paths, fmt: str | None = None, **kwargs: Any) -> JetBatch:
         _format(fmt or detect_format(path)).read(path, **kwargs)
         for path in tqdm(files, desc="reading", unit="file", disable=len(files) < 2)
     ]
-    fields = [f for f in batches[0].fields if all(f in b.fields for b in batches)]
-    extras = [k for k in batches[0].extra if all(k in b.extra for b in batches)]
-    dropped = {f for b in batches for f in b.fields} - set(fields)
-    dropped |= {k for b in batches for k in b.extra} - set(extras)
-    if dropped:
-        log.warning("reading %d files: fields not in all of them left out: %s", len(files),
-                    sorted(dropped))
-        for b in batches:
-            b.particles = b.particles[fields]
-            b.extra = {k: b.extra[k] for k in extras}
-    return JetBatch.concatenate(batches)
+    return concatenate_common(batches, f"reading {len(files)} files")
 
 
 def write_jets(batch: JetBatch, path: str | os.PathLike[str], fmt: str | None = None) -> None:

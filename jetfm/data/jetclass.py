@@ -6,18 +6,32 @@ A file holds a TTree ``tree`` with one entry per jet:
   :class:`~jetfm.data.JetBatch` particle fields. ``part_deta`` / ``part_dphi`` are derived
   (``JetBatch.eta_rel`` / ``phi_rel``): written, never read.
 * the one-hot labels ``label_QCD`` ... ``label_Tbl`` (bool or float), read as the class index;
-* jet-level and truth scalars, kept in ``batch.extra`` under the keys of :data:`JET_BRANCHES`:
+* jet-level and truth values, kept in ``batch.extra`` under the keys of :data:`JET_BRANCHES`:
   ``jet_pt, jet_eta, jet_phi, jet_energy`` [GeV, rad], ``jet_nparticles``, ``jet_sdmass``
   [GeV], ``jet_tau1`` .. ``jet_tau4``, ``genpart_pt, genpart_eta, genpart_phi, genpart_pid``
-  (the generator parton or boson the jet is matched to) and ``truth_match``.
+  (the generator parton(s) or boson the jet is matched to) and ``truth_match``.
+
+Only the four-momentum branches ``part_px, part_py, part_pz, part_energy`` (jagged, one value
+per particle) are required. Every other known branch is read when present, in the layout it
+has: a jet-level branch that is a scalar per jet becomes a numpy extra, one with a varying
+number of entries per jet (e.g. ``aux_genpart_*`` of QCD jets with 1-3 hard partons) a ragged
+awkward extra, a fixed-size array a (n_jets, k) numpy extra; an optional ``part_*`` branch must
+have one value per particle. A known branch that cannot be used (unreadable type, strings,
+``part_*`` counts that differ from ``part_px``) is skipped with one WARNING line per file naming
+it. Label branches that are absent count as not set; a file with no usable ``label_*`` branch
+holds unlabelled jets (label -1, :data:`jetfm.data.classes.UNLABELLED`, as AspenOpenJets data;
+tasks that need labels refuse them), logged once per file.
 
 The writer takes those jet-level values from ``batch.extra`` when present (so a file read and
 written again is unchanged) and otherwise computes them: the E-scheme jet four-momentum, the
 soft-drop mass and N-subjettiness (beta = 1, R0 = 0.8) from :mod:`jetfm.physics.observables`;
 missing truth values and missing particle fields (e.g. impact parameters of generator jets)
-are written as zeros. JetClass has no unlabelled class and no quark/gluon split:
-``QCD_quark`` / ``QCD_gluon`` jets are written as ``label_QCD`` (logged), unlabelled jets are an
-error.
+are written as zeros; ragged extras are written as jagged branches (with their own counter).
+Every value is checked before the file is opened: a NaN or inf (given or computed) is refused
+with the branch name and the number of jets, and nothing is written. JetClass has no quark/gluon
+split: ``QCD_quark`` / ``QCD_gluon`` jets are written as ``label_QCD`` (logged). A batch of only
+unlabelled jets is written without ``label_*`` branches (and reads back unlabelled); a batch
+mixing labelled and unlabelled jets is refused.
 """
 
 from __future__ import annotations
@@ -25,14 +39,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import awkward as ak
 import numpy as np
 import uproot
+from uproot.interpretation.identify import UnknownInterpretation
 
 from jetfm.atomic import atomic_path
-from jetfm.data._files import Paths, as_paths, file_ranges, log, require_keys, validated
+from jetfm.data._files import (
+    Paths,
+    as_paths,
+    concatenate_common,
+    file_ranges,
+    log,
+    require_finite,
+    require_keys,
+    validated,
+)
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import (
     CLASS_INDEX,
@@ -42,6 +67,7 @@ from jetfm.data.classes import (
 )
 
 TREE = "tree"
+MOMENTUM_BRANCHES: tuple[str, ...] = ("part_px", "part_py", "part_pz", "part_energy")
 # ROOT branch -> JetBatch particle field.
 PARTICLE_BRANCHES: dict[str, str] = {
     "part_px": "px",
@@ -75,6 +101,7 @@ JET_BRANCHES: dict[str, str] = {
     "aux_truth_match": "truth_match",
 }
 _TAU_KEYS = tuple(f"jet_tau{i}" for i in range(1, 5))
+# Every branch the reader knows; only MOMENTUM_BRANCHES are required.
 BRANCHES: tuple[str, ...] = (*PARTICLE_BRANCHES, *JETCLASS_LABEL_BRANCHES, *JET_BRANCHES)
 
 
@@ -89,7 +116,45 @@ def _readable(path: str) -> Iterator[None]:
         raise JetDataError(f"{path}: not a readable ROOT file ({err})") from err
 
 
-def _open_tree(path: str) -> Any:
+@dataclass
+class _Tree:
+    """An open JetClass tree, the known branches still read from it, and those skipped."""
+
+    path: str
+    tree: Any
+    branches: list[str]
+    skipped: set[str] = field(default_factory=set)
+
+    def skip(self, branch: str, reason: str) -> None:
+        """Stop reading ``branch`` from this file; log it once."""
+        if branch in self.branches:
+            self.branches.remove(branch)
+        if branch not in self.skipped:
+            self.skipped.add(branch)
+            log.warning("%s: skipping branch %s (%s)", self.path, branch, reason)
+
+    def read(self, entry_start: int, entry_stop: int) -> dict[str, ak.Array]:
+        """The known branches of entries [start, stop); a branch that fails alone is skipped."""
+        kwargs = {"entry_start": entry_start, "entry_stop": entry_stop}
+        try:
+            arrays = self.tree.arrays(self.branches, **kwargs)
+            return {b: arrays[b] for b in self.branches}
+        except Exception:  # find the branch at fault below; a damaged file fails there too
+            pass
+        out = {}
+        for branch in list(self.branches):
+            try:
+                out[branch] = self.tree[branch].array(**kwargs)
+            except Exception as err:  # uproot: unknown streamers, damaged baskets, ...
+                if branch in MOMENTUM_BRANCHES:
+                    raise JetDataError(
+                        f"{self.path}: not a readable ROOT file (branch {branch}: {err})"
+                    ) from err
+                self.skip(branch, f"cannot be read: {type(err).__name__}: {err}")
+        return out
+
+
+def _open_tree(path: str) -> _Tree:
     with _readable(path):
         file = uproot.open(path)
         if TREE not in file:
@@ -97,35 +162,106 @@ def _open_tree(path: str) -> Any:
         tree = file[TREE]
         if not isinstance(tree, uproot.TTree):
             raise JetDataError(f"{path}: {TREE!r} is a {type(tree).__name__}, not a TTree")
-        require_keys(path, tree.keys(), BRANCHES, "branches")
-    return tree
+        keys = set(tree.keys())
+        require_keys(path, keys, MOMENTUM_BRANCHES, "four-momentum branches")
+        out = _Tree(path, tree, [b for b in BRANCHES if b in keys])
+        for branch in list(out.branches):
+            if isinstance(tree[branch].interpretation, UnknownInterpretation):
+                out.skip(branch, f"ROOT type {tree[branch].typename!r} cannot be read")
+    if not any(b in out.branches for b in JETCLASS_LABEL_BRANCHES):
+        log.info("%s: no label_* branches; its jets are unlabelled", path)
+    return out
 
 
-def _labels(arrays: ak.Array, path: str, entry: np.ndarray) -> np.ndarray:
-    onehot = np.stack([ak.to_numpy(arrays[b]) != 0 for b in JETCLASS_LABEL_BRANCHES], axis=1)
+def _is_numeric(array: ak.Array) -> bool:
+    """Numbers or booleans at any list depth (no strings, records or missing values)."""
+    layout = array.layout
+    while isinstance(layout, ak.contents.ListOffsetArray | ak.contents.ListArray
+                     | ak.contents.RegularArray):
+        if layout.parameter("__array__") in ("string", "bytestring"):
+            return False
+        layout = layout.content
+    return isinstance(layout, ak.contents.NumpyArray) and layout.parameter("__array__") is None
+
+
+def _jet_level(array: ak.Array) -> np.ndarray | ak.Array:
+    """A jet-level branch: numpy if regular (scalar or fixed size), else a ragged awkward array."""
+    if array.ndim == 1 or array.layout.purelist_isregular:
+        return ak.to_numpy(array)
+    return array
+
+
+def _labels(tree: _Tree, arrays: dict[str, ak.Array], entry: np.ndarray) -> np.ndarray | None:
+    """Class index per jet from the label_* branches present; None if there are none."""
+    present = []
+    for branch in JETCLASS_LABEL_BRANCHES:
+        if branch in arrays:
+            if arrays[branch].ndim != 1 or not _is_numeric(arrays[branch]):
+                tree.skip(branch, f"type {arrays[branch].type} is not one number per jet")
+            else:
+                present.append(branch)
+    if not present:
+        return None
+    onehot = np.zeros((len(entry), len(JETCLASS_LABEL_BRANCHES)), dtype=bool)
+    for i, branch in enumerate(JETCLASS_LABEL_BRANCHES):
+        if branch in present:
+            onehot[:, i] = ak.to_numpy(arrays[branch]) != 0
     n_set = onehot.sum(axis=1)
     bad = np.flatnonzero(n_set != 1)
     if len(bad):
+        absent = [b for b in JETCLASS_LABEL_BRANCHES if b not in present]
         raise JetDataError(
-            f"{path}: {len(bad)} jet(s) with {n_set[bad[0]]} of the label_* branches set "
+            f"{tree.path}: {len(bad)} jet(s) with {n_set[bad[0]]} of the label_* branches set "
             f"(first: entry {entry[bad[0]]}); exactly one must be set"
+            + (f" (absent label branches: {absent})" if absent else "")
         )
     return np.argmax(onehot, axis=1).astype(np.int64)
 
 
 def _to_batch(
-    arrays: ak.Array, path: str, entry: np.ndarray, source: int, files: tuple[str, ...]
+    tree: _Tree, arrays: dict[str, ak.Array], entry: np.ndarray, source: int,
+    files: tuple[str, ...],
 ) -> JetBatch:
-    try:
-        particles = ak.zip({field: arrays[b] for b, field in PARTICLE_BRANCHES.items()})
-    except ValueError as err:
-        raise JetDataError(f"{path}: part_* branches differ in length ({err})") from err
+    path = tree.path
+    counts = None
+    for branch in MOMENTUM_BRANCHES:
+        column = arrays[branch]
+        if column.ndim != 2 or not _is_numeric(column):
+            raise JetDataError(
+                f"{path}: branch {branch} has type {column.type}; expected one number per "
+                "particle (a jagged array)"
+            )
+        if counts is None:
+            counts = ak.num(column, axis=1)
+        elif not ak.all(ak.num(column, axis=1) == counts):
+            raise JetDataError(f"{path}: branch {branch} has other particle counts than part_px")
+    particles = {}
+    for branch, name in PARTICLE_BRANCHES.items():
+        if branch not in arrays:
+            continue
+        column = arrays[branch]
+        if branch not in MOMENTUM_BRANCHES:
+            if column.ndim != 2 or not _is_numeric(column):
+                tree.skip(branch, f"type {column.type} is not one number per particle")
+                continue
+            if not ak.all(ak.num(column, axis=1) == counts):
+                tree.skip(branch, "its particle counts differ from part_px")
+                continue
+        particles[name] = column
+    extra = {}
+    for branch, key in JET_BRANCHES.items():
+        if branch not in arrays:
+            continue
+        if not _is_numeric(arrays[branch]):
+            tree.skip(branch, f"type {arrays[branch].type} is not numeric")
+            continue
+        extra[key] = _jet_level(arrays[branch])
     return JetBatch(
-        particles,
-        label=_labels(arrays, path, entry),
-        extra={key: ak.to_numpy(arrays[b]) for b, key in JET_BRANCHES.items()},
+        ak.zip(particles),
+        label=_labels(tree, arrays, entry),
+        extra=extra,
         source_files=files,
-        source=np.full(len(arrays), source, dtype=np.int64),
+        source=np.full(len(entry), source, dtype=np.int64),
         entry=entry,
     )
 
@@ -139,23 +275,25 @@ def read_jetclass(
 ) -> JetBatch:
     """Read JetClass ROOT file(s) into one batch.
 
-    ``entry_start`` / ``entry_stop`` select a global entry range over the files taken in order.
-    Invalid jets (non-finite momenta, negative energy, no particles) raise
-    :class:`JetDataError`; with ``skip_invalid`` they are dropped and counted in a warning.
+    ``entry_start`` / ``entry_stop`` select a global entry range over the files taken in order;
+    a range (or file) with no entries gives an empty batch. Invalid jets (non-finite momenta,
+    negative energy, no particles) raise :class:`JetDataError` naming the file, the entry and
+    the field; with ``skip_invalid`` they are dropped and counted in a warning. Files with
+    different optional branches are joined on the branches they share (the rest is logged).
     """
     files = as_paths(paths)
     trees = [_open_tree(p) for p in files]
-    ranges = file_ranges([t.num_entries for t in trees], entry_start, entry_stop)
+    ranges = file_ranges([t.tree.num_entries for t in trees], entry_start, entry_stop)
     batches = []
-    for i, (path, tree, rng) in enumerate(zip(files, trees, ranges, strict=True)):
-        if len(rng) == 0 and batches:
+    for i, (tree, rng) in enumerate(zip(trees, ranges, strict=True)):
+        if len(rng) == 0 and (batches or i < len(trees) - 1):
             continue
-        with _readable(path):
-            arrays = tree.arrays(BRANCHES, entry_start=rng.start, entry_stop=rng.stop)
+        with _readable(tree.path):
+            arrays = tree.read(rng.start, rng.stop)
         entry = np.arange(rng.start, rng.stop, dtype=np.int64)
-        batch = _to_batch(arrays, path, entry, i, tuple(files))
-        batches.append(validated(batch, path, skip_invalid))
-    return JetBatch.concatenate(batches)
+        batch = _to_batch(tree, arrays, entry, i, tuple(files))
+        batches.append(validated(batch, tree.path, skip_invalid))
+    return concatenate_common(batches, f"reading {len(files)} JetClass files")
 
 
 def iter_jetclass(
@@ -164,26 +302,40 @@ def iter_jetclass(
     """Lazily iterate over JetClass file(s) in chunks of ``step_size`` entries (or "100 MB").
 
     Chunks never span two files; each carries the full ``source_files`` tuple so that chunks
-    concatenate with consistent provenance. Files are opened when reached.
+    concatenate with consistent provenance. Files are opened when reached; a file without
+    entries yields nothing. Optional branches are read as in :func:`read_jetclass`.
     """
     files = as_paths(paths)
     for i, path in enumerate(files):
         tree = _open_tree(path)
-        chunks = tree.iterate(BRANCHES, step_size=step_size, report=True)
-        while True:
+        n = tree.tree.num_entries
+        with _readable(path):
+            step = (
+                tree.tree.num_entries_for(step_size, tree.branches)
+                if isinstance(step_size, str) else int(step_size)
+            )
+        if step < 1:
+            raise ValueError(f"step_size must give at least one entry per chunk, got {step_size}")
+        for start in range(0, n, step):
+            stop = min(start + step, n)
             with _readable(path):
-                chunk = next(chunks, None)
-            if chunk is None:
-                break
-            arrays, report = chunk
-            entry = np.arange(report.tree_entry_start, report.tree_entry_stop, dtype=np.int64)
-            batch = _to_batch(arrays, path, entry, i, tuple(files))
-            yield validated(batch, f"{path}[{entry[0]}:{entry[-1] + 1}]", skip_invalid)
+                arrays = tree.read(start, stop)
+            entry = np.arange(start, stop, dtype=np.int64)
+            batch = _to_batch(tree, arrays, entry, i, tuple(files))
+            yield validated(batch, f"{path}[{start}:{stop}]", skip_invalid)
 
 
 def _onehot(label: np.ndarray) -> dict[str, np.ndarray]:
-    if np.any(label == UNLABELLED):
-        raise JetDataError("JetClass files need a label for every jet; batch has unlabelled jets")
+    """label_* columns; none for a batch of only unlabelled jets."""
+    unlabelled = label == UNLABELLED
+    if unlabelled.all() and len(label):
+        log.info("all %d jets are unlabelled: writing no label_* branches", len(label))
+        return {}
+    if unlabelled.any():
+        raise JetDataError(
+            f"JetClass files need a label for every jet or for none; {int(unlabelled.sum())} "
+            f"of {len(label)} jets are unlabelled"
+        )
     qcd = CLASS_INDEX["QCD"]
     is_qg = label >= len(JETCLASS_CLASSES)
     if is_qg.any():
@@ -192,7 +344,7 @@ def _onehot(label: np.ndarray) -> dict[str, np.ndarray]:
     return {b: label == i for i, b in enumerate(JETCLASS_LABEL_BRANCHES)}
 
 
-def _jet_columns(batch: JetBatch) -> dict[str, np.ndarray]:
+def _jet_columns(batch: JetBatch) -> dict[str, np.ndarray | ak.Array]:
     """The jet-level branches: from ``batch.extra`` where present, else computed or zero."""
     missing = {key for key in JET_BRANCHES.values() if key not in batch.extra}
     computed: dict[str, np.ndarray] = {}
@@ -205,16 +357,25 @@ def _jet_columns(batch: JetBatch) -> dict[str, np.ndarray]:
             "jet_nparticles": batch.n_particles,
         }
     if missing & {"jet_sdmass", *_TAU_KEYS}:
-        from jetfm.physics.observables import nsubjettiness, softdrop_mass
+        from jetfm.physics import observables
 
-        tau = nsubjettiness(batch, n_max=4)
-        computed["jet_sdmass"] = softdrop_mass(batch)
+        tau = observables.nsubjettiness(batch, n_max=4)
+        computed["jet_sdmass"] = observables.softdrop_mass(batch)
         computed.update({key: tau[:, i] for i, key in enumerate(_TAU_KEYS)})
     zeros = np.zeros(len(batch))
-    return {
-        branch: np.asarray(batch.extra.get(key, computed.get(key, zeros)), dtype=np.float32)
-        for branch, key in JET_BRANCHES.items()
-    }
+    columns: dict[str, np.ndarray | ak.Array] = {}
+    for branch, key in JET_BRANCHES.items():
+        value = batch.extra.get(key, computed.get(key, zeros))
+        if isinstance(value, ak.Array):
+            if value.ndim > 2:
+                raise JetDataError(
+                    f"extra {key!r} has type {value.type}: a ROOT branch holds at most one "
+                    "list per jet"
+                )
+            columns[branch] = ak.values_astype(value, np.float32)
+        else:
+            columns[branch] = np.asarray(value, dtype=np.float32)
+    return columns
 
 
 def jetclass_branches(batch: JetBatch) -> dict[str, Any]:
@@ -225,8 +386,8 @@ def jetclass_branches(batch: JetBatch) -> dict[str, Any]:
     """
     zeros = ak.zeros_like(batch.particles["px"], dtype=np.float32)
     part = {}
-    for branch, field in PARTICLE_BRANCHES.items():
-        column = batch.particles[field] if field in batch.fields else zeros
+    for branch, name in PARTICLE_BRANCHES.items():
+        column = batch.particles[name] if name in batch.fields else zeros
         part[branch.removeprefix("part_")] = ak.values_astype(column, np.float32)
     part["deta"] = ak.values_astype(batch.eta_rel, np.float32)
     part["dphi"] = ak.values_astype(batch.phi_rel, np.float32)
@@ -234,7 +395,15 @@ def jetclass_branches(batch: JetBatch) -> dict[str, Any]:
 
 
 def write_jetclass(batch: JetBatch, path: str | os.PathLike[str]) -> None:
-    """Write ``batch`` as a JetClass TTree ``tree`` (particle branches share ``npart``)."""
+    """Write ``batch`` as a JetClass TTree ``tree`` (particle branches share ``npart``).
+
+    Raises :class:`JetDataError` before anything is written if a value to be written (given
+    or computed: ``part_deta``, ``jet_sdmass``, ``jet_tau*``, ...) is NaN or inf, naming the
+    branch and the number of jets, or if the batch mixes labelled and unlabelled jets.
+    """
     branches = jetclass_branches(batch)
+    part = branches["part"]
+    require_finite(path, {f"part_{f}": part[f] for f in part.fields}, "branch")
+    require_finite(path, {k: v for k, v in branches.items() if k != "part"}, "branch")
     with atomic_path(path) as tmp, uproot.recreate(tmp) as file:
         file.mktree(TREE, branches)

@@ -6,6 +6,10 @@ zero-padded (a padding row is all zeros), and ``y``: 1 = quark (``QCD_quark``), 
 m is taken from its PDG id (``particle`` package; massless when unknown), and
 E = mT cosh y, pz = mT sinh y with mT = sqrt(pt^2 + m^2). ``pid``, ``charge`` and the JetClass
 particle-type flags are kept as particle fields.
+
+Only ``X`` is required: without ``y`` the jets are unlabelled (-1, logged once). Padding is the
+all-zero rows after the last particle; an all-zero row before it is a null particle (PDG id 0:
+charge 0, massless) and is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from particle import Particle
 from particle.pdgid import PDGID
 
-from jetfm.data._files import as_paths, validated
+from jetfm.data._files import as_paths, log, padding_mask, validated
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.pid import charge_from_pid, particle_type_flags
@@ -50,29 +54,35 @@ def read_quarkgluon(
     entry_stop: int | None = None,
     skip_invalid: bool = False,
 ) -> JetBatch:
-    """Read one ``QG_jets*.npz`` file (jets ``entry_start:entry_stop``)."""
+    """Read one ``QG_jets*.npz`` file (jets ``entry_start:entry_stop``).
+
+    A file or range with no jets gives an empty batch; invalid jets raise
+    :class:`JetDataError` (or are dropped and counted with ``skip_invalid``).
+    """
     (path,) = as_paths(path)
     try:
         with np.load(path) as npz:
             arrays = {key: npz[key] for key in npz.files if key in ("X", "y")}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise JetDataError(f"{path}: not a readable .npz file ({err})") from err
-    for key in ("X", "y"):
-        if key not in arrays:
-            raise JetDataError(f"{path}: no array {key!r} (arrays {sorted(arrays)})")
-    x, y = arrays["X"], arrays["y"]
-    if x.ndim != 3 or x.shape[-1] != 4:
-        raise JetDataError(f"{path}: array 'X' has shape {x.shape}, not (N, M, 4)")
-    if y.shape != (len(x),) or not np.all(np.isin(y, (0, 1))):
+    if "X" not in arrays:
+        raise JetDataError(f"{path}: no array 'X' (arrays {sorted(arrays)})")
+    x, y = arrays["X"], arrays.get("y")
+    if x.ndim != 3 or x.shape[-1] != 4 or not np.issubdtype(x.dtype, np.number):
+        raise JetDataError(f"{path}: array 'X' has shape {x.shape} ({x.dtype}), not (N, M, 4)")
+    if y is None:
+        log.info("%s: no array 'y'; its jets are unlabelled", path)
+    elif y.shape != (len(x),) or not np.all(np.isin(y, (0, 1))):
         raise JetDataError(f"{path}: array 'y' must hold {len(x)} labels 0 or 1 (got {y.shape})")
     rows = range(len(x))[slice(entry_start, entry_stop)]
-    x, y = x[rows.start : rows.stop].astype(np.float64), y[rows.start : rows.stop]
-    mask = np.any(x != 0, axis=-1)  # NaN rows count as particles and fail validation
+    x = x[rows.start : rows.stop].astype(np.float64)
+    mask = padding_mask(x)  # NaN rows count as particles and fail validation
     counts = mask.sum(axis=1)
     pt, rap, phi, pid_f = (x[..., k][mask] for k in range(4))
     pid = np.nan_to_num(pid_f).astype(np.int64)
+    charge = np.zeros(len(pid))
     try:
-        charge = charge_from_pid(pid)
+        charge[pid != 0] = charge_from_pid(pid[pid != 0])
     except ValueError as err:
         raise JetDataError(f"{path}: array 'X' column 3 (PDG id): {err}") from err
     mt = np.hypot(pt, mass_from_pid(pid))
@@ -87,7 +97,9 @@ def read_quarkgluon(
     }
     batch = JetBatch(
         ak.zip({name: ak.unflatten(v, counts) for name, v in columns.items()}),
-        label=np.where(y == 1, class_index("QCD_quark"), class_index("QCD_gluon")),
+        label=None if y is None else np.where(
+            y[rows.start : rows.stop] == 1, class_index("QCD_quark"), class_index("QCD_gluon")
+        ),
         source_files=(path,),
         entry=np.arange(rows.start, rows.stop),
     )

@@ -60,7 +60,12 @@ def read_sidecar(path: str | Path) -> tuple[list[SelectionReport], dict[str, Any
 
 
 def feature_ranges(batch: JetBatch) -> list[tuple[str, str, float, float, float]]:
-    """(name, unit, min, median, max) for the summarised particle and jet features."""
+    """(name, unit, min, median, max) for the summarised particle and jet features.
+
+    Taken over the finite values, so that one particle without a defined direction (eta_rel of
+    a pT = 0 particle) does not blank a row; NaN only when a feature has no finite value (e.g.
+    a batch of 0 jets).
+    """
     rows = []
     for name, unit in PARTICLE_FEATURES:
         values = ak.to_numpy(ak.flatten(batch.particle_feature(name))).astype(np.float64)
@@ -71,6 +76,7 @@ def feature_ranges(batch: JetBatch) -> list[tuple[str, str, float, float, float]
 
 
 def _min_median_max(values: np.ndarray) -> tuple[float, float, float]:
+    values = values[np.isfinite(values)]
     if len(values) == 0:
         return (np.nan, np.nan, np.nan)
     return float(values.min()), float(np.median(values)), float(values.max())

@@ -7,10 +7,12 @@ so it can be written to YAML/JSON and safetensors metadata without pickling or `
 
 Applying it to a :class:`~jetfm.data.JetBatch`: compute each feature, drop particles outside
 any cut window (counted per feature), order by pT, truncate to ``n_max`` (counted) and
-standardise, giving a (n_jets, n_max, n_features) array and mask. Inverting turns model
-outputs back into massless particles in the jet frame: the jet axis at eta = phi = 0 with
-pt from ``pt`` or ``log_pt`` and angles from ``eta_rel``, ``phi_rel`` (OmniJet-alpha's
-representation; jet mass and substructure do not depend on where the axis sits).
+standardise, giving a (n_jets, n_max, n_features) array and mask. A particle with a feature
+that is not finite (log pT of a zero-pT or null particle, whose pT = 0 carries no weight) is
+dropped and counted as ``non-finite <feature>``, so no NaN or inf reaches a model. Inverting
+turns model outputs back into massless particles in the jet frame: the jet axis at
+eta = phi = 0 with pt from ``pt`` or ``log_pt`` and angles from ``eta_rel``, ``phi_rel``
+(OmniJet-alpha's representation; jet mass and substructure do not depend on where the axis sits).
 
 The OmniJet-alpha default is :func:`omnijet_preprocessing`: (log pT [GeV] - 1.8),
 3 eta_rel, 3 phi_rel, with |eta_rel|, |phi_rel| < 0.8, up to 128 constituents.
@@ -78,6 +80,9 @@ class Preprocessing:
         for feature in self.features:
             column = batch.particle_feature(feature.name)
             columns[feature.name] = column
+            finite = np.isfinite(column)
+            removed[f"non-finite {feature.name}"] = int(ak.sum(keep & ~finite))
+            keep = keep & finite
             inside = ak.ones_like(keep)
             if feature.min is not None:
                 inside = inside & (column > feature.min)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 
+import awkward as ak
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 import jetfm
 from jetfm.atomic import atomic_path
-from jetfm.data._files import as_paths, require_keys
+from jetfm.data._files import as_paths, require_finite, require_keys
 from jetfm.data.batch import JetDataError
 from jetfm.physics.trees import NODE_ARRAYS, JetTrees
 
@@ -26,7 +27,15 @@ METADATA_KEY = b"jetfm_trees"
 
 
 def write_trees(trees: JetTrees, path: str | os.PathLike[str]) -> None:
-    """Write ``trees`` (node arrays, per-jet columns, jet definition) to a Parquet file."""
+    """Write ``trees`` (node arrays, per-jet columns, jet definition) to a Parquet file.
+
+    Raises :class:`JetDataError` before writing if a node momentum is NaN or inf (naming the
+    column and the number of jets).
+    """
+    require_finite(path, {
+        k: ak.unflatten(getattr(trees, k), trees.n_nodes) for k in NODE_ARRAYS
+        if np.issubdtype(getattr(trees, k).dtype, np.floating)
+    })
     offsets = pa.array(trees.offsets.astype(np.int32 if trees.offsets[-1] < 2**31 else np.int64))
     list_of = pa.ListArray if offsets.type == pa.int32() else pa.LargeListArray
     columns = {k: list_of.from_arrays(offsets, getattr(trees, k)) for k in NODE_ARRAYS}
