@@ -162,14 +162,29 @@ def evaluate_batches(
     html: bool = False,
     plots: bool = True,
     title: str = "Generated vs reference jets",
+    floor_sample: JetBatch | None = None,
 ) -> EvaluationResult:
     """Every generation metric with bootstrap error and floor; table, report and (``plots``)
-    one histogram per observable in ``out_dir``."""
+    one histogram per observable in ``out_dir``.
+
+    ``floor_sample``: true jets disjoint from ``reference`` and from every jet that seeded or
+    conditioned ``generated`` (ideally as many as ``generated``); the floor is then the metric
+    of ``floor_sample`` vs the whole ``reference``. Without it the reference is split at random
+    (:func:`jetfm.metrics.generation.floor_split`), which is like-for-like only when no
+    reference jet seeded the generated sample.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_gen, n_ref_total = len(generated), len(reference)
-    split = floor_split(n_ref_total, n_gen, seed)
-    if split is None:
+    split = None if floor_sample is not None else floor_split(n_ref_total, n_gen, seed)
+    if floor_sample is not None:
+        ref_idx, floor_idx = np.arange(n_ref_total), None
+        floor_method = (
+            f"a separate sample of {len(floor_sample)} true jets (disjoint from the reference "
+            f"and from the jets that seeded the generated sample) compared with the same "
+            f"{n_ref_total} reference jets as the {n_gen} generated jets"
+        )
+    elif split is None:
         ref_idx, floor_idx = np.arange(n_ref_total), None
         floor_method = (
             f"unavailable: the reference has {n_ref_total} jets, fewer than twice the "
@@ -183,7 +198,9 @@ def evaluate_batches(
             f"sample is compared with the same {len(ref_idx)} reference jets"
         )
     samples = {"generated": generated, "reference": reference[ref_idx]}
-    if floor_idx is not None:
+    if floor_sample is not None:
+        samples["floor"] = floor_sample
+    elif floor_idx is not None:
         samples["floor"] = reference[floor_idx]
 
     observables = {k: jet_observables(b) for k, b in samples.items()}

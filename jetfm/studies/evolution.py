@@ -16,7 +16,12 @@ Every stage writes its result under ``out_dir`` and is skipped when it is alread
     summary.json, summary.md
 
 Splits are fixed by the seed: each class is shuffled once and cut into train, validation and
-held-out jets. The generated jets keep the root (the jet's four-momentum), so the jet mass is
+held-out jets. The held-out jets are cut again into three disjoint parts: ``roots`` (the first
+``n_generate``: their roots seed the generated trees), ``floor`` (the next ``n_generate``) and
+``reference`` (the rest). Every generated-vs-truth number compares the generated jets with the
+reference, and its floor compares the true jets of ``floor`` with the same reference, so
+neither sample contains a jet of the reference (the jets whose roots seeded the generation are
+in neither). The generated jets keep the root (the jet's four-momentum), so the jet mass is
 fixed by construction; substructure (tau21, tau32, multiplicity, Lund plane) is the test.
 """
 
@@ -72,7 +77,8 @@ class EvolutionStudyConfig:
     nll_jets: int = 100  # held-out jets per class whose splittings enter the NLL
     nll_samples: int = 200
     nll_alpha: float = 0.5
-    n_generate: int = 300  # per class, from the first held-out roots
+    n_generate: int = 300  # per class, from the first held-out roots; as many held-out jets
+    # make the floor sample and the rest (at least as many again) the reference
     n_bootstrap: int = 20
     evaluation_plots: bool = True  # one histogram per observable and sample
     example_trees: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -132,15 +138,28 @@ def load_trees(config: EvolutionStudyConfig, out_dir: Path) -> tuple[dict[str, J
 
 def make_splits(trees: dict[str, JetTrees], config: EvolutionStudyConfig
                 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per class: seeded ``train``, ``val``, ``held_out`` jet rows."""
+    """Per class: seeded ``train``, ``val``, ``held_out`` jet rows, and the held-out rows cut
+    into disjoint ``roots`` (``n_generate``, seeding the generation), ``floor``
+    (``n_generate``) and ``reference`` (the rest).
+
+    Raises ValueError when the reference would hold fewer than ``n_generate`` jets.
+    """
     rng = np.random.default_rng(config.seed)
     splits = {}
+    n_gen = config.n_generate
     for name, t in trees.items():
         order = rng.permutation(len(t))
         n_train = int(config.train_fraction * len(t))
         n_val = max(int(config.val_fraction * len(t)), 1)
+        held = order[n_train + n_val:]
+        if len(held) < 3 * n_gen:
+            raise ValueError(
+                f"{name}: {len(held)} held-out jets cannot give n_generate = {n_gen} roots, "
+                f"{n_gen} floor jets and a reference of at least {n_gen}; set n_generate "
+                f"<= {len(held) // 3} or hold out more jets")
         splits[name] = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
-                        "held_out": order[n_train + n_val:]}
+                        "held_out": held, "roots": held[:n_gen],
+                        "floor": held[n_gen:2 * n_gen], "reference": held[2 * n_gen:]}
     return splits
 
 
@@ -209,13 +228,14 @@ def likelihoods(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
 def generate_from_roots(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
                         splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
                         out_dir: Path) -> dict[str, JetTrees]:
-    """Trees grown by every model from the roots of the first held-out jets of each class."""
+    """Trees grown by every model from the roots of the ``roots`` part of the held-out jets
+    of each class (never in the reference or the floor sample of :func:`compare`)."""
     generated = {}
     for model_name, model in models.items():
         for name in CLASSES:
             path = out_dir / "generated" / f"{model_name}_{name}.parquet"
             if not path.exists():
-                held = trees[name].select(splits[name]["held_out"][:config.n_generate])
+                held = trees[name].select(splits[name]["roots"])
                 roots = held.p4[held.to_global(held.root, np.arange(len(held)))]
                 start = time.perf_counter()
                 grown = model.generate(roots, seed=config.seed)
@@ -235,22 +255,31 @@ def compare(generated: dict[str, JetTrees], trees: dict[str, JetTrees],
             splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
             out_dir: Path) -> dict[str, Any]:
     """Generated vs held-out truth: evaluation tables with floors, observables, plots
-    (``generation.json`` keeps what is done)."""
+    (``generation.json`` keeps what is done).
+
+    Like for like: the generated jets (grown from the ``roots`` part) and the true jets of the
+    ``floor`` part, as many, are each compared with the ``reference`` part; the three parts
+    are disjoint (:func:`make_splits`).
+    """
     path = out_dir / "generation.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    truth_jets = {}
+    parts = {}
     for name in CLASSES:
-        held = trees[name].select(splits[name]["held_out"])
-        truth_jets[name] = (held, trees_to_jets(held, class_index(CLASSES[name])))
+        label = class_index(CLASSES[name])
+        parts[name] = {}
+        for part in ("roots", "floor", "reference"):
+            held = trees[name].select(splits[name][part])
+            parts[name][part] = (held, trees_to_jets(held, label))
     for key, grown in generated.items():
         if key in results:
             continue
         name = key.rsplit("_", 1)[1]
-        held, truth = truth_jets[name]
+        (held, truth), (floor_trees, floor_jets) = (parts[name]["reference"],
+                                                    parts[name]["floor"])
         jets = trees_to_jets(grown, class_index(CLASSES[name]))
         evaluation = evaluate_batches(truth, jets, out_dir / "evaluation" / key,
                                       n_bootstrap=config.n_bootstrap, seed=config.seed,
-                                      plots=config.evaluation_plots,
+                                      plots=config.evaluation_plots, floor_sample=floor_jets,
                                       title=f"{key}: generated from held-out roots vs truth")
         print(evaluation.format())
         obs_t, obs_g = jet_observables(truth), jet_observables(jets)
@@ -263,13 +292,13 @@ def compare(generated: dict[str, JetTrees], trees: dict[str, JetTrees],
             "mass_mode": {"truth": _mode(obs_t["mass"]), "generated": _mode(obs_g["mass"])},
         }
         lund_truth, lund_generated = primary_lund(held), primary_lund(grown)
-        results[key]["lund_plane"] = lund_plane_distance(lund_truth, lund_generated,
-                                                         config.seed)
+        results[key]["lund_plane"] = lund_plane_distance(
+            lund_truth, lund_generated, config.seed, floor_sample=primary_lund(floor_trees))
         plot_lund_planes(lund_truth, lund_generated, out_dir / "plots" / f"lund_{key}.png",
                          title=f"primary Lund plane, {key} vs held-out truth")
         write_json(path, results)
     for name in CLASSES:
-        samples = {"truth": truth_jets[name][0]}
+        samples = {"truth": parts[name]["roots"][0]}  # the trees whose roots were grown
         samples.update({k.rsplit("_", 1)[0]: g for k, g in generated.items()
                         if k.endswith(f"_{name}")})
         plot_trees(samples, config.example_trees, out_dir / "plots" / f"trees_{name}.png")
@@ -325,8 +354,9 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
                      f"{r['mass_mode']['generated']:.0f} |")
     lines += ["", "## Primary Lund plane, generated vs truth", "",
               "0.5 sum |n_gen - n_truth| of the mean splittings per jet in 8 x 8 bins (the "
-              "plotted ones merged 3 x 3) [splittings per jet]; floor: two disjoint parts of "
-              "the truth.", "",
+              "plotted ones merged 3 x 3) [splittings per jet]; reference: held-out jets "
+              "whose roots seeded nothing; floor: as many other held-out jets (neither their "
+              "roots nor they in the reference) vs the same reference.", "",
               "| sample | distance | floor | splittings / jet, truth | generated |",
               "| --- | --- | --- | --- | --- |"]
     for key, r in summary["generation"].items():
