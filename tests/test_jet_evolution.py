@@ -4,6 +4,7 @@ in generated trees, KV cache = full recomputation, causality, training, model fi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -333,6 +334,13 @@ def test_study_trains_evaluates_and_resumes(tmp_path):
     assert (tmp_path / "plots" / "lund_evolution_top.png").exists()
     assert (tmp_path / "plots" / "trees_qcd.png").exists()
     assert "binned NLL" in (tmp_path / "summary.md").read_text()
+    (budget,) = summary["training"]  # no thesis baseline configured: one row
+    n_train = sum(len(s["train"]) for s in make_splits({"top": held, "qcd": held},
+                                                       config).values())
+    assert (budget["model"], budget["training trees"], budget["max epochs"]) == (
+        "evolution", n_train, 1)
+    assert budget["epochs"] == 1 and budget["steps"] == -(-n_train // 8)  # batches of 8
+    assert "## Training budgets" in (tmp_path / "summary.md").read_text()
     stamp = model_file.stat().st_mtime_ns
     again = run(config, tmp_path)
     assert model_file.stat().st_mtime_ns == stamp
@@ -441,3 +449,14 @@ def test_too_few_held_out_jets_for_roots_floor_and_reference_are_refused():
                                          r"roots.*n_generate <= 4"):
         make_splits(trees, EvolutionStudyConfig(train_fraction=0.5, val_fraction=0.1,
                                                 n_generate=5))
+
+
+def test_cpu_config_gives_the_thesis_baseline_the_evolution_models_budget():
+    """The compared sequence models train on the same trees with the same epoch cap, batch
+    size (so the same optimiser-step cap) and early-stopping patience (the thesis GPT had 3
+    epochs against 40)."""
+    config = EvolutionStudyConfig.from_yaml(
+        Path(__file__).resolve().parents[1] / "configs" / "evolution_cpu.yaml")
+    keys = ("max_epochs", "max_steps", "batch_size", "patience")
+    evolution_budget = {k: config.training.get(k) for k in keys}
+    assert {k: config.thesis["training"].get(k) for k in keys} == evolution_budget

@@ -1,6 +1,7 @@
 """Pipelines that chain data, models, training and metrics into one resumable run each:
 :mod:`~jetfm.studies.omnijet`, :mod:`~jetfm.studies.evolution`, :mod:`~jetfm.studies.transfer`.
-Shared here: reading a YAML config into a dataclass and writing results as JSON."""
+Shared here: reading a YAML config into a dataclass, writing results as JSON and
+reading a training run's log."""
 
 from __future__ import annotations
 
@@ -32,3 +33,13 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename): a file that exists is complete."""
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
+
+
+def training_log(run_dir: Path) -> dict[str, float]:
+    """Epochs, optimiser steps and best validation loss of the training run in ``run_dir``,
+    from Lightning's ``run_dir/logs/metrics.csv`` (:func:`jetfm.tasks.training.fit`)."""
+    import pandas as pd
+
+    log = pd.read_csv(Path(run_dir) / "logs" / "metrics.csv")
+    return {"epochs": int(log["epoch"].max()) + 1, "steps": int(log["step"].max()) + 1,
+            "best_val_loss": float(log["val/loss"].min())}

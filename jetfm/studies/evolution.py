@@ -51,9 +51,10 @@ from jetfm.physics.observables import jet_observables
 from jetfm.physics.trees import JetTrees, build_trees
 from jetfm.plots.trees import plot_lund_planes, plot_trees
 from jetfm.report import METRIC_COLUMNS, markdown_table
-from jetfm.studies import read_config, write_json
+from jetfm.studies import read_config, training_log, write_json
 from jetfm.tasks.jet_evolution import MODEL_FILE, fit_evolution
 from jetfm.tasks.thesis_evolution import fit_thesis_model
+from jetfm.tasks.training import TrainConfig
 
 console = Console(soft_wrap=True, emoji=False)
 CLASSES = {"top": "Tbqq", "qcd": "QCD"}
@@ -196,6 +197,32 @@ def train_models(trees: dict[str, JetTrees], splits: dict[str, dict[str, np.ndar
     return models
 
 
+def training_budgets(splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
+                     out_dir: Path) -> list[dict[str, Any]]:
+    """What each compared model was given and used: training and validation trees, batch size,
+    epoch / step caps and patience (config), epochs run, optimiser steps and best validation
+    loss (Lightning's log; None when the run left none). The thesis baseline has two stages,
+    its VQ-VAE tokenizer and its GPT; the GPT is the one compared with the evolution model."""
+    n_train = sum(len(splits[n]["train"]) for n in CLASSES)
+    n_val = sum(len(splits[n]["val"]) for n in CLASSES)
+    runs = [("evolution", out_dir / "evolution", config.training)]
+    if config.thesis is not None:
+        runs += [("thesis: VQ-VAE tokenizer", out_dir / "thesis" / "vqvae",
+                  config.thesis.get("tokenizer_training", {})),
+                 ("thesis: GPT", out_dir / "thesis" / "gpt", config.thesis.get("training", {}))]
+    rows = []
+    for name, run_dir, training in runs:
+        cfg = TrainConfig.from_overrides(training, config.seed)
+        has_log = (run_dir / "logs" / "metrics.csv").exists()
+        rows.append({"model": name, "training trees": n_train, "validation trees": n_val,
+                     "batch size": cfg.batch_size, "max epochs": cfg.max_epochs,
+                     "max steps": cfg.max_steps if cfg.max_steps > 0 else None,
+                     "patience": cfg.patience,
+                     **(training_log(run_dir) if has_log else
+                        dict.fromkeys(("epochs", "steps", "best_val_loss")))})
+    return rows
+
+
 def likelihoods(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
                 splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
                 out_dir: Path) -> dict[str, Any]:
@@ -325,8 +352,8 @@ def run(config: EvolutionStudyConfig, out_dir: str | Path) -> dict[str, Any]:
     console.rule("jets generated from held-out roots")
     generated = generate_from_roots(models, trees, splits, config, out_dir)
     comparison = compare(generated, trees, splits, config, out_dir)
-    summary = {"notes": notes, "nll": nll, "generation": comparison,
-               "seconds": time.perf_counter() - start}
+    summary = {"notes": notes, "training": training_budgets(splits, config, out_dir),
+               "nll": nll, "generation": comparison, "seconds": time.perf_counter() - start}
     write_json(out_dir / "summary.json", summary)
     write_summary_markdown(summary, out_dir / "summary.md")
     return summary
@@ -334,6 +361,10 @@ def run(config: EvolutionStudyConfig, out_dir: str | Path) -> dict[str, Any]:
 
 def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
     lines = ["# Jet evolution run", "", "## Data", ""] + [f"- {n}" for n in summary["notes"]]
+    lines += ["", "## Training budgets", "",
+              "Caps from the config; epochs run, optimiser steps and best validation loss "
+              "from each run's log (early stopping may end a run before its cap).", "",
+              markdown_table(summary["training"])]
     lines += ["", "## Negative log-likelihood of the true splittings (held-out jets)", "",
               "Binned: nats per splitting of the true splitting's Lund bin (ln 1/Delta, ln z, "
               "psi), estimated from sampled children with add-alpha smoothing; comparable "
