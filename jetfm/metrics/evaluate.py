@@ -180,9 +180,9 @@ def evaluate_batches(
     if floor_sample is not None:
         ref_idx, floor_idx = np.arange(n_ref_total), None
         floor_method = (
-            f"a separate sample of {len(floor_sample)} true jets (disjoint from the reference "
-            f"and from the jets that seeded the generated sample) compared with the same "
-            f"{n_ref_total} reference jets as the {n_gen} generated jets"
+            f"a floor sample of {len(floor_sample)} true jets given by the caller (disjoint "
+            f"from the reference and from the jets that seeded the generated sample) compared "
+            f"with the same {n_ref_total} reference jets as the {n_gen} generated jets"
         )
     elif split is None:
         ref_idx, floor_idx = np.arange(n_ref_total), None

@@ -78,7 +78,7 @@ class EvolutionStudyConfig:
     nll_jets: int = 100  # held-out jets per class whose splittings enter the NLL
     nll_samples: int = 200
     nll_alpha: float = 0.5
-    n_generate: int = 300  # per class, from the first held-out roots; as many held-out jets
+    n_generate: int = 200  # per class, from the first held-out roots; as many held-out jets
     # make the floor sample and the rest (at least as many again) the reference
     n_bootstrap: int = 20
     evaluation_plots: bool = True  # one histogram per observable and sample
