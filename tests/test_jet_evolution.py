@@ -4,6 +4,8 @@ in generated trees, KV cache = full recomputation, causality, training, model fi
 from __future__ import annotations
 
 import json
+import types
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -14,6 +16,7 @@ from scipy import stats
 
 from jetfm.data import JetDataError
 from jetfm.data.trees_io import read_trees, write_trees
+from jetfm.metrics.splitting import binned_splitting_nll
 from jetfm.models.jet_evolution import (
     N_FEATURES,
     EvolutionConfig,
@@ -29,7 +32,15 @@ from jetfm.models.splitting import SplittingModel, trees_to_jets
 from jetfm.physics import splitting as sp
 from jetfm.physics.clustering import pair_distance
 from jetfm.physics.trees import NODE_ARRAYS, JetTrees, build_trees
-from jetfm.studies.evolution import EvolutionStudyConfig, make_splits, run, trees_stage
+from jetfm.studies import evolution
+from jetfm.studies.evolution import (
+    EvolutionStudyConfig,
+    compare,
+    generate_from_roots,
+    make_splits,
+    run,
+    trees_stage,
+)
 from jetfm.tasks.jet_evolution import MODEL_FILE
 
 COUNTS = np.array([1, 2, 3, 9, 14, 20, 5, 11])
@@ -154,7 +165,7 @@ def check_tree_structure(grown: JetTrees, roots: np.ndarray) -> None:
     assert np.all(grown.pt[a] >= grown.pt[b])
     assert np.all(sp.mass_of(grown.p4) >= 0)
     parent = grown.to_global(grown.parent, grown.node_jet)
-    has_parent = grown.parent >= 0
+    has_parent = grown.parent != -1  # roots have parent -1
     assert np.all((grown.left[parent[has_parent]] == local[has_parent])
                   | (grown.right[parent[has_parent]] == local[has_parent]))
     jets = trees_to_jets(grown)
@@ -220,7 +231,7 @@ def test_ordered_generation_keeps_the_clustering_order(trees):
         distance[internal] = pair_distance(grown.p4[a], grown.p4[b], "kt")
         jet = grown.node_jet[internal]
         up = grown.to_global(np.maximum(grown.parent[internal], 0), jet)
-        has = grown.parent[internal] >= 0
+        has = grown.parent[internal] != -1
         return int(np.sum(distance[internal][has] >= distance[up][has]))
 
     assert violations(trees) <= 0.01 * int((~trees.is_leaf).sum())  # FastJet's own trees
@@ -297,7 +308,7 @@ def test_study_trains_evaluates_and_resumes(tmp_path):
     config = EvolutionStudyConfig(
         model=dict(dim=16, n_blocks=1, n_heads=2, n_components=2),
         training=dict(max_epochs=1, batch_size=8, progress=False),
-        nll_jets=4, nll_samples=20, n_generate=5, n_bootstrap=2, evaluation_plots=False,
+        nll_jets=4, nll_samples=20, n_generate=4, n_bootstrap=2, evaluation_plots=False,
         example_trees=[0],
     )
     trees_stage(config, tmp_path).finish()  # the stored trees stand for this config's
@@ -306,19 +317,33 @@ def test_study_trains_evaluates_and_resumes(tmp_path):
     model = JetEvolutionModel.load(model_file)
     held = read_trees([str(tmp_path / "trees" / "top.parquet")])
     held_out = make_splits({"top": held, "qcd": held}, config)["top"]["held_out"]
-    own = model.splitting_nll(held.select(held_out[:4]))
+    nll_trees = held.select(held_out[:4])
+    own = model.splitting_nll(nll_trees)
     assert summary["nll"]["evolution/top"]["own_nll"] == pytest.approx(own.mean(), rel=1e-6)
-    for key in ("evolution/top", "evolution/qcd"):
-        r = summary["nll"][key]
-        assert r["oracle_nll"] < r["nll"] < r["uniform_nll"] + 0.5
+    # the binned NLL is that of the first nll_jets held-out jets' splittings, every one
+    nodes = np.flatnonzero(~nll_trees.is_leaf)
+    binned = binned_splitting_nll(model, nll_trees, nodes, 20, alpha=0.5, seed=config.seed)
+    r = summary["nll"]["evolution/top"]
+    assert r["n_splittings"] == len(nodes) == int((nll_trees.n_leaves - 1).sum())
+    assert r["nll"] == pytest.approx(binned["nll"], rel=1e-9)
+    top_levels = nll_trees.depth[nodes] < 3
+    assert r["n_depth_lt_3"] == int(top_levels.sum())
+    assert r["nll_depth_lt_3"] == pytest.approx(binned["per_splitting"][top_levels].mean())
     grown = read_trees([str(tmp_path / "generated" / "evolution_top.parquet")])
-    assert len(grown) == 5
-    check_tree_structure(grown, grown.p4[grown.to_global(grown.root, np.arange(5))])
-    np.testing.assert_array_equal(grown.p4[grown.to_global(grown.root, np.arange(5))],
-                                  roots_of(held.select(held_out[:5])))
+    assert len(grown) == 4
+    check_tree_structure(grown, grown.p4[grown.to_global(grown.root, np.arange(4))])
+    np.testing.assert_array_equal(grown.p4[grown.to_global(grown.root, np.arange(4))],
+                                  roots_of(held.select(held_out[:4])))
     assert (tmp_path / "plots" / "lund_evolution_top.png").exists()
     assert (tmp_path / "plots" / "trees_qcd.png").exists()
     assert "binned NLL" in (tmp_path / "summary.md").read_text()
+    (budget,) = summary["training"]  # no thesis baseline configured: one row
+    n_train = sum(len(s["train"]) for s in make_splits({"top": held, "qcd": held},
+                                                       config).values())
+    assert (budget["model"], budget["training trees"], budget["max epochs"]) == (
+        "evolution", n_train, 1)
+    assert budget["epochs"] == 1 and budget["steps"] == -(-n_train // 8)  # batches of 8
+    assert "## Training budgets" in (tmp_path / "summary.md").read_text()
     stamp = model_file.stat().st_mtime_ns
     again = run(config, tmp_path)
     assert model_file.stat().st_mtime_ns == stamp
@@ -350,3 +375,95 @@ def test_bad_inputs_raise_clear_errors(trees, tmp_path):
     save_model(tmp_path / "old.safetensors", model.net.state_dict(), old_inputs)
     with pytest.raises(ValueError, match="8 node features"):
         JetEvolutionModel.load(tmp_path / "old.safetensors")
+
+
+class Replay:
+    """A "generator" that returns the true trees of the roots it is given."""
+
+    report = "replays the true trees"
+
+    def __init__(self, trees: dict[str, JetTrees]):
+        self.trees = trees
+
+    def generate(self, roots: np.ndarray, seed: int = 1) -> JetTrees:
+        for t in self.trees.values():
+            rows = {r.tobytes(): i for i, r in enumerate(roots_of(t))}
+            if roots[0].tobytes() in rows:
+                return t.select(np.array([rows[r.tobytes()] for r in roots]))
+        raise AssertionError("unknown roots")
+
+
+def test_roots_reference_and_floor_are_disjoint_and_the_floor_is_like_for_like(tmp_path,
+                                                                               monkeypatch):
+    """Generated jets are grown from roots that are in neither the reference nor the floor
+    sample; the floor sample is as large as the generated one. A generator that returns its
+    roots' true jets is then exchangeable with the floor sample: swapping the roots and floor
+    parts swaps value and floor exactly, for every metric and the Lund-plane distance, so its
+    value is distributed as the floor. Before the fix the reference was all held-out jets
+    (half of it the roots' own jets) and the floor a random split of it: the spy fails, and
+    so does the exchange (the replayed truth "beat" its floor, W1(mass) 0.9 vs 1.7 GeV)."""
+    trees = {name: build_trees(random_jets(100, seed=seed, n_min=3, n_max=15))
+             for name, seed in (("top", 11), ("qcd", 12))}
+    config = EvolutionStudyConfig(train_fraction=0.2, val_fraction=0.05, n_generate=25,
+                                  n_bootstrap=2, evaluation_plots=False, example_trees=[0])
+    splits = make_splits(trees, config)
+    for s in splits.values():
+        roots, floor, reference = (set(s[p].tolist()) for p in ("roots", "floor", "reference"))
+        assert len(roots) == len(floor) == 25 and len(reference) == 25
+        assert not (roots & floor or roots & reference or floor & reference)
+        assert roots | floor | reference == set(s["held_out"].tolist())
+        assert not set(s["held_out"].tolist()) & set(np.concatenate([s["train"], s["val"]]))
+    seen = []
+    real = evolution.evaluate_batches
+
+    def spy(reference, generated, out_dir, **kwargs):
+        seen.append({"reference": reference.entry, "generated": generated.entry,
+                     "floor": kwargs["floor_sample"].entry})
+        return real(reference, generated, out_dir, **kwargs)
+
+    monkeypatch.setattr(evolution, "evaluate_batches", spy)
+    for plot in ("plot_lund_planes", "plot_trees"):  # drawn in the study test; slow here
+        monkeypatch.setattr(evolution, plot, lambda *args, **kwargs: None)
+    model = {"replay": Replay(trees)}
+    # the trees and the replay model of this test stand for the study's trees and model stages
+    monkeypatch.setattr(evolution, "_inputs", lambda *args, **kwargs: {"trees": "this test's"})
+    monkeypatch.setattr(evolution, "trees_stage",
+                        lambda *args: types.SimpleNamespace(digest="this test's trees"))
+    results = compare(generate_from_roots(model, trees, splits, config, tmp_path / "a"), trees,
+                      splits, config, tmp_path / "a")
+    for name, used in zip(evolution.CLASSES, seen, strict=True):
+        np.testing.assert_array_equal(used["generated"], splits[name]["roots"])
+        np.testing.assert_array_equal(used["floor"], splits[name]["floor"])
+        np.testing.assert_array_equal(used["reference"], splits[name]["reference"])
+
+    swapped = {n: {**s, "roots": s["floor"], "floor": s["roots"]} for n, s in splits.items()}
+    again = compare(generate_from_roots(model, trees, swapped, config, tmp_path / "b"), trees,
+                    swapped, config, tmp_path / "b")
+    for key, r in results.items():
+        for row, other in zip(r["table"], again[key]["table"], strict=True):
+            assert row["value"] == pytest.approx(other["floor"], rel=1e-12, nan_ok=True)
+            assert row["floor"] == pytest.approx(other["value"], rel=1e-12, nan_ok=True)
+        lund, lund_swapped = r["lund_plane"], again[key]["lund_plane"]
+        assert lund["distance"] == pytest.approx(lund_swapped["floor"], rel=1e-12)
+        assert lund["floor"] == pytest.approx(lund_swapped["distance"], rel=1e-12)
+
+
+def test_too_few_held_out_jets_for_roots_floor_and_reference_are_refused():
+    trees = {"top": build_trees(random_jets(30, seed=1, n_min=2, n_max=5))}
+    config = EvolutionStudyConfig(train_fraction=0.5, val_fraction=0.1, n_generate=4)
+    assert len(make_splits(trees, config)["top"]["reference"]) == 4  # 12 held out
+    with pytest.raises(ValueError, match=r"top: 12 held-out jets cannot give n_generate = 5 "
+                                         r"roots.*n_generate <= 4"):
+        make_splits(trees, EvolutionStudyConfig(train_fraction=0.5, val_fraction=0.1,
+                                                n_generate=5))
+
+
+def test_cpu_config_gives_the_thesis_baseline_the_evolution_models_budget():
+    """The compared sequence models train on the same trees with the same epoch cap, batch
+    size (so the same optimiser-step cap) and early-stopping patience (the thesis GPT had 3
+    epochs against 40)."""
+    config = EvolutionStudyConfig.from_yaml(
+        Path(__file__).resolve().parents[1] / "configs" / "evolution_cpu.yaml")
+    keys = ("max_epochs", "max_steps", "batch_size", "patience")
+    evolution_budget = {k: config.training.get(k) for k in keys}
+    assert {k: config.thesis["training"].get(k) for k in keys} == evolution_budget

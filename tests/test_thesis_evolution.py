@@ -103,7 +103,7 @@ def test_triplets_of_kt_trees_match_a_slow_reference(trees):
     assert np.array_equal(trees.parent[right[internal]], trees.local_index[parent[internal]])
     assert np.all(trees.pt[left[internal]] >= trees.pt[right[internal]])
     children = np.concatenate([left[internal], right[internal]])
-    assert np.array_equal(np.sort(children), np.flatnonzero(trees.parent >= 0))
+    assert np.array_equal(np.sort(children), np.flatnonzero(trees.parent != -1))
 
 
 def test_sequences_hold_the_triplets_of_node_tokens(trees):
@@ -259,7 +259,10 @@ def test_training_lowers_the_nll_and_the_file_round_trips(trained, trees):
     np.testing.assert_array_equal(a.p4, b.p4)
     metrics = model.evaluate(trees)
     assert metrics["n_internal"] == int((~trees.is_leaf).sum())
-    assert 0 <= metrics["predict_same_token_rate"] <= 1
+    # the thesis' failure, as the README states it: after training, the softer head copies
+    # the harder one's token in (nearly) every greedy prediction; an untrained model does not
+    assert metrics["predict_same_token_rate"] > 0.9
+    assert untrained(seed=1).evaluate(trees)["predict_same_token_rate"] < 0.5
     assert metrics["nll_min_assignment_per_splitting"] <= metrics["nll_ordered_per_splitting"]
 
 

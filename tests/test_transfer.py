@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from io_jets import random_jets
 
 from jetfm.checkpoint import load_model, prefixed
 from jetfm.cli import main
@@ -51,13 +52,21 @@ def test_tiny_preset_produces_every_cell(study):
     assert len(summary["curves"]) == 2 * 2 * 5 * 2  # targets x metrics x observables x modes
     for curve in summary["curves"]:
         assert [p["D"] for p in curve["points"]] == config.sizes
-        assert all(p["n_seeds"] == len(config.seeds) and p["floor"] >= 0
-                   for p in curve["points"])
+        for p in curve["points"]:  # seed means of the cells' own numbers
+            rows = [result(out, Cell(curve["target"], p["D"], s, curve["mode"]))["metrics"][
+                f"{curve['metric']} {curve['observable']}"] for s in config.seeds]
+            assert p["n_seeds"] == len(config.seeds)
+            assert p["floor"] == pytest.approx(np.mean([r["floor"] for r in rows]))
+            assert p["mean"] == pytest.approx(np.mean([r["value"] for r in rows]))
         if curve["metric"] == "W1" and curve["observable"] in ("pt", "mass"):
             assert math.isfinite(curve["fit"]["gamma"])
     assert {(r["D"], r["mode"]) for r in summary["tagging"]} == {
         (d, m) for d in config.tagging_sizes for m in ("finetune", "scratch")}
-    assert all(0.0 <= r["auc"] <= 1.0 for r in summary["tagging"])
+    for row in summary["tagging"]:  # seed means of the tagging cells, tested on all truth
+        cells = [result(out, Cell("tagging", row["D"], s, row["mode"])) for s in config.seeds]
+        assert row["auc"] == pytest.approx(np.mean([c["auc"] for c in cells]))
+        assert all(c["n_test_jets"] == 2 * config.n_truth for c in cells)
+        assert all(c["n_train_jets"] + c["n_val_jets"] == row["D"] for c in cells)
     assert "gamma, fine-tuned" in summary["closing_note"]
     assert "Paper's finding" in summary["closing_note"]
     for name in ("summary.md", "summary.json", "report.md", "plots/transfer_qcd.png",
@@ -80,7 +89,14 @@ def test_cells_use_the_right_tokenizer_truth_frame_and_initialisation(study):
         jets = read_jets([str(cell.path(out) / "generated.parquet")])
         assert np.all(jets.label == class_index({"qcd": "QCD", "top": "Tbqq"}[cell.target]))
         assert jets.n_particles.max() <= config.n_max
+        # fixed scratch tokenizer: the whole training pool (60 jets), at every D
+        assert r["tokenizer_target_jets"] == (0 if cell.mode == "finetune" else 60)
     assert all(len(f) == 1 for f in fingerprints.values())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["jets"]["qcd pool"] == summary["jets"]["qcd tokenizer"] == 60
+    assert [(r["target"], r["D"], r["target jets"]) for r in summary["scratch_tokenizer"]] == [
+        (t, d, 60) for t in ("qcd", "top") for d in config.sizes]
+    assert "| 60 target jets |" in (out / "summary.md").read_text()
     ft = {t: fingerprints[t, "finetune"].pop() for t in ("qcd", "top")}
     sc = {t: fingerprints[t, "scratch"].pop() for t in ("qcd", "top")}
     assert ft["qcd"] == ft["top"]  # the source tokenizer
@@ -142,6 +158,36 @@ def test_rerun_skips_done_cells_redoes_removed_ones_and_records_failures(study, 
     summary = run(config, out)  # nothing left to do: no cell runs, no plot is redrawn
     assert summary["this_run"]["generation"] == {"run": 0, "skipped": len(cells), "failed": 0}
     assert len(drawn) == 2
+
+
+def test_scratch_tokenizer_of_a_d_cell_sees_only_its_d_jets(tmp_path, monkeypatch):
+    """scratch_tokenizer_jets: d trains the scratch cell's tokenizer on (up to tokenizer_jets
+    of) the cell's D training jets, never on other pool jets; the table's count says so."""
+    jets = random_jets(70, seed=4, n_min=3, n_max=12)
+    order = np.random.default_rng(0).permutation(70)
+    target = Target("qcd", jets, order[:20], order[20:])
+    config = load_config("tiny")
+    config.scratch_tokenizer_jets, config.tokenizer_jets = "d", 15
+    seen = []
+    real = transfer.fit_tokenizer
+
+    def spy(batch, *args, **kwargs):
+        seen.append(batch.jet_p4)
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(transfer, "fit_tokenizer", spy)
+    idx = target.training(20, 1, config.seed)
+    tokenizer, tokens, truth = transfer.cell_tokenizer(target, idx, config, tmp_path)
+    np.testing.assert_array_equal(seen[0], jets.jet_p4[idx[:15]])  # the first 15 of the D
+    assert len(tokens) == 20 and tokens.tokenizer["fingerprint"] == tokenizer.fingerprint
+    assert len(truth) == 20 and truth.n_particles.max() <= config.n_max
+    assert transfer.tokenizer_target_jets(config, "scratch", len(target.pool), 20) == 15
+    assert transfer.tokenizer_target_jets(config, "scratch", len(target.pool), 10) == 10
+    assert transfer.tokenizer_target_jets(config, "finetune", len(target.pool), 20) == 0
+    config.scratch_tokenizer_jets = "fixed"
+    assert transfer.tokenizer_target_jets(config, "scratch", 50, 10) == 15  # pool, capped
+    config.tokenizer_jets = None
+    assert transfer.tokenizer_target_jets(config, "scratch", 50, 10) == 50
 
 
 def test_training_jets_are_nested_disjoint_from_truth_and_seeded():
@@ -214,6 +260,7 @@ def test_bad_configs_raise_clear_errors(tmp_path, capsys):
         "sizes: [12.5]\n": "not a positive whole number",
         "n_generate: 60\n": "n_truth (80) must be at least 2 n_generate",
         "files: {aoj: x.h5}\n": "files: unknown keys ['aoj']",
+        "scratch_tokenizer_jets: D\n": "scratch_tokenizer_jets: 'D'; use one of fixed, d",
     }
     for text, message in cases.items():
         path.write_text(text)

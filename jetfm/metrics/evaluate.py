@@ -198,26 +198,45 @@ def evaluate_batches(
     title: str = "Generated vs reference jets",
     frame: Callable[[JetBatch], JetBatch] | None = None,
     frame_name: str | None = None,
+    floor_sample: JetBatch | None = None,
 ) -> EvaluationResult:
     """Every generation metric with bootstrap error and floor; table, report and (``plots``)
     one histogram per observable in ``out_dir``.
 
-    ``frame``: applied to ``reference`` before anything else (module docstring); ``frame_name``
-    describes it in the outputs (default: the callable's name). Raises ``ValueError`` for a
-    sample with fewer than two jets.
+    ``frame``: applied to ``reference`` (and ``floor_sample``) before anything else (module
+    docstring); ``frame_name`` describes it in the outputs (default: the callable's name).
+
+    ``floor_sample``: true jets disjoint from ``reference`` and from every jet that seeded or
+    conditioned ``generated`` (ideally as many as ``generated``); the floor is then the metric
+    of ``floor_sample`` vs the whole ``reference``. Without it the reference is split at random
+    (:func:`jetfm.metrics.generation.floor_split`), which is like-for-like only when no
+    reference jet seeded the generated sample.
+
+    Raises ``ValueError`` for a sample with fewer than two jets.
     """
     require_jets(len(generated), f"generated sample ({_files(generated)})", 2)
     require_jets(len(reference), f"reference sample ({_files(reference)})", 2)
+    if floor_sample is not None:
+        require_jets(len(floor_sample), f"floor sample ({_files(floor_sample)})", 2)
     frame_text = RAW_FRAME
     if frame is not None:
         frame_text = frame_name or f"reference through {getattr(frame, '__name__', frame)!s}"
         reference = frame(reference)
         require_jets(len(reference), f"reference sample ({_files(reference)}) in {frame_text}", 2)
+        if floor_sample is not None:
+            floor_sample = frame(floor_sample)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_gen, n_ref_total = len(generated), len(reference)
-    split = floor_split(n_ref_total, n_gen, seed)
-    if split is None:
+    split = None if floor_sample is not None else floor_split(n_ref_total, n_gen, seed)
+    if floor_sample is not None:
+        ref_idx, floor_idx = np.arange(n_ref_total), None
+        floor_method = (
+            f"a floor sample of {len(floor_sample)} true jets given by the caller (disjoint "
+            f"from the reference and from the jets that seeded the generated sample) compared "
+            f"with the same {n_ref_total} reference jets as the {n_gen} generated jets"
+        )
+    elif split is None:
         ref_idx, floor_idx = np.arange(n_ref_total), None
         floor_method = (
             f"unavailable: the reference has {n_ref_total} jets, fewer than twice the "
@@ -231,7 +250,9 @@ def evaluate_batches(
             f"sample is compared with the same {len(ref_idx)} reference jets"
         )
     samples = {"generated": generated, "reference": reference[ref_idx]}
-    if floor_idx is not None:
+    if floor_sample is not None:
+        samples["floor"] = floor_sample
+    elif floor_idx is not None:
         samples["floor"] = reference[floor_idx]
 
     observables = {k: jet_observables(b) for k, b in samples.items()}

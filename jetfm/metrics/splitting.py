@@ -101,8 +101,8 @@ def binned_splitting_nll(
     }
 
 
-def lund_plane_distance(truth: ak.Array, generated: ak.Array, seed: int = 1, merge: int = 3
-                        ) -> dict[str, float]:
+def lund_plane_distance(truth: ak.Array, generated: ak.Array, seed: int = 1, merge: int = 3,
+                        floor_sample: ak.Array | None = None) -> dict[str, float]:
     """Distance between primary Lund-plane densities [splittings per jet], with its floor.
 
     ``truth``, ``generated``: per-jet Lund records (:func:`jetfm.physics.lund.primary_lund`).
@@ -113,6 +113,9 @@ def lund_plane_distance(truth: ak.Array, generated: ak.Array, seed: int = 1, mer
     pseudo-generated jets as there are generated ones and a reference; ``distance`` compares
     the generated jets with that reference, ``floor`` the pseudo-generated ones (NaN, and the
     whole truth as reference, when the truth has fewer than twice as many jets).
+    ``floor_sample``: per-jet Lund records of true jets disjoint from ``truth`` and from the
+    jets that seeded ``generated``; the floor is then ``floor_sample`` vs the whole ``truth``
+    (no random split), like-for-like when ``generated`` was grown from other true jets' roots.
     ``splittings_per_jet_truth`` / ``_generated``: primary splittings per jet in the plane.
     """
     area = np.outer(np.diff(LUND_X_BINS), np.diff(LUND_Y_BINS))
@@ -124,11 +127,13 @@ def lund_plane_distance(truth: ak.Array, generated: ak.Array, seed: int = 1, mer
         counts = lund_density(lund)[0] * area
         return counts.reshape(nx // merge, merge, ny // merge, merge).sum(axis=(1, 3))
 
-    split = floor_split(len(truth), len(generated), seed)
+    split = None if floor_sample is not None else floor_split(len(truth), len(generated), seed)
     reference = per_jet(truth if split is None else truth[split.reference])
     gen = per_jet(generated)
     floor = float("nan")
-    if split is not None:
+    if floor_sample is not None:
+        floor = float(0.5 * np.abs(per_jet(floor_sample) - reference).sum())
+    elif split is not None:
         floor = float(0.5 * np.abs(per_jet(truth[split.pseudo_generated]) - reference).sum())
     return {"distance": float(0.5 * np.abs(gen - reference).sum()), "floor": floor,
             "splittings_per_jet_truth": float(per_jet(truth).sum()),

@@ -1,6 +1,7 @@
 """Pipelines that chain data, models, training and metrics into one resumable run each:
 :mod:`~jetfm.studies.omnijet`, :mod:`~jetfm.studies.evolution`, :mod:`~jetfm.studies.transfer`.
-Shared here: reading a YAML config into a dataclass, writing results as JSON, and
+Shared here: reading a YAML config into a dataclass, writing results as JSON, reading a
+training run's log, and
 :class:`Stage`, the one mechanism by which every resumable stage of every study decides
 whether what is on disk may be reused.
 
@@ -188,3 +189,11 @@ def generated_stage(out_dir: str | Path, name: str, config: dict[str, Any],
     if not reused:
         stage.finish()
     return paths
+def training_log(run_dir: Path) -> dict[str, float]:
+    """Epochs, optimiser steps and best validation loss of the training run in ``run_dir``,
+    from Lightning's ``run_dir/logs/metrics.csv`` (:func:`jetfm.tasks.training.fit`)."""
+    import pandas as pd
+
+    log = pd.read_csv(Path(run_dir) / "logs" / "metrics.csv")
+    return {"epochs": int(log["epoch"].max()) + 1, "steps": int(log["step"].max()) + 1,
+            "best_val_loss": float(log["val/loss"].min())}

@@ -20,7 +20,12 @@ downstream, is redone with a printed line naming the stage and the keys that dif
     summary.json, summary.md
 
 Splits are fixed by the seed: each class is shuffled once and cut into train, validation and
-held-out jets. The generated jets keep the root (the jet's four-momentum), so the jet mass is
+held-out jets. The held-out jets are cut again into three disjoint parts: ``roots`` (the first
+``n_generate``: their roots seed the generated trees), ``floor`` (the next ``n_generate``) and
+``reference`` (the rest). Every generated-vs-truth number compares the generated jets with the
+reference, and its floor compares the true jets of ``floor`` with the same reference, so
+neither sample contains a jet of the reference (the jets whose roots seeded the generation are
+in neither). The generated jets keep the root (the jet's four-momentum), so the jet mass is
 fixed by construction; substructure (tau21, tau32, multiplicity, Lund plane) is the test.
 """
 
@@ -50,9 +55,10 @@ from jetfm.physics.observables import jet_observables
 from jetfm.physics.trees import JetTrees, build_trees
 from jetfm.plots.trees import plot_lund_planes, plot_trees
 from jetfm.report import METRIC_COLUMNS, markdown_table
-from jetfm.studies import Stage, file_digest, read_config, write_json
+from jetfm.studies import Stage, file_digest, read_config, training_log, write_json
 from jetfm.tasks.jet_evolution import MODEL_FILE, fit_evolution
 from jetfm.tasks.thesis_evolution import fit_thesis_model
+from jetfm.tasks.training import TrainConfig
 
 console = Console(soft_wrap=True, emoji=False)
 CLASSES = {"top": "Tbqq", "qcd": "QCD"}
@@ -79,7 +85,8 @@ class EvolutionStudyConfig:
     nll_jets: int = 100  # held-out jets per class whose splittings enter the NLL
     nll_samples: int = 200
     nll_alpha: float = 0.5
-    n_generate: int = 300  # per class, from the first held-out roots
+    n_generate: int = 200  # per class, from the first held-out roots; as many held-out jets
+    # make the floor sample and the rest (at least as many again) the reference
     n_bootstrap: int = 20
     evaluation_plots: bool = True  # one histogram per observable and sample
     example_trees: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -159,15 +166,28 @@ def load_trees(config: EvolutionStudyConfig, out_dir: Path) -> tuple[dict[str, J
 
 def make_splits(trees: dict[str, JetTrees], config: EvolutionStudyConfig
                 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per class: seeded ``train``, ``val``, ``held_out`` jet rows."""
+    """Per class: seeded ``train``, ``val``, ``held_out`` jet rows, and the held-out rows cut
+    into disjoint ``roots`` (``n_generate``, seeding the generation), ``floor``
+    (``n_generate``) and ``reference`` (the rest).
+
+    Raises ValueError when the reference would hold fewer than ``n_generate`` jets.
+    """
     rng = np.random.default_rng(config.seed)
     splits = {}
+    n_gen = config.n_generate
     for name, t in trees.items():
         order = rng.permutation(len(t))
         n_train = int(config.train_fraction * len(t))
         n_val = max(int(config.val_fraction * len(t)), 1)
+        held = order[n_train + n_val:]
+        if len(held) < 3 * n_gen:
+            raise ValueError(
+                f"{name}: {len(held)} held-out jets cannot give n_generate = {n_gen} roots, "
+                f"{n_gen} floor jets and a reference of at least {n_gen}; set n_generate "
+                f"<= {len(held) // 3} or hold out more jets")
         splits[name] = {"train": order[:n_train], "val": order[n_train:n_train + n_val],
-                        "held_out": order[n_train + n_val:]}
+                        "held_out": held, "roots": held[:n_gen],
+                        "floor": held[n_gen:2 * n_gen], "reference": held[2 * n_gen:]}
     return splits
 
 
@@ -213,6 +233,32 @@ def train_models(trees: dict[str, JetTrees], splits: dict[str, dict[str, np.ndar
     return models
 
 
+def training_budgets(splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
+                     out_dir: Path) -> list[dict[str, Any]]:
+    """What each compared model was given and used: training and validation trees, batch size,
+    epoch / step caps and patience (config), epochs run, optimiser steps and best validation
+    loss (Lightning's log; None when the run left none). The thesis baseline has two stages,
+    its VQ-VAE tokenizer and its GPT; the GPT is the one compared with the evolution model."""
+    n_train = sum(len(splits[n]["train"]) for n in CLASSES)
+    n_val = sum(len(splits[n]["val"]) for n in CLASSES)
+    runs = [("evolution", out_dir / "evolution", config.training)]
+    if config.thesis is not None:
+        runs += [("thesis: VQ-VAE tokenizer", out_dir / "thesis" / "vqvae",
+                  config.thesis.get("tokenizer_training", {})),
+                 ("thesis: GPT", out_dir / "thesis" / "gpt", config.thesis.get("training", {}))]
+    rows = []
+    for name, run_dir, training in runs:
+        cfg = TrainConfig.from_overrides(training, config.seed)
+        has_log = (run_dir / "logs" / "metrics.csv").exists()
+        rows.append({"model": name, "training trees": n_train, "validation trees": n_val,
+                     "batch size": cfg.batch_size, "max epochs": cfg.max_epochs,
+                     "max steps": cfg.max_steps if cfg.max_steps > 0 else None,
+                     "patience": cfg.patience,
+                     **(training_log(run_dir) if has_log else
+                        dict.fromkeys(("epochs", "steps", "best_val_loss")))})
+    return rows
+
+
 def likelihoods(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
                 splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
                 out_dir: Path) -> dict[str, Any]:
@@ -252,7 +298,8 @@ def likelihoods(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
 def generate_from_roots(models: dict[str, SplittingModel], trees: dict[str, JetTrees],
                         splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
                         out_dir: Path) -> dict[str, JetTrees]:
-    """Trees grown by every model from the roots of the first held-out jets of each class."""
+    """Trees grown by every model from the roots of the ``roots`` part of the held-out jets
+    of each class (never in the reference or the floor sample of :func:`compare`)."""
     generated = {}
     for model_name, model in models.items():
         for name in CLASSES:
@@ -261,7 +308,7 @@ def generate_from_roots(models: dict[str, SplittingModel], trees: dict[str, JetT
                           {k: getattr(config, k) for k in ("n_generate", *SPLIT_KEYS)},
                           _inputs(out_dir, config, model_name), [path, path.with_suffix(".json")])
             if not stage.prepare():
-                held = trees[name].select(splits[name]["held_out"][:config.n_generate])
+                held = trees[name].select(splits[name]["roots"])
                 roots = held.p4[held.to_global(held.root, np.arange(len(held)))]
                 start = time.perf_counter()
                 grown = model.generate(roots, seed=config.seed)
@@ -282,32 +329,44 @@ def compare(generated: dict[str, JetTrees], trees: dict[str, JetTrees],
             splits: dict[str, dict[str, np.ndarray]], config: EvolutionStudyConfig,
             out_dir: Path) -> dict[str, Any]:
     """Generated vs held-out truth: evaluation tables with floors, observables, plots
-    (``generation.json`` keeps what is done)."""
+    (``generation.json`` keeps what is done).
+
+    Like for like: the generated jets (grown from the ``roots`` part) and the true jets of the
+    ``floor`` part, as many, are each compared with the ``reference`` part; the three parts
+    are disjoint (:func:`make_splits`).
+    """
     path = out_dir / "generation.json"
     stored: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     results: dict[str, Any] = {}  # the entries of this configuration only
+    # "floor": the like-for-like floor (roots / floor / reference parts); records made before
+    # it had none, so their overlapping-floor results are redone
     stages = {key: Stage(out_dir, f"generation/{key}",
-                         {k: getattr(config, k) for k in ("n_bootstrap", "evaluation_plots",
-                                                          *SPLIT_KEYS)},
+                         {**{k: getattr(config, k) for k in ("n_bootstrap", "evaluation_plots",
+                                                             "n_generate", *SPLIT_KEYS)},
+                          "floor": "disjoint floor sample"},
                          {"trees": trees_stage(config, out_dir).digest,
                           "generated": file_digest(out_dir / "generated" / f"{key}.parquet")},
                          folder=out_dir / "evaluation" / key) for key in generated}
     for key, stage in stages.items():
         if stage.prepare() and key in stored:
             results[key] = stored[key]
-    truth_jets = {}
+    parts = {}
     for name in CLASSES:
-        held = trees[name].select(splits[name]["held_out"])
-        truth_jets[name] = (held, trees_to_jets(held, class_index(CLASSES[name])))
+        label = class_index(CLASSES[name])
+        parts[name] = {}
+        for part in ("roots", "floor", "reference"):
+            held = trees[name].select(splits[name][part])
+            parts[name][part] = (held, trees_to_jets(held, label))
     for key, grown in generated.items():
         if key in results:
             continue
         name = key.rsplit("_", 1)[1]
-        held, truth = truth_jets[name]
+        (held, truth), (floor_trees, floor_jets) = (parts[name]["reference"],
+                                                    parts[name]["floor"])
         jets = trees_to_jets(grown, class_index(CLASSES[name]))
         evaluation = evaluate_batches(truth, jets, out_dir / "evaluation" / key,
                                       n_bootstrap=config.n_bootstrap, seed=config.seed,
-                                      plots=config.evaluation_plots,
+                                      plots=config.evaluation_plots, floor_sample=floor_jets,
                                       title=f"{key}: generated from held-out roots vs truth")
         print(evaluation.format())
         obs_t, obs_g = jet_observables(truth), jet_observables(jets)
@@ -320,15 +379,15 @@ def compare(generated: dict[str, JetTrees], trees: dict[str, JetTrees],
             "mass_mode": {"truth": _mode(obs_t["mass"]), "generated": _mode(obs_g["mass"])},
         }
         lund_truth, lund_generated = primary_lund(held), primary_lund(grown)
-        results[key]["lund_plane"] = lund_plane_distance(lund_truth, lund_generated,
-                                                         config.seed)
+        results[key]["lund_plane"] = lund_plane_distance(
+            lund_truth, lund_generated, config.seed, floor_sample=primary_lund(floor_trees))
         plot_lund_planes(lund_truth, lund_generated, out_dir / "plots" / f"lund_{key}.png",
                          title=f"primary Lund plane, {key} vs held-out truth")
         write_json(path, results)
         stages[key].finish()
     write_json(path, results)
     for name in CLASSES:
-        samples = {"truth": truth_jets[name][0]}
+        samples = {"truth": parts[name]["roots"][0]}  # the trees whose roots were grown
         samples.update({k.rsplit("_", 1)[0]: g for k, g in generated.items()
                         if k.endswith(f"_{name}")})
         plot_trees(samples, config.example_trees, out_dir / "plots" / f"trees_{name}.png")
@@ -355,8 +414,8 @@ def run(config: EvolutionStudyConfig, out_dir: str | Path) -> dict[str, Any]:
     console.rule("jets generated from held-out roots")
     generated = generate_from_roots(models, trees, splits, config, out_dir)
     comparison = compare(generated, trees, splits, config, out_dir)
-    summary = {"notes": notes, "nll": nll, "generation": comparison,
-               "seconds": time.perf_counter() - start}
+    summary = {"notes": notes, "training": training_budgets(splits, config, out_dir),
+               "nll": nll, "generation": comparison, "seconds": time.perf_counter() - start}
     write_json(out_dir / "summary.json", summary)
     write_summary_markdown(summary, out_dir / "summary.md")
     return summary
@@ -364,6 +423,10 @@ def run(config: EvolutionStudyConfig, out_dir: str | Path) -> dict[str, Any]:
 
 def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
     lines = ["# Jet evolution run", "", "## Data", ""] + [f"- {n}" for n in summary["notes"]]
+    lines += ["", "## Training budgets", "",
+              "Caps from the config; epochs run, optimiser steps and best validation loss "
+              "from each run's log (early stopping may end a run before its cap).", "",
+              markdown_table(summary["training"])]
     lines += ["", "## Negative log-likelihood of the true splittings (held-out jets)", "",
               "Binned: nats per splitting of the true splitting's Lund bin (ln 1/Delta, ln z, "
               "psi), estimated from sampled children with add-alpha smoothing; comparable "
@@ -384,8 +447,9 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
                      f"{r['mass_mode']['generated']:.0f} |")
     lines += ["", "## Primary Lund plane, generated vs truth", "",
               "0.5 sum |n_gen - n_truth| of the mean splittings per jet in 8 x 8 bins (the "
-              "plotted ones merged 3 x 3) [splittings per jet]; floor: two disjoint parts of "
-              "the truth.", "",
+              "plotted ones merged 3 x 3) [splittings per jet]; reference: held-out jets "
+              "whose roots seeded nothing; floor: as many other held-out jets (neither their "
+              "roots nor they in the reference) vs the same reference.", "",
               "| sample | distance | floor | splittings / jet, truth | generated |",
               "| --- | --- | --- | --- | --- |"]
     for key, r in summary["generation"].items():

@@ -13,8 +13,13 @@ from scratch; then the same backbone as a top-vs-QCD tagger.
 * A generation cell (target, D, seed, mode) trains on the first D jets of a seed-dependent
   permutation of the pool (nested in D; the same jets for both modes). ``finetune``: the
   pre-trained GPT on the jets tokenized by the source tokenizer; ``scratch``: the same
-  architecture, randomly initialised, on the jets tokenized by the target's own tokenizer
-  (trained on the target's training pool). Training rule: 10 % of the D jets are the
+  architecture, randomly initialised, on the jets tokenized by the target's own tokenizer.
+  That tokenizer (``scratch_tokenizer_jets``) is by default (``fixed``) trained once per
+  target on up to ``tokenizer_jets`` jets of the target's training pool, at every D, as the
+  AOJ paper trains its tokenizer on all of JetClass; with ``d`` each scratch cell trains its
+  own on that cell's D training jets only (at most ``tokenizer_jets`` of them), so the
+  scratch model sees no target jet beyond its D. The summary table gives, per D, how many
+  target jets the scratch tokenizer saw. Training rule: 10 % of the D jets are the
   validation split; up to ``max_epochs`` epochs with early stopping (``patience`` epochs) and
   at most ``max_steps`` optimiser steps (the ``finetuning`` / ``scratch`` blocks); the best
   validation epoch is kept. The cell samples ``n_generate`` jets and compares them with the
@@ -61,7 +66,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from rich.console import Console
 from tqdm import tqdm
 
@@ -76,7 +80,7 @@ from jetfm.models.gpt import GPTConfig
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
-from jetfm.studies import Stage, file_digest, generated_stage, read_config, write_json
+from jetfm.studies import Stage, file_digest, generated_stage, read_config, training_log, write_json
 from jetfm.studies.omnijet import (
     fit_generative,
     fit_tagger,
@@ -108,6 +112,7 @@ PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
 RESULT, FAILED = "result.json", "failed.json"
 TRAINING_BLOCKS = ("tokenizer_training", "pretraining", "finetuning", "scratch",
                    "tagging_training")
+SCRATCH_TOKENIZER_JETS = ("fixed", "d")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -127,6 +132,10 @@ class TransferConfig:
     n_max: int = 64
     pt_min: float | None = 1.0  # GeV, particle cut of the tokenizer preprocessing
     tokenizer_jets: int | None = None  # cap on the jets each tokenizer is trained on
+    # the scratch baseline's tokenizer: "fixed" = one per target on (up to tokenizer_jets of)
+    # its training pool, whatever D (the AOJ paper's choice); "d" = one per scratch cell on
+    # that cell's D training jets only (up to tokenizer_jets of them)
+    scratch_tokenizer_jets: str = "fixed"
     vqvae: dict[str, Any] = field(default_factory=dict)
     tokenizer_training: dict[str, Any] = field(default_factory=dict)
     gpt: dict[str, Any] = field(default_factory=dict)
@@ -156,6 +165,9 @@ class TransferConfig:
                              f"({self.n_generate}) for the floor from two truth samples")
         if self.n_bootstrap < 2:
             raise ValueError("n_bootstrap must be at least 2 (bootstrap errors weight the fits)")
+        if self.scratch_tokenizer_jets not in SCRATCH_TOKENIZER_JETS:
+            raise ValueError(f"scratch_tokenizer_jets: {self.scratch_tokenizer_jets!r}; use "
+                             f"one of {', '.join(SCRATCH_TOKENIZER_JETS)}")
         unknown = set(self.files) - {"source", *TARGETS}
         if unknown:
             raise ValueError(f"files: unknown keys {sorted(unknown)}; use source, qcd, top")
@@ -297,17 +309,10 @@ def pretrain(tokens: TokenDataset, tokenizer: Tokenizer, config: TransferConfig,
         fit_generative(tokens, tokenizer, config.gpt, config.pretraining, path.parent,
                        config.seed)
         write_json(path.parent / "timing.json",
-                    {"seconds": time.perf_counter() - start, **_training_log(path.parent)})
+                    {"seconds": time.perf_counter() - start, **training_log(path.parent)})
         stage.finish()
     load_backbone(path, tokenizer)
     return path
-
-
-def _training_log(run_dir: Path) -> dict[str, float]:
-    """Epochs, optimiser steps and best validation loss from Lightning's ``metrics.csv``."""
-    log = pd.read_csv(run_dir / "logs" / "metrics.csv")
-    return {"epochs": int(log["epoch"].max()) + 1, "steps": int(log["step"].max()) + 1,
-            "best_val_loss": float(log["val/loss"].min())}
 
 
 def _subset(tokens: TokenDataset, idx: np.ndarray) -> TokenDataset:
@@ -360,7 +365,9 @@ def cell_stage(cell: Cell, config: TransferConfig, out_dir: Path,
         keys, outputs = CELL_KEYS["tagging"], [cell_dir / RESULT]
     else:
         keys = (*CELL_KEYS["generation"],
-                "finetuning" if cell.mode == "finetune" else "scratch")
+                *(("finetuning",) if cell.mode == "finetune" else
+                  ("scratch", "scratch_tokenizer_jets", "vqvae", "tokenizer_training",
+                   "tokenizer_jets", "n_max", "pt_min")))
         outputs = [cell_dir / RESULT, cell_dir / "generated.parquet"]
     return Stage(out_dir, str(cell_dir.relative_to(out_dir)),
                  {**asdict(cell), **{k: getattr(config, k) for k in keys}}, inputs, outputs,
@@ -397,14 +404,14 @@ def run_cells(cells: list[Cell], work: Callable[[Cell, Path], dict[str, Any]], o
     return counts
 
 
-def generation_cell(cell: Cell, target: Target, tokens: TokenDataset, tokenizer: Tokenizer,
-                    truth: JetBatch, config: TransferConfig, init: Path | None,
-                    cell_dir: Path) -> dict[str, Any]:
-    """Train on D target jets, sample, evaluate against the truth; the cell's numbers."""
-    idx = target.training(cell.size, cell.seed, config.seed)
+def generation_cell(cell: Cell, tokens: TokenDataset, tokenizer: Tokenizer, truth: JetBatch,
+                    config: TransferConfig, init: Path | None, cell_dir: Path
+                    ) -> dict[str, Any]:
+    """Train on the tokens of the cell's D target jets, sample, evaluate against the truth
+    (in ``tokenizer``'s frame); the cell's numbers."""
     training = config.finetuning if cell.mode == "finetune" else config.scratch
-    model = fit_generative(_subset(tokens, idx), tokenizer, config.gpt, training, cell_dir,
-                           cell.seed, init=init)
+    model = fit_generative(tokens, tokenizer, config.gpt, training, cell_dir, cell.seed,
+                           init=init)
     shutil.rmtree(cell_dir / "checkpoints")  # backbone.safetensors holds the best epoch
     backbone, head, _ = load_generative(model, tokenizer)
     jets, sampling = sample_jets(backbone, head, tokenizer, config.n_generate,
@@ -417,8 +424,34 @@ def generation_cell(cell: Cell, target: Target, tokens: TokenDataset, tokenizer:
                                   title=f"{cell}: generated vs held-out truth")
     metrics = {f"{row['metric']} {row['observable']}": row for row in evaluation.table
                if row["metric"] in METRICS and row["observable"] in JET_OBSERVABLES}
-    return {"n_train_jets": len(idx), "tokenizer": tokenizer.fingerprint,
-            "training": _training_log(cell_dir), "sampling": sampling, "metrics": metrics}
+    return {"n_train_jets": len(tokens), "tokenizer": tokenizer.fingerprint,
+            "training": training_log(cell_dir), "sampling": sampling, "metrics": metrics}
+
+
+def cell_tokenizer(target: Target, idx: np.ndarray, config: TransferConfig, cell_dir: Path
+                   ) -> tuple[Tokenizer, TokenDataset, JetBatch]:
+    """``scratch_tokenizer_jets: d``: a tokenizer trained on the cell's training jets ``idx``
+    alone (the first ``tokenizer_jets`` of them; ``cell_dir/tokenizer``); returns it, the
+    tokens of those jets and the target's truth in its frame."""
+    jets = target.jets[idx]
+    # not a stage of its own: the cell's record covers it (cell_stage)
+    tokenizer = fit_tokenizer(jets[: config.tokenizer_jets], config.vqvae,
+                              config.tokenizer_training, config.n_max, cell_dir / "tokenizer",
+                              config.seed, config.pt_min)
+    shutil.rmtree(cell_dir / "tokenizer" / "checkpoints", ignore_errors=True)  # file kept
+    codes, mask, _ = tokenizer.encode(jets)
+    tokens = TokenDataset(codes, mask, jets.label, {"fingerprint": tokenizer.fingerprint})
+    return tokenizer, tokens, in_frame(tokenizer, target.jets[target.truth])
+
+
+def tokenizer_target_jets(config: TransferConfig, mode: str, pool: int, size: int) -> int:
+    """Target jets the tokenizer of a generation cell was trained on (its 10 % validation
+    included): none for ``finetune`` (the source tokenizer); for ``scratch`` up to
+    ``tokenizer_jets`` of the training pool (``fixed``) or of the D training jets (``d``)."""
+    if mode == "finetune":
+        return 0
+    cap = config.tokenizer_jets or math.inf
+    return int(min(pool if config.scratch_tokenizer_jets == "fixed" else size, cap))
 
 
 def tagging_cell(cell: Cell, targets: dict[str, Target], tokens: dict[str, TokenDataset],
@@ -449,7 +482,7 @@ def tagging_cell(cell: Cell, targets: dict[str, Target], tokens: dict[str, Token
     result = evaluate_tagging(test[2], scores, cell_dir, name=f"{MODE_LABELS[cell.mode]}, "
                               f"D={cell.size}", signal="top", background="QCD")
     return {"n_train_jets": len(fit_idx), "n_val_jets": len(val_idx), "n_test_jets": len(scores),
-            "training": _training_log(cell_dir), **result.summary}
+            "training": training_log(cell_dir), **result.summary}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -467,13 +500,14 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     src_tokens = tokenize_all(src_tok, everything, out_dir / "source", data, out_dir)
     backbone = pretrain(src_tokens["source"], src_tok, config, out_dir / "source", out_dir)
     tokenizers, tokens = {}, {}
-    for name, target in targets.items():
+    fixed = config.scratch_tokenizer_jets == "fixed"  # else each scratch cell trains its own
+    for name, target in targets.items() if fixed else ():
         here = {f"data/{name}": data[f"data/{name}"], "n_truth": str(config.n_truth)}
         tokenizers[name] = train_tokenizer(target.jets[target.pool], config,
                                            out_dir / "targets" / name, out_dir, here)
         tokens[name] = tokenize_all(tokenizers[name], {name: target.jets},
                                     out_dir / "targets" / name, here, out_dir)[name]
-    truth = {(t, m): in_frame(src_tok if m == "finetune" else tokenizers[t],
+    truth = {(t, m): in_frame(src_tok if m == "finetune" or not fixed else tokenizers[t],
                               target.jets[target.truth])
              for t, target in targets.items() for m in MODES}
     cells, tag_cells = generation_cells(config), tagging_cells(config)
@@ -486,6 +520,11 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     backbone_digest = file_digest(backbone)
 
     def stage(cell: Cell) -> Stage:
+        if cell.mode == "scratch" and cell.target != "tagging" and not fixed:
+            # the cell trains its own tokenizer on its D jets (cell_tokenizer)
+            return cell_stage(cell, config, out_dir,
+                              {f"data/{cell.target}": data[f"data/{cell.target}"],
+                               "tokenizer": "the cell's own, on its D jets"})
         names = ["qcd", "top"] if cell.target == "tagging" else [cell.target]
         inputs = {f"tokens/{n}": file_digest(token_file(cell, n)) for n in names}
         inputs["tokenizer"] = (src_tok if cell.mode == "finetune" or cell.target == "tagging"
@@ -497,12 +536,18 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     print_estimate(config, cells + tag_cells, out_dir, stage)
 
     def generation(cell: Cell, cell_dir: Path) -> dict[str, Any]:
-        finetune = cell.mode == "finetune"
-        return generation_cell(
-            cell, targets[cell.target],
-            src_tokens[cell.target] if finetune else tokens[cell.target],
-            src_tok if finetune else tokenizers[cell.target], truth[cell.target, cell.mode],
-            config, backbone if finetune else None, cell_dir)
+        finetune, target = cell.mode == "finetune", targets[cell.target]
+        idx = target.training(cell.size, cell.seed, config.seed)
+        if finetune or fixed:
+            tokenizer = src_tok if finetune else tokenizers[cell.target]
+            cell_tokens = _subset((src_tokens if finetune else tokens)[cell.target], idx)
+            cell_truth = truth[cell.target, cell.mode]
+        else:
+            tokenizer, cell_tokens, cell_truth = cell_tokenizer(target, idx, config, cell_dir)
+        result = generation_cell(cell, cell_tokens, tokenizer, cell_truth, config,
+                                 backbone if finetune else None, cell_dir)
+        n_tok = tokenizer_target_jets(config, cell.mode, len(target.pool), len(idx))
+        return {**result, "tokenizer_target_jets": n_tok}
 
     counts = run_cells(cells, generation, out_dir, "generation cells", stage)
     tag_counts = run_cells(
@@ -512,8 +557,9 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     cap = config.tokenizer_jets or math.inf
     n_jets = {"source": len(source), "source tokenizer": min(len(source), cap)}
     for name, target in targets.items():
-        n_jets.update({f"{name} truth": len(target.truth), f"{name} pool": len(target.pool),
-                       f"{name} tokenizer": min(len(target.pool), cap)})
+        n_jets.update({f"{name} truth": len(target.truth), f"{name} pool": len(target.pool)})
+        if fixed:
+            n_jets[f"{name} tokenizer"] = min(len(target.pool), cap)
     summary = {**summarise(config, out_dir), "jets": n_jets}
     path = out_dir / "summary.json"
     figures = [out_dir / "plots" / f"transfer_{t}.png" for t in TARGETS]
@@ -577,12 +623,29 @@ def summarise(config: TransferConfig, out_dir: Path) -> dict[str, Any]:
     needed = needed_by_scratch(curves)
     tagging = tagging_table(tag_results, config)
     summary = {"curves": curves, "comparison": comparison, "d_needed": needed,
+               "scratch_tokenizer": scratch_tokenizer_table(results, config),
                "tagging": tagging, "failed": failed + tag_failed,
                "cells": {"generation": len(results), "tagging": len(tag_results),
                          "failed": len(failed) + len(tag_failed),
                          "expected": len(generation_cells(config)) + len(tagging_cells(config))}}
     summary["closing_note"] = closing_note(summary)
     return summary
+
+
+def scratch_tokenizer_table(results: list[dict], config: TransferConfig
+                            ) -> list[dict[str, Any]]:
+    """Per target and D: the target jets the scratch cells' tokenizer was trained on
+    (``scratch_tokenizer_jets``), as the cells recorded it (None: cell from an older run)."""
+    rows = []
+    for target in TARGETS:
+        for size in config.sizes:
+            seen = {r.get("tokenizer_target_jets") for r in results
+                    if (r["target"], r["size"], r["mode"]) == (target, size, "scratch")}
+            if seen:
+                rows.append({"target": target, "D": size,
+                             "scratch_tokenizer_jets": config.scratch_tokenizer_jets,
+                             "target jets": seen.pop() if len(seen) == 1 else sorted(seen)})
+    return rows
 
 
 def tagging_table(results: list[dict], config: TransferConfig) -> list[dict[str, Any]]:

@@ -310,17 +310,28 @@ def write_pages(summary: dict[str, Any], figures: list[Path], out_dir: Path) -> 
          "chi2 / ndf": f"{c['fit']['chi2']:.2g} / {c['fit']['ndf']}"}
         for c in summary["curves"] if c["fit"]])
     report.add_heading("Seed means (± error) vs D: fine-tuned | scratch | floor")
+    tokenizer_jets = {(r["target"], r["D"]): r["target jets"]
+                      for r in summary.get("scratch_tokenizer", [])}
+    report.add_text("Tokenizers: the fine-tuned cells use the source tokenizer (no target "
+                    "jets); 'scratch tokenizer' gives the target jets the scratch cells' own "
+                    "tokenizer was trained on (its 10 % validation included): with "
+                    "scratch_tokenizer_jets 'fixed' jets of the target's training pool, more "
+                    "than the D the scratch GPT sees at small D (as the AOJ paper's tokenizer "
+                    "trained on all of JetClass); with 'd' only (up to tokenizer_jets of) "
+                    "those D jets.")
     rows = []
     for row in summary["comparison"]:
         floors = {p["D"]: p["floor"] for p in _curve(summary["curves"], row["target"],
                                                       row["metric"], row["observable"],
                                                       "finetune")["points"]}
         for p in row["points"]:
+            n_tok = tokenizer_jets.get((row["target"], p["D"]))
             rows.append({"target": row["target"], "metric": row["metric"],
                          "observable": row["observable"], "D": p["D"],
                          "fine-tuned": p["finetune"], "scratch": p["scratch"],
                          "floor": floors.get(p["D"]), "significance": p["significance"],
-                         "verdict": p["verdict"]})
+                         "verdict": p["verdict"],
+                         "scratch tokenizer": "?" if n_tok is None else f"{n_tok} target jets"})
     report.add_table(rows)
     report.add_heading("D the scratch fit needs to match each fine-tuned point")
     report.add_table(summary["d_needed"])
