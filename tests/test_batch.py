@@ -218,6 +218,21 @@ def test_zero_pt_and_null_particles_are_valid_but_nan_is_not():
         assert "skip_invalid=True" in str(err.value) and "--skip-invalid" in str(err.value)
 
 
+def test_jet_of_only_zero_pt_particles_is_invalid_and_counted():
+    """A jet whose particles all have pT = 0 has no axis (pt_rel = 0 / 0): refused or counted,
+    while a jet with one real particle beside them is valid."""
+    px = ak.Array([[0.0, 0.0], [50.0, 0.0]])
+    zeros = ak.zeros_like(px)
+    batch = JetBatch.from_p4(px, zeros, ak.Array([[0.5, 0.0], [0.0, 0.5]]),
+                             ak.Array([[0.5, 0.0], [50.0, 0.5]]), source_files=("beam.root",))
+    assert batch.problems()["no particle with pT > 0"].tolist() == [True, False]
+    with pytest.raises(JetDataError, match=r"beam.root: 1 jet\(s\) with no particle with pT > 0"):
+        batch.check("beam.root")
+    kept, report = batch.drop_invalid("beam.root")
+    assert len(kept) == 1 and report.n_removed == 1
+    assert np.isfinite(ak.to_numpy(ak.flatten(kept.pt_rel))).all()
+
+
 def test_empty_batch():
     batch = random_batch(5)[:0]
     assert len(batch) == 0 and batch.check() is batch

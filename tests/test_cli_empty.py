@@ -117,8 +117,6 @@ def test_generate_selection_that_leaves_no_jet_stops_with_counts(capsys, tmp_pat
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.xfail(reason="evaluate reads its files in _cmd_evaluate/evaluate_files, owned by the "
-                   "evaluate engineer: the message does not name the empty file yet", strict=False)
 @pytest.mark.parametrize("which", ["reference", "generated"])
 def test_evaluate_names_the_empty_file(files, capsys, tmp_path, which):
     ref, gen = (files["root"], files["jets"]) if which == "reference" else \

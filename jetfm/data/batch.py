@@ -375,6 +375,8 @@ class JetBatch:
 
     @property
     def log_pt(self) -> ak.Array:
+        """log(pT / GeV); -inf for pT = 0 particles, which the preprocessing
+        (:mod:`jetfm.data.transforms`) drops and counts before any model sees them."""
         return np.log(self.pt)
 
     @property
@@ -514,6 +516,9 @@ class JetBatch:
                 flags[f"non-finite {name}"] = bad
         flags["negative energy"] = ak.to_numpy(ak.any(self.particles["energy"] < 0, axis=1))
         flags["zero particles"] = self.n_particles == 0
+        # a jet of pT = 0 particles only has no axis: pt_rel, eta_rel, tau_N would be 0 / 0
+        has_pt = ak.to_numpy(ak.any(self.pt > 0, axis=1)) if len(self) else np.zeros(0, bool)
+        flags["no particle with pT > 0"] = ~has_pt & (self.n_particles > 0)
         return flags
 
     def check(self, origin: str = "<memory>") -> JetBatch:

@@ -40,7 +40,7 @@ import awkward as ak
 import numpy as np
 from tqdm import tqdm
 
-from jetfm.data.batch import JetBatch, SelectionReport
+from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
 from jetfm.metrics.distances import fpd, kpd
 from jetfm.metrics.generation import (
     Estimate,
@@ -387,8 +387,14 @@ def evaluate_files(
     from jetfm.data.io import read_jets
 
     title = f"{', '.join(map(str, generated))} vs {', '.join(map(str, reference))}"
+    batches = {}
+    for what, paths in (("reference", reference), ("generated", generated)):
+        batches[what] = read_jets(list(paths))
+        if len(batches[what]) == 0:
+            raise JetDataError(f"{', '.join(map(str, paths))}: 0 jets; nothing to evaluate "
+                               f"(the {what} sample)")
     return evaluate_batches(
-        read_jets(list(reference)), read_jets(list(generated)), out_dir,
+        batches["reference"], batches["generated"], out_dir,
         n_bootstrap=n_bootstrap, seed=seed, html=html, plots=plots, title=title,
         frame=frame, frame_name=frame_name,
     )

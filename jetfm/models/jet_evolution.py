@@ -137,7 +137,7 @@ def node_features(p4: np.ndarray, mass: np.ndarray, root: np.ndarray, parent: np
         return kin.pt(p[:, 0], p[:, 1])
 
     def rap(p: np.ndarray) -> np.ndarray:
-        return kin.rapidity(p[:, 3], p[:, 2])
+        return kin.rapidity(p[:, 3], p[:, 2], p[:, 0], p[:, 1])
 
     def phi(p: np.ndarray) -> np.ndarray:
         return kin.phi(p[:, 0], p[:, 1])

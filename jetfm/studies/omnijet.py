@@ -50,7 +50,7 @@ from jetfm.data.generated import generated_files
 from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
 from jetfm.data.transforms import omnijet_preprocessing
-from jetfm.metrics.evaluate import evaluate_batches, evaluate_tagging
+from jetfm.metrics.evaluate import evaluate_batches, evaluate_tagging, tokenizer_frame
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, sample
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
@@ -144,12 +144,11 @@ def load_jets(config: OmniJetConfig, out_dir: Path) -> tuple[dict[str, JetBatch]
     :func:`jetfm.data.generated.generated_files`); and the digest of each class's file, the
     input the downstream stages record."""
     files = dict(config.files)
-    for i, name in enumerate(("top", "qcd")):
+    for name in ("top", "qcd"):
         if name in files:
             continue
         n_jets = config.n_jets[name] if isinstance(config.n_jets, dict) else config.n_jets
-        # one call per class, seeded as generated_files seeds the i-th process of a list
-        seed = config.seed + 1000 * i
+        seed = config.seed  # generated_files derives each process's streams from (seed, name)
         (path,) = generated_stage(
             out_dir, f"data/{name}", {"n_jets": n_jets, "seed": seed, "workers": config.workers},
             partial(generated_files, [name], n_jets, out_dir / "data", seed=seed,
@@ -626,8 +625,10 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     generated = generate_jets(backbone, tokenizer, config, out_dir)
     console.rule("evaluation: generated vs held-out top jets")
     truth = jets["top"][splits.evaluation]
-    evaluation = evaluate_batches(in_frame(tokenizer, truth), generated, out_dir / "evaluation",
+    frame, frame_name = tokenizer_frame(tokenizer)
+    evaluation = evaluate_batches(truth, generated, out_dir / "evaluation",
                                   n_bootstrap=config.n_bootstrap, seed=config.seed,
+                                  frame=frame, frame_name=frame_name,
                                   title="OmniJet-alpha generated top jets vs held-out truth")
     print(evaluation.format())
     tagging = train_taggers(tokens, splits, tokenizer, config, out_dir, backbone)
