@@ -198,12 +198,13 @@ def plot_files(paths: Sequence[str], out_dir: Path) -> list[Path]:
     names = ("mass", "sdmass", "tau21", "tau32", "n_particles")
     for name in names:
         summary.add_column(name, justify="right")
+    def median(values: np.ndarray) -> str:  # tau32 of jets with < 3 particles is undefined
+        finite = values[np.isfinite(values)]
+        return f"{np.median(finite):.3g}" if finite.size else "n/a"
+
     for label in np.unique(batch.label):
         sel = batch.label == label
-        summary.add_row(
-            class_name(int(label)),
-            *(f"{np.nanmedian(observables[n][sel]):.3g}" for n in names),
-        )
+        summary.add_row(class_name(int(label)), *(median(observables[n][sel]) for n in names))
     console.print(summary)
     console.print(f"wrote {len(written)} plots to {out_dir}")
     return written
