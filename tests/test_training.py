@@ -1,6 +1,7 @@
 """Lightning training loop: learning, checkpoints loadable with weights_only, resume, seeds."""
 
 import numpy as np
+import pandas as pd
 import torch
 
 from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
@@ -83,3 +84,25 @@ def test_tokenizer_task_trains(tmp_path):
     data = tensor_dataset(x, mask)
     fit(task, data, data, config(max_epochs=2), tmp_path)
     assert bool(task.model.quantizer.initialised)
+
+
+def test_resume_keeps_the_metrics_history(tmp_path):
+    """Lightning's CSV logger deletes metrics.csv when it starts: a resumed run keeps the rows
+    of the earlier epochs (train 2 epochs, resume to 4: four epochs of validation loss)."""
+    tokens, mask, _ = toy_sequences(64)
+    data = tensor_dataset(tokens, mask)
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=2), tmp_path)
+    first = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=4), tmp_path,
+        resume=tmp_path / "checkpoints" / "last.ckpt")
+    log = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    val = log.dropna(subset=["val/loss"])
+    assert val["epoch"].tolist() == [0, 1, 2, 3]
+    assert val["step"].is_monotonic_increasing
+    old = first.dropna(subset=["val/loss"])
+    np.testing.assert_array_equal(val["val/loss"].to_numpy()[:2], old["val/loss"].to_numpy())
+    # a resume from an older checkpoint replaces the epochs it logs again, no duplicates
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=4), tmp_path,
+        resume=tmp_path / "checkpoints" / "best.ckpt")
+    again = pd.read_csv(tmp_path / "logs" / "metrics.csv").dropna(subset=["val/loss"])
+    assert again["epoch"].tolist() == sorted(set(again["epoch"])) and again["epoch"].max() == 3
