@@ -106,3 +106,8 @@ def test_resume_keeps_the_metrics_history(tmp_path):
         resume=tmp_path / "checkpoints" / "best.ckpt")
     again = pd.read_csv(tmp_path / "logs" / "metrics.csv").dropna(subset=["val/loss"])
     assert again["epoch"].tolist() == sorted(set(again["epoch"])) and again["epoch"].max() == 3
+    # resumed into another folder: the history of the checkpoint's run comes along
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=5), tmp_path / "more",
+        resume=tmp_path / "checkpoints" / "last.ckpt")
+    more = pd.read_csv(tmp_path / "more" / "logs" / "metrics.csv").dropna(subset=["val/loss"])
+    assert more["epoch"].tolist() == [0, 1, 2, 3, 4]

@@ -137,7 +137,8 @@ def fit(
     ``config``'s optimiser settings (:meth:`TrainConfig.optimiser`) replace the module's
     ``lr``/``weight_decay`` hyperparameters, so every key of a training block reaches the
     optimiser. Metrics go to ``<out_dir>/logs/metrics.csv``; with ``resume``, the rows of the
-    earlier run(s) are kept (see :func:`_keep_history`).
+    earlier run(s) (those of the checkpoint's run folder, or of ``out_dir``) come first in it
+    (see :func:`_keep_history`).
     """
     out_dir = Path(out_dir)
     if isinstance(module, LossTask):
@@ -180,7 +181,7 @@ def fit(
     val_loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers)
     metrics_csv = out_dir / "logs" / "metrics.csv"
     # Lightning's CSV logger deletes an existing metrics.csv when it starts: read it first.
-    history = _read_metrics(metrics_csv) if resume else None
+    history = _read_metrics(_history_file(Path(resume), metrics_csv)) if resume else None
     try:
         trainer.fit(
             module, train_loader, val_loader, ckpt_path=str(resume) if resume else None,
@@ -194,6 +195,13 @@ def fit(
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     return trainer
+
+
+def _history_file(checkpoint: Path, metrics_csv: Path) -> Path:
+    """The metrics of the run ``checkpoint`` belongs to (``<run>/checkpoints/x.ckpt`` ->
+    ``<run>/logs/metrics.csv``) when there are any, else ``metrics_csv``."""
+    own = checkpoint.parent.parent / "logs" / "metrics.csv"
+    return own if checkpoint.parent.name == "checkpoints" and own.exists() else metrics_csv
 
 
 def _read_metrics(path: Path) -> pd.DataFrame | None:
