@@ -147,7 +147,8 @@ class TransferConfig:
                              f"({self.n_generate}) for the floor from two truth samples")
         if self.n_bootstrap < 2:
             raise ValueError("n_bootstrap must be at least 2 (bootstrap errors weight the fits)")
-        _check_blocks(asdict(self), "config")
+        check_blocks({block: getattr(self, block) for block in BLOCK_KEYS}, BLOCK_KEYS,
+                     "transfer config")
 
     @property
     def n_target(self) -> int:
@@ -166,12 +167,6 @@ BLOCK_KEYS: dict[str, frozenset[str]] = {
 }
 
 
-def _check_blocks(data: dict[str, Any], where: str) -> None:
-    """Every key of the blocks of ``data`` (a config, or one YAML file of it) is known, else
-    ``ValueError`` naming ``where``, the block, the key and the valid keys."""
-    check_blocks(data, BLOCK_KEYS, where)
-
-
 def _count(value: Any, name: str) -> int:
     """A positive whole number of jets; YAML's '1e4' (a string) and 1.0e4 are accepted."""
     try:
@@ -186,7 +181,7 @@ def _count(value: Any, name: str) -> int:
 def _read_yaml(path: Path) -> dict[str, Any]:
     """The keys of one config file, top level and blocks checked (errors name the file)."""
     data = read_config(path, TransferConfig)
-    _check_blocks(data, str(path))
+    check_blocks(data, BLOCK_KEYS, str(path))
     return data
 
 
