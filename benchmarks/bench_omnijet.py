@@ -2,7 +2,8 @@
 recomputation (same model, same batch), and the tokenizer resolution of a finished run.
 
     python benchmarks/bench_omnijet.py [--config configs/omnijet_cpu.yaml ...]
-        [--batch 64] [--n-jets 64] [--run runs/demo/omnijet] [--device cpu|cuda]
+        [--batch 64] [--steps 5] [--n-jets 64] [--threads N] [--run runs/demo/omnijet]
+        [--device cpu|cuda]
 
 Each row is the GPT exactly as the pipeline builds it from a config file
 (:func:`gpt_config_from`): the ``gpt`` block, vocabulary = the ``vqvae`` codebook + start and
@@ -87,7 +88,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="sequences per training step")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps")
     parser.add_argument("--n-jets", type=int, default=64, help="jets per sampling batch")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); on a "
+                        "loaded machine 1 thread avoids the threads waiting for each other")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}")
     for path in args.config:
         config = gpt_config_from(path)
