@@ -111,3 +111,15 @@ def test_resume_keeps_the_metrics_history(tmp_path):
         resume=tmp_path / "checkpoints" / "last.ckpt")
     more = pd.read_csv(tmp_path / "more" / "logs" / "metrics.csv").dropna(subset=["val/loss"])
     assert more["epoch"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_max_steps_before_the_first_validation_ends_cleanly(tmp_path):
+    """A step cap inside the first epoch (no validation yet) stops training, no error; the
+    module keeps the weights of its last step."""
+    tokens, mask, _ = toy_sequences(64)
+    task = GenerativeTask(GPT_SMALL)
+    before = [p.clone() for p in task.parameters()]
+    trainer = fit(task, tensor_dataset(tokens, mask), tensor_dataset(tokens, mask),
+                  config(max_steps=1, batch_size=16), tmp_path)
+    assert trainer.global_step == 1
+    assert any(not torch.equal(p, q) for p, q in zip(task.parameters(), before, strict=True))

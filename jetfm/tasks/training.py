@@ -152,7 +152,11 @@ def fit(
     loggers: list[Any] = [CSVLogger(out_dir, name="logs", version="")]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
-    callbacks: list[Any] = [checkpoint, EarlyStopping(monitor=monitor, patience=config.patience)]
+    # checked when validation ends (Lightning checks at the end of each training epoch by
+    # default, and raises there when max_steps ends the run before its first validation)
+    stopping = EarlyStopping(monitor=monitor, patience=config.patience,
+                             check_on_train_epoch_end=False)
+    callbacks: list[Any] = [checkpoint, stopping]
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = L.Trainer(
