@@ -104,6 +104,18 @@ def test_train_config_rejects_unknown_key_naming_block():
         TrainConfig.from_overrides({"weight_decayy": 0.3}, 1, "pretraining")
 
 
+def test_train_config_numbers_from_yaml_strings_or_a_clear_error():
+    block = yaml.safe_load("{lr: 1e-3, weight_decay: 3e-1, max_steps: 2e3}")
+    assert block["lr"] == "1e-3"  # what YAML gives
+    config = TrainConfig.from_overrides(block, 1, "pretraining")
+    assert (config.lr, config.weight_decay, config.max_steps) == (0.001, 0.3, 2000)
+    assert isinstance(config.max_steps, int)
+    with pytest.raises(ValueError, match=r"pretraining: lr: 'fast' is not a number"):
+        TrainConfig.from_overrides({"lr": "fast"}, 1, "pretraining")
+    with pytest.raises(ValueError, match=r"batch_size: 32.5 is not an integer"):
+        TrainConfig.from_overrides({"batch_size": 32.5}, 1, "tagging_training")
+
+
 def toy_tokens(n: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, 11, (n, 8))

@@ -76,6 +76,24 @@ class TrainConfig:
     progress: bool = True
     log_every_n_steps: int = 10
 
+    def __post_init__(self) -> None:
+        """Numbers as numbers: YAML reads ``1e-3`` (no dot) as a string, which would reach
+        AdamW as one; such strings are converted, anything else raises ``ValueError``."""
+        for name, kind in (("lr", float), ("weight_decay", float), ("max_epochs", int),
+                           ("max_steps", int), ("batch_size", int), ("seed", int),
+                           ("patience", int), ("num_workers", int), ("log_every_n_steps", int)):
+            what = "an integer" if kind is int else "a number"
+            value = getattr(self, name)
+            if value is None and name == "weight_decay":
+                continue
+            try:
+                number = float(value)
+                if isinstance(value, bool) or (kind is int and number != int(number)):
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: {value!r} is not {what}") from None
+            setattr(self, name, kind(number))
+
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any], seed: int,
                        where: str = "training block") -> TrainConfig:
@@ -84,7 +102,10 @@ class TrainConfig:
         Raises ``ValueError`` naming ``where``, the unknown keys and the valid ones.
         """
         check_keys(overrides, config_keys(cls), where)
-        return cls(**{"seed": seed, **overrides})
+        try:
+            return cls(**{"seed": seed, **overrides})
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
 
     def optimiser(self) -> dict[str, float]:
         """The AdamW settings (``lr`` and, unless None, ``weight_decay``) for a task's
