@@ -1,11 +1,15 @@
 """OmniJet-alpha throughput: GPT training tokens/s, sampling jets/s with the KV cache vs full
 recomputation (same model, same batch), and the tokenizer resolution of a finished run.
 
-    python benchmarks/bench_omnijet.py [--run runs/demo/omnijet] [--device cpu|cuda]
+    python benchmarks/bench_omnijet.py [--config configs/omnijet_cpu.yaml ...]
+        [--batch 64] [--steps 5] [--n-jets 64] [--threads N] [--run runs/demo/omnijet]
+        [--device cpu|cuda]
 
-Sizes: "cpu" = configs/omnijet_cpu.yaml (dim 128, 3 blocks, 514 tokens, 64 particles);
-"paper" = OmniJet-alpha (dim 256, 3 blocks, 8 heads, 8194 tokens, 128 particles).
-Prints figures only; timings depend on the machine.
+Each row is the GPT exactly as the pipeline builds it from a config file
+(:func:`gpt_config_from`): the ``gpt`` block, vocabulary = the ``vqvae`` codebook + start and
+stop, length = ``n_max`` + 2. Defaults: configs/omnijet_cpu.yaml (dim 128, 1026 tokens, 64
+particles, learned positions) and configs/omnijet_gpu.yaml (the paper's sizes: dim 256, 8194
+tokens, 128 particles, no positions). Prints figures only; timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -18,11 +22,20 @@ from pathlib import Path
 import torch
 
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss, sample
+from jetfm.models.vqvae import VQVAEConfig
+from jetfm.studies.omnijet import OmniJetConfig
 
-SIZES = {
-    "cpu": GPTConfig(vocab_size=514, dim=128, n_blocks=3, n_heads=8, max_length=66),
-    "paper": GPTConfig(vocab_size=8194, dim=256, n_blocks=3, n_heads=8, max_length=130),
-}
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIGS = [CONFIGS / "omnijet_cpu.yaml", CONFIGS / "omnijet_gpu.yaml"]
+
+
+def gpt_config_from(path: Path) -> GPTConfig:
+    """The GPT of the OmniJet config file ``path``, as :func:`jetfm.studies.omnijet.gpt_config_for`
+    sets it from the trained tokenizer (codebook + 2 tokens, n_max + 2 positions)."""
+    config = OmniJetConfig.from_yaml(path)
+    codebook = VQVAEConfig(**config.vqvae).codebook_size
+    return GPTConfig(**{**config.gpt, "vocab_size": codebook + 2,
+                        "max_length": config.n_max + 2})
 
 
 def training_tokens_per_second(config: GPTConfig, device: str, batch: int = 64,
@@ -68,18 +81,31 @@ def _sync(device: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, nargs="+", default=DEFAULT_CONFIGS,
+                        help="OmniJet config files whose GPT is timed (default: CPU and GPU)")
     parser.add_argument("--run", type=Path, help="omnijet run directory (tokenizer resolution)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=64, help="sequences per training step")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps")
     parser.add_argument("--n-jets", type=int, default=64, help="jets per sampling batch")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); on a "
+                        "loaded machine 1 thread avoids the threads waiting for each other")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}")
-    for name, config in SIZES.items():
-        tps = training_tokens_per_second(config, args.device)
+    for path in args.config:
+        config = gpt_config_from(path)
+        print(f"{path.name}: GPT dim {config.dim}, {config.n_blocks} blocks, {config.n_heads} "
+              f"heads, {config.vocab_size} tokens, length {config.max_length}, positions "
+              f"{'learned' if config.positional else 'none'}")
+        tps = training_tokens_per_second(config, args.device, args.batch, args.steps)
         cached = sampling_jets_per_second(config, args.device, args.n_jets, use_cache=True)
         full = sampling_jets_per_second(config, args.device, args.n_jets, use_cache=False)
-        print(f"{name:>5}: training {tps:,.0f} tokens/s | sampling {args.n_jets} jets x "
-              f"{config.max_length - 2} particles: KV cache {cached:.1f} jets/s, full "
-              f"recomputation {full:.1f} jets/s, ratio {cached / full:.1f}x")
+        print(f"{path.name}: training {tps:,.0f} tokens/s (batch {args.batch}) | sampling "
+              f"{args.n_jets} jets x {config.max_length - 2} particles: KV cache "
+              f"{cached:.1f} jets/s, full recomputation {full:.1f} jets/s, ratio "
+              f"{cached / full:.1f}x")
     if args.run is not None:
         resolution = json.loads((args.run / "tokenizer" / "resolution.json").read_text())
         print("tokenizer resolution (validation jets):")

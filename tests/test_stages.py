@@ -293,7 +293,7 @@ def test_evolution_redoes_generation_when_its_config_changes(tmp_path, capsys):
     (tmp_path / "trees" / "notes.json").write_text('["stored test trees"]')
     settings = dict(model=dict(dim=16, n_blocks=1, n_heads=2, n_components=2),
                     training=dict(max_epochs=1, batch_size=8, progress=False),
-                    nll_jets=3, nll_samples=10, n_generate=5, n_bootstrap=2,
+                    nll_jets=3, nll_samples=10, n_generate=3, n_bootstrap=2,
                     evaluation_plots=False, example_trees=[0])
     config = evolution.EvolutionStudyConfig(**settings)
     evolution.trees_stage(config, tmp_path).finish()
@@ -302,15 +302,15 @@ def test_evolution_redoes_generation_when_its_config_changes(tmp_path, capsys):
     stamp = model_file.stat().st_mtime_ns
     capsys.readouterr()
 
-    second = evolution.run(evolution.EvolutionStudyConfig(**{**settings, "n_generate": 4}),
+    second = evolution.run(evolution.EvolutionStudyConfig(**{**settings, "n_generate": 2}),
                            tmp_path)
     printed = capsys.readouterr().out
-    assert "stage generated/evolution_top: redone (config n_generate: 5 -> 4)" in printed
+    assert "stage generated/evolution_top: redone (config n_generate: 3 -> 2)" in printed
     assert "stage evolution: redone" not in printed
     assert model_file.stat().st_mtime_ns == stamp
-    assert len(read_trees([str(tmp_path / "generated" / "evolution_top.parquet")])) == 4
+    assert len(read_trees([str(tmp_path / "generated" / "evolution_top.parquet")])) == 2
     assert second["nll"] == first["nll"]
-    assert second["generation"]["evolution_top"]["table"][0]["n_generated"] == 4
+    assert second["generation"]["evolution_top"]["table"][0]["n_generated"] == 2
     assert json.loads((tmp_path / "generation.json").read_text()).keys() == {
         "evolution_top", "evolution_qcd"}
 

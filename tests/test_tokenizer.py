@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from jetfm.checkpoint import load_model
 from jetfm.data.transforms import omnijet_preprocessing
-from jetfm.models.tokenizer import Tokenizer
+from jetfm.models.tokenizer import Tokenizer, format_resolution, resolution_warnings
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 
 
@@ -75,3 +75,44 @@ def test_token_file_round_trip_records_tokenizer(tmp_path):
         read_tokens(path, n_max=tok.n_max, fingerprint="0" * 16)
     with pytest.raises(JetDataError, match="exceed n_max"):
         read_tokens(path, n_max=1)
+
+
+GOOD = {  # the README's demo tokenizer (configs/omnijet_cpu.yaml)
+    "pt_rel_error_median": -0.01, "pt_rel_error_68_halfwidth": 0.1,
+    "eta_rel_abs_error_mean": 0.033, "phi_rel_abs_error_mean": 0.034,
+    "jet_mass_rel_error_mean": -0.044, "jet_mass_rel_error_std": 0.080,
+    "tau32_abs_error_mean": 0.05, "codebook_utilisation": 1.0, "codebook_perplexity": 877.0,
+    "codebook_size": 1024,
+}
+
+
+def test_resolution_thresholds_pass_the_good_tokenizer_and_name_each_poor_figure():
+    assert resolution_warnings(GOOD) == []
+    for key, value in [("jet_mass_rel_error_mean", -0.86), ("jet_mass_rel_error_mean", 0.12),
+                       ("jet_mass_rel_error_std", 0.25), ("eta_rel_abs_error_mean", 0.15),
+                       ("phi_rel_abs_error_mean", 0.11), ("codebook_utilisation", 0.05),
+                       ("jet_mass_rel_error_mean", float("nan"))]:
+        (message,) = resolution_warnings({**GOOD, key: value})
+        assert message.startswith(f"poor tokenizer: {key} = ")
+    assert len(resolution_warnings({**GOOD, "jet_mass_rel_error_mean": -0.86,
+                                    "codebook_utilisation": 0.01})) == 2
+    summary = format_resolution(GOOD)
+    assert "-4.4 % +- 8.0 %" in summary and "100 % of 1024 codes" in summary
+
+
+def test_resolution_of_untrained_tokenizer_warns_and_of_exact_decoding_is_zero(monkeypatch):
+    tok = small_tokenizer(codebook_size=16)
+    jets = random_jets(40, seed=2, n_min=3, n_max=15)
+    res = tok.resolution(jets)
+    assert any("jet_mass_rel_error" in m for m in resolution_warnings(res))
+    # a decoder that returns the preprocessed jets exactly: every error 0, no warning
+    values, mask, _ = tok.preprocessing.apply(jets)
+    monkeypatch.setattr(tok, "decode", lambda codes, m: tok.preprocessing.invert(values, m))
+    exact = tok.resolution(jets)
+    for key in ("pt_rel_error_median", "pt_rel_error_68_halfwidth", "eta_rel_abs_error_mean",
+                "phi_rel_abs_error_mean", "jet_mass_rel_error_mean", "jet_mass_rel_error_std",
+                "tau32_abs_error_mean"):
+        assert exact[key] == pytest.approx(0, abs=1e-6), key
+    codes, _, _ = tok.encode(jets)
+    assert exact["codebook_utilisation"] == len(np.unique(codes[mask])) / 16
+    assert resolution_warnings(exact) == []

@@ -1,6 +1,7 @@
 """Lightning training loop: learning, checkpoints loadable with weights_only, resume, seeds."""
 
 import numpy as np
+import pandas as pd
 import torch
 
 from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
@@ -83,3 +84,42 @@ def test_tokenizer_task_trains(tmp_path):
     data = tensor_dataset(x, mask)
     fit(task, data, data, config(max_epochs=2), tmp_path)
     assert bool(task.model.quantizer.initialised)
+
+
+def test_resume_keeps_the_metrics_history(tmp_path):
+    """Lightning's CSV logger deletes metrics.csv when it starts: a resumed run keeps the rows
+    of the earlier epochs (train 2 epochs, resume to 4: four epochs of validation loss)."""
+    tokens, mask, _ = toy_sequences(64)
+    data = tensor_dataset(tokens, mask)
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=2), tmp_path)
+    first = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=4), tmp_path,
+        resume=tmp_path / "checkpoints" / "last.ckpt")
+    log = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    val = log.dropna(subset=["val/loss"])
+    assert val["epoch"].tolist() == [0, 1, 2, 3]
+    assert val["step"].is_monotonic_increasing
+    old = first.dropna(subset=["val/loss"])
+    np.testing.assert_array_equal(val["val/loss"].to_numpy()[:2], old["val/loss"].to_numpy())
+    # a resume from an older checkpoint replaces the epochs it logs again, no duplicates
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=4), tmp_path,
+        resume=tmp_path / "checkpoints" / "best.ckpt")
+    again = pd.read_csv(tmp_path / "logs" / "metrics.csv").dropna(subset=["val/loss"])
+    assert again["epoch"].tolist() == sorted(set(again["epoch"])) and again["epoch"].max() == 3
+    # resumed into another folder: the history of the checkpoint's run comes along
+    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=5), tmp_path / "more",
+        resume=tmp_path / "checkpoints" / "last.ckpt")
+    more = pd.read_csv(tmp_path / "more" / "logs" / "metrics.csv").dropna(subset=["val/loss"])
+    assert more["epoch"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_max_steps_before_the_first_validation_ends_cleanly(tmp_path):
+    """A step cap inside the first epoch (no validation yet) stops training, no error; the
+    module keeps the weights of its last step."""
+    tokens, mask, _ = toy_sequences(64)
+    task = GenerativeTask(GPT_SMALL)
+    before = [p.clone() for p in task.parameters()]
+    trainer = fit(task, tensor_dataset(tokens, mask), tensor_dataset(tokens, mask),
+                  config(max_steps=1, batch_size=16), tmp_path)
+    assert trainer.global_step == 1
+    assert any(not torch.equal(p, q) for p, q in zip(task.parameters(), before, strict=True))

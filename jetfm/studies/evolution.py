@@ -47,7 +47,7 @@ from jetfm.data.io import read_jets
 from jetfm.data.trees_io import read_trees, write_trees
 from jetfm.metrics.evaluate import evaluate_batches
 from jetfm.metrics.splitting import binned_splitting_nll, lund_plane_distance
-from jetfm.models.jet_evolution import JetEvolutionModel, encode
+from jetfm.models.jet_evolution import EvolutionConfig, JetEvolutionModel, encode
 from jetfm.models.splitting import SplittingModel, trees_to_jets
 from jetfm.models.thesis_evolution import load_thesis_model
 from jetfm.physics.lund import primary_lund
@@ -57,8 +57,8 @@ from jetfm.plots.trees import plot_lund_planes, plot_trees
 from jetfm.report import METRIC_COLUMNS, markdown_table
 from jetfm.studies import Stage, file_digest, read_config, training_log, write_json
 from jetfm.tasks.jet_evolution import MODEL_FILE, fit_evolution
-from jetfm.tasks.thesis_evolution import fit_thesis_model
-from jetfm.tasks.training import TrainConfig
+from jetfm.tasks.thesis_evolution import check_thesis_config, fit_thesis_model
+from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, config_keys
 
 console = Console(soft_wrap=True, emoji=False)
 CLASSES = {"top": "Tbqq", "qcd": "QCD"}
@@ -91,9 +91,24 @@ class EvolutionStudyConfig:
     evaluation_plots: bool = True  # one histogram per observable and sample
     example_trees: list[int] = field(default_factory=lambda: [0, 1, 2])
 
+    def __post_init__(self) -> None:
+        """Every key of the ``model``, ``training`` and ``thesis`` blocks is used; an unknown
+        one raises ``ValueError`` naming the block, the key and the valid keys."""
+        check_blocks({"model": self.model, "training": self.training},
+                     {"model": config_keys(EvolutionConfig), "training": TRAIN_KEYS},
+                     "evolution config")
+        if self.thesis is not None:
+            check_thesis_config(self.thesis, "evolution config: thesis")
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvolutionStudyConfig:
-        return cls(**read_config(path, cls))
+        """The config in the YAML file ``path``; unknown keys (top level or in a block) raise
+        ``ValueError`` naming the file."""
+        data = read_config(path, cls)
+        try:
+            return cls(**data)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 

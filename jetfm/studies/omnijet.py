@@ -32,13 +32,14 @@ D = train + validation, the same jets for the fine-tuned and the from-scratch ta
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from textwrap import indent
 from typing import Any
 
-import awkward as ak
 import numpy as np
 import torch
 from rich.console import Console
@@ -52,7 +53,8 @@ from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
 from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.metrics.evaluate import evaluate_batches, evaluate_tagging, tokenizer_frame
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, sample
-from jetfm.models.tokenizer import Tokenizer
+from jetfm.models.heads import HEADS
+from jetfm.models.tokenizer import Tokenizer, format_resolution, resolution_warnings
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
@@ -65,10 +67,27 @@ from jetfm.studies import (
     read_config,
     write_json,
 )
-from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
-from jetfm.tasks.training import TrainConfig, fit, seed_all, split_indices, tensor_dataset
+from jetfm.tasks.omnijet import (
+    FINETUNE_MODES,
+    GPT_KEYS,
+    VQVAE_KEYS,
+    ClassifierTask,
+    GenerativeTask,
+    TokenizerTask,
+)
+from jetfm.tasks.training import (
+    TRAIN_KEYS,
+    TrainConfig,
+    check_blocks,
+    check_keys,
+    fit,
+    seed_all,
+    split_indices,
+    tensor_dataset,
+)
 
 console = Console(soft_wrap=True, emoji=False)
+log = logging.getLogger("jetfm.omnijet")
 
 
 @dataclass
@@ -124,7 +143,23 @@ class OmniJetConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OmniJetConfig:
-        return cls(**read_config(path, cls))
+        """The config in the YAML file ``path``. Every key, of the top level and of the
+        ``vqvae``, ``gpt``, ``*_training``/``pretraining``, ``files`` and ``n_jets`` blocks,
+        is used; an unknown one raises ``ValueError`` naming the file, the block, the key and
+        the valid keys (as do unknown tagging modes or heads)."""
+        data = read_config(path, cls)
+        blocks = {"vqvae": VQVAE_KEYS, "gpt": GPT_KEYS, "tokenizer_training": TRAIN_KEYS,
+                  "pretraining": TRAIN_KEYS, "tagging_training": TRAIN_KEYS,
+                  "files": ("top", "qcd")}
+        if isinstance(data.get("n_jets"), dict):
+            blocks["n_jets"] = ("top", "qcd")
+        check_blocks(data, blocks, str(path))
+        for key, valid in (("tagging_modes", FINETUNE_MODES), ("tagging_head", HEADS)):
+            values = data.get(key, [])
+            bad = set([values] if isinstance(values, str) else values) - set(valid)
+            if bad:
+                raise ValueError(f"{path}: {key}: unknown {sorted(bad)}; valid: {sorted(valid)}")
+        return cls(**data)
 
 
 
@@ -188,21 +223,34 @@ def fit_tokenizer(
     out_dir: Path, seed: int = 1, pt_min: float | None = None,
 ) -> Tokenizer:
     """Train a VQ-VAE on ``batch`` (OmniJet-alpha preprocessing, 10 % validation jets);
-    writes ``tokenizer.safetensors`` and ``resolution.json`` (on the validation jets)."""
+    writes ``tokenizer.safetensors`` and ``resolution.json`` (on the validation jets), prints
+    the resolution summary and logs a warning per figure beyond
+    :data:`jetfm.models.tokenizer.RESOLUTION_LIMITS` (a poorly trained tokenizer).
+
+    ``vqvae``: :class:`VQVAEConfig` fields but ``n_features`` (set by the preprocessing);
+    ``training``: :class:`TrainConfig` fields. Unknown keys raise ``ValueError``.
+    """
+    check_keys(vqvae, VQVAE_KEYS, "vqvae")
+    train_config = TrainConfig.from_overrides(training, seed, "tokenizer_training")
     preprocessing = omnijet_preprocessing(n_max, pt_min)
     values, mask, reports = preprocessing.apply(batch)
     for report in reports:
         console.print(f"  {report}")
     train_idx, val_idx = split_indices(len(values), 0.1, seed)
     seed_all(seed)
-    task = TokenizerTask(asdict(VQVAEConfig(**vqvae)), lr=training.get("lr", 1e-3))
+    vq_config = VQVAEConfig(**{**vqvae, "n_features": len(preprocessing.features)})
+    task = TokenizerTask(asdict(vq_config), **train_config.optimiser())
     trainer = fit(task, tensor_dataset(values[train_idx], mask[train_idx]),
-                  tensor_dataset(values[val_idx], mask[val_idx]),
-                  TrainConfig.from_overrides(training, seed), out_dir)
+                  tensor_dataset(values[val_idx], mask[val_idx]), train_config, out_dir)
     tokenizer = Tokenizer(task.model.cpu(), preprocessing)
     if trainer.global_rank == 0:
         tokenizer.save(out_dir / "tokenizer.safetensors")
-        write_json(out_dir / "resolution.json", tokenizer_resolution(tokenizer, batch[val_idx]))
+        resolution = tokenizer.resolution(batch[val_idx])
+        write_json(out_dir / "resolution.json", resolution)
+        console.print(f"tokenizer resolution on {len(val_idx)} validation jets:")
+        console.print(indent(format_resolution(resolution), "  "))
+        for message in resolution_warnings(resolution):
+            log.warning("%s: %s", out_dir / "tokenizer.safetensors", message)
     return tokenizer
 
 
@@ -244,42 +292,8 @@ def tokenizer_stage(
 
 
 def tokenizer_resolution(tokenizer: Tokenizer, jets: JetBatch) -> dict[str, float]:
-    """Reconstruction quality on ``jets``: per-feature errors, jet mass and tau32, codebook use.
-
-    pT: relative error (reco - true) / true, median and half-width of the central 68 %;
-    eta_rel, phi_rel: mean absolute error; the jet-level
-    numbers compare decoded jets with the same jets after the tokenizer's preprocessing
-    (cuts, truncation, massless constituents), so they measure the tokenizer alone.
-    """
-    values, mask, _ = tokenizer.preprocessing.apply(jets)
-    codes, _, _ = tokenizer.encode(jets)
-    decoded = tokenizer.decode(codes, mask)
-    truth = tokenizer.preprocessing.invert(values, mask)
-    pt_true = ak.to_numpy(ak.flatten(truth.pt))
-    pt_reco = ak.to_numpy(ak.flatten(decoded.pt))
-    rel = (pt_reco - pt_true) / pt_true
-    q16, q50, q84 = np.percentile(rel, [16, 50, 84])
-    out: dict[str, float] = {
-        "pt_rel_error_median": float(q50),
-        "pt_rel_error_68_halfwidth": float(0.5 * (q84 - q16)),
-    }
-    for name in ("eta", "phi"):
-        t = ak.to_numpy(ak.flatten(getattr(truth, name)))
-        r = ak.to_numpy(ak.flatten(getattr(decoded, name)))
-        diff = r - t if name == "eta" else np.angle(np.exp(1j * (r - t)))
-        out[f"{name}_rel_abs_error_mean"] = float(np.mean(np.abs(diff)))
-    obs_t, obs_r = jet_observables(truth), jet_observables(decoded)
-    rel_mass = (obs_r["mass"] - obs_t["mass"]) / obs_t["mass"]
-    out["jet_mass_rel_error_mean"] = float(np.nanmean(rel_mass))
-    out["jet_mass_rel_error_std"] = float(np.nanstd(rel_mass))
-    d_tau32 = obs_r["tau32"] - obs_t["tau32"]
-    out["tau32_abs_error_mean"] = float(np.nanmean(np.abs(d_tau32)))
-    used = np.bincount(codes[mask], minlength=tokenizer.codebook_size)
-    p = used / used.sum()
-    out["codebook_utilisation"] = float((used > 0).mean())
-    out["codebook_perplexity"] = float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()))
-    out["codebook_size"] = tokenizer.codebook_size
-    return out
+    """Reconstruction quality of ``tokenizer`` on ``jets``: :meth:`Tokenizer.resolution`."""
+    return tokenizer.resolution(jets)
 
 
 def tokenize_all(

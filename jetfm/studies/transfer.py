@@ -61,7 +61,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +76,7 @@ from jetfm.data.generated import generated_files
 from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset
 from jetfm.metrics.evaluate import JET_OBSERVABLES, evaluate_batches, evaluate_tagging
-from jetfm.models.gpt import GPTConfig
 from jetfm.models.tokenizer import Tokenizer
-from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.studies import Stage, file_digest, generated_stage, read_config, training_log, write_json
 from jetfm.studies.omnijet import (
@@ -104,7 +102,8 @@ from jetfm.studies.transfer_summary import (
     plot_target,
     write_pages,
 )
-from jetfm.tasks.training import TrainConfig, split_indices
+from jetfm.tasks.omnijet import GPT_KEYS, VQVAE_KEYS
+from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, split_indices
 
 console = Console(soft_wrap=True, emoji=False)
 
@@ -171,18 +170,24 @@ class TransferConfig:
         unknown = set(self.files) - {"source", *TARGETS}
         if unknown:
             raise ValueError(f"files: unknown keys {sorted(unknown)}; use source, qcd, top")
-        checks = {"vqvae": VQVAEConfig, "gpt": GPTConfig,
-                  **dict.fromkeys(TRAINING_BLOCKS, TrainConfig)}
-        for block, cls in checks.items():
-            valid = {f.name for f in fields(cls)} - {"vocab_size", "max_length", "seed"}
-            bad = set(getattr(self, block)) - valid
-            if bad:
-                raise ValueError(f"{block}: unknown keys {sorted(bad)}; valid: {sorted(valid)}")
+        check_blocks({block: getattr(self, block) for block in BLOCK_KEYS}, BLOCK_KEYS,
+                     "transfer config")
 
     @property
     def n_target(self) -> int:
         """Jets per generated target: truth plus the largest training set."""
         return self.n_truth + max(max(self.sizes), max(self.tagging_sizes, default=0) // 2)
+
+
+# The keys of the blocks: every one is used. Cell seeds come from ``seeds``, so the training
+# blocks have no ``seed``; the code sets the VQ-VAE's n_features and the GPT's vocabulary and
+# length.
+BLOCK_KEYS: dict[str, frozenset[str]] = {
+    "files": frozenset({"source", *TARGETS}),
+    "vqvae": VQVAE_KEYS,
+    "gpt": GPT_KEYS,
+    **dict.fromkeys(TRAINING_BLOCKS, TRAIN_KEYS - {"seed"}),
+}
 
 
 def _count(value: Any, name: str) -> int:
@@ -197,7 +202,10 @@ def _count(value: Any, name: str) -> int:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    return read_config(path, TransferConfig)
+    """The keys of one config file, top level and blocks checked (errors name the file)."""
+    data = read_config(path, TransferConfig)
+    check_blocks(data, BLOCK_KEYS, str(path))
+    return data
 
 
 def load_config(preset: str = "cpu", path: str | Path | None = None) -> TransferConfig:

@@ -15,7 +15,15 @@ import torch
 
 from jetfm.models.jet_evolution import EvolutionConfig, JetEvolution, JetEvolutionModel, encode
 from jetfm.physics.trees import JetTrees
-from jetfm.tasks.training import LossTask, TrainConfig, fit, seed_all, tensor_dataset
+from jetfm.tasks.training import (
+    LossTask,
+    TrainConfig,
+    check_keys,
+    config_keys,
+    fit,
+    seed_all,
+    tensor_dataset,
+)
 
 MODEL_FILE = "evolution.safetensors"
 
@@ -50,9 +58,10 @@ def fit_evolution(
     """Train on ``train`` trees (early stopping on ``val``); returns the best model and writes
     ``out_dir/evolution.safetensors``. ``training`` overrides :class:`TrainConfig` fields."""
     out_dir = Path(out_dir)
-    config = TrainConfig.from_overrides(training, seed)
+    check_keys(model, config_keys(EvolutionConfig), "jet-evolution model")
+    config = TrainConfig.from_overrides(training, seed, "jet-evolution training")
     seed_all(seed)
-    task = EvolutionTask(asdict(EvolutionConfig(**model)), config.lr, config.weight_decay)
+    task = EvolutionTask(asdict(EvolutionConfig(**model)), **config.optimiser())
     trainer = fit(task, tensor_dataset(*encode(train).arrays()),
                   tensor_dataset(*encode(val).arrays()), config, out_dir, resume=resume)
     result = JetEvolutionModel(task.net.cpu(), train.algorithm)

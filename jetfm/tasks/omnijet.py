@@ -22,9 +22,14 @@ import torch.nn.functional as F
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss
 from jetfm.models.heads import HEADS
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
-from jetfm.tasks.training import LossTask, adamw_with_cosine
+from jetfm.tasks.training import LossTask, adamw_with_cosine, config_keys
 
 FINETUNE_MODES = ("finetune", "frozen", "scratch")
+# Keys of the ``vqvae`` and ``gpt`` config blocks: the fields the code does not set itself
+# (the preprocessing sets the VQ-VAE's n_features, the tokenizer the GPT's vocabulary and
+# length).
+VQVAE_KEYS = frozenset(config_keys(VQVAEConfig, ("n_features",)))
+GPT_KEYS = frozenset(config_keys(GPTConfig, ("vocab_size", "max_length")))
 
 
 class TokenizerTask(LossTask):

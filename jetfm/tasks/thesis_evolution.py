@@ -11,7 +11,6 @@ stopping). ``config`` of :func:`fit_thesis_model` is plain data:
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,32 @@ from jetfm.models.thesis_evolution import (
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 from jetfm.physics.trees import JetTrees
 from jetfm.tasks.omnijet import TokenizerTask
-from jetfm.tasks.training import LossTask, TrainConfig, fit, seed_all, tensor_dataset
+from jetfm.tasks.training import (
+    LossTask,
+    TrainConfig,
+    check_keys,
+    config_keys,
+    fit,
+    seed_all,
+    tensor_dataset,
+)
 
 console = Console(soft_wrap=True, emoji=False)
 MODEL_FILE = "thesis_model.safetensors"
+TRAINING_BLOCKS = ("tokenizer_training", "training")
+# set by ThesisConfig from the codebook and max_leaves, so not configurable
+SET_VQVAE_KEYS, SET_GPT_KEYS = ("n_features",), ("vocab_size", "max_length", "positional")
+
+
+def check_thesis_config(config: dict[str, Any], where: str = "thesis") -> None:
+    """Every key of the thesis-model ``config`` and of its blocks is known, else
+    ``ValueError`` naming ``where`` (file and block), the key and the valid keys."""
+    check_keys(config, config_keys(ThesisConfig) | set(TRAINING_BLOCKS), where)
+    check_keys(config.get("vqvae", {}), config_keys(VQVAEConfig, SET_VQVAE_KEYS),
+               f"{where}.vqvae")
+    check_keys(config.get("gpt", {}), config_keys(GPTConfig, SET_GPT_KEYS), f"{where}.gpt")
+    for block in TRAINING_BLOCKS:
+        check_keys(config.get(block, {}), config_keys(TrainConfig), f"{where}.{block}")
 
 
 class ThesisEvolutionTask(LossTask):
@@ -71,10 +92,8 @@ def fit_thesis_model(train: JetTrees, val: JetTrees, config: dict[str, Any], out
     Jets without constituents or with more than ``max_leaves`` are left out and counted.
     """
     out_dir = Path(out_dir)
-    model_keys = {f.name for f in fields(ThesisConfig)}
-    unknown = set(config) - model_keys - {"tokenizer_training", "training"}
-    if unknown:
-        raise ValueError(f"unknown thesis-model config keys {sorted(unknown)}")
+    check_thesis_config(config)
+    model_keys = config_keys(ThesisConfig)
     model_config = ThesisConfig(**{k: v for k, v in config.items() if k in model_keys})
     sets = {}
     for name, trees in (("train", train), ("val", val)):
@@ -94,20 +113,21 @@ def fit_thesis_model(train: JetTrees, val: JetTrees, config: dict[str, Any], out
 
     console.rule("thesis model: VQ-VAE on constituents and pseudojets")
     data = {k: model.standardised_sets(t, np.arange(len(t))) for k, t in sets.items()}
-    training = config.get("tokenizer_training", {})
+    training = TrainConfig.from_overrides(config.get("tokenizer_training", {}), seed,
+                                          "thesis.tokenizer_training")
     seed_all(seed)
-    task = TokenizerTask(model_config.vqvae, lr=training.get("lr", 1e-3))
-    fit(task, tensor_dataset(*data["train"]), tensor_dataset(*data["val"]),
-        TrainConfig.from_overrides(training, seed), out_dir / "vqvae")
+    task = TokenizerTask(model_config.vqvae, **training.optimiser())
+    fit(task, tensor_dataset(*data["train"]), tensor_dataset(*data["val"]), training,
+        out_dir / "vqvae")
     model.vqvae = task.model.cpu().eval()
 
     console.rule("thesis model: dual-head GPT on declustering triplets")
     seqs = {k: model.sequences(t) for k, t in sets.items()}
-    training = config.get("training", {})
+    training = TrainConfig.from_overrides(config.get("training", {}), seed, "thesis.training")
     seed_all(seed)
-    task = ThesisEvolutionTask(model_config.gpt, lr=training.get("lr", 1e-3))
-    fit(task, tensor_dataset(*seqs["train"]), tensor_dataset(*seqs["val"]),
-        TrainConfig.from_overrides(training, seed), out_dir / "gpt")
+    task = ThesisEvolutionTask(model_config.gpt, **training.optimiser())
+    fit(task, tensor_dataset(*seqs["train"]), tensor_dataset(*seqs["val"]), training,
+        out_dir / "gpt")
     model.net = task.net.cpu().eval()
     model.save(out_dir / MODEL_FILE)
     return model

@@ -11,27 +11,61 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from jetfm.atomic import atomic_path
+
+
+def check_keys(block: Mapping[str, Any], valid: Iterable[str], where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` (file and block), the keys of ``block`` that are
+    not in ``valid``, and the valid keys: a config key is either used or rejected."""
+    if not isinstance(block, Mapping):
+        raise ValueError(f"{where}: expected a mapping of keys, got {type(block).__name__}")
+    valid = set(valid)
+    unknown = set(block) - valid
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
+
+
+def config_keys(cls: type, exclude: Iterable[str] = ()) -> set[str]:
+    """Field names of dataclass ``cls`` less ``exclude`` (fields the code sets itself)."""
+    return {f.name for f in fields(cls)} - set(exclude)
+
+
+def check_blocks(data: Mapping[str, Any], blocks: Mapping[str, Iterable[str]], where: str
+                 ) -> None:
+    """:func:`check_keys` on each block of ``data`` named in ``blocks`` (block -> valid keys);
+    absent or null blocks are skipped. Errors name ``where`` and the block."""
+    for block, valid in blocks.items():
+        if data.get(block) is not None:
+            check_keys(data[block], valid, f"{where}: {block}")
+
 
 @dataclass
 class TrainConfig:
-    """How to train (not what): epochs, batch size, optimiser, devices, seeds."""
+    """How to train (not what): epochs, batch size, optimiser, devices, seeds.
+
+    ``lr`` and ``weight_decay`` are the AdamW settings :func:`fit` gives the task;
+    ``weight_decay=None`` keeps the task's own default (0 for the VQ-VAE tokenizers, 1e-4 for
+    the GPTs, classifiers and the jet-evolution model).
+    """
 
     max_epochs: int = 20
     max_steps: int = -1
     batch_size: int = 128
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float | None = None
     seed: int = 1
     patience: int = 5
     accelerator: str = "auto"
@@ -42,10 +76,47 @@ class TrainConfig:
     progress: bool = True
     log_every_n_steps: int = 10
 
+    def __post_init__(self) -> None:
+        """Numbers as numbers: YAML reads ``1e-3`` (no dot) as a string, which would reach
+        AdamW as one; such strings are converted, anything else raises ``ValueError``."""
+        for name, kind in (("lr", float), ("weight_decay", float), ("max_epochs", int),
+                           ("max_steps", int), ("batch_size", int), ("seed", int),
+                           ("patience", int), ("num_workers", int), ("log_every_n_steps", int)):
+            what = "an integer" if kind is int else "a number"
+            value = getattr(self, name)
+            if value is None and name == "weight_decay":
+                continue
+            try:
+                number = float(value)
+                if isinstance(value, bool) or (kind is int and number != int(number)):
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: {value!r} is not {what}") from None
+            setattr(self, name, kind(number))
+
     @classmethod
-    def from_overrides(cls, overrides: dict[str, Any], seed: int) -> TrainConfig:
-        """Defaults, then ``seed``, then the plain-data ``overrides`` (e.g. a YAML block)."""
-        return cls(**{"seed": seed, **overrides})
+    def from_overrides(cls, overrides: Mapping[str, Any], seed: int,
+                       where: str = "training block") -> TrainConfig:
+        """Defaults, then ``seed``, then the plain-data ``overrides`` (e.g. a YAML block).
+
+        Raises ``ValueError`` naming ``where``, the unknown keys and the valid ones.
+        """
+        check_keys(overrides, config_keys(cls), where)
+        try:
+            return cls(**{"seed": seed, **overrides})
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+
+    def optimiser(self) -> dict[str, float]:
+        """The AdamW settings (``lr`` and, unless None, ``weight_decay``) for a task's
+        hyperparameters."""
+        out = {"lr": self.lr}
+        if self.weight_decay is not None:
+            out["weight_decay"] = self.weight_decay
+        return out
+
+
+TRAIN_KEYS = frozenset(config_keys(TrainConfig))
 
 
 def tensor_dataset(*arrays: np.ndarray) -> TensorDataset:
@@ -82,8 +153,17 @@ def fit(
     resume: str | Path | None = None,
     monitor: str = "val/loss",
 ) -> L.Trainer:
-    """Train ``module``; afterwards it holds the weights of the best validation epoch."""
+    """Train ``module``; afterwards it holds the weights of the best validation epoch.
+
+    ``config``'s optimiser settings (:meth:`TrainConfig.optimiser`) replace the module's
+    ``lr``/``weight_decay`` hyperparameters, so every key of a training block reaches the
+    optimiser. Metrics go to ``<out_dir>/logs/metrics.csv``; with ``resume``, the rows of the
+    earlier run(s) (those of the checkpoint's run folder, or of ``out_dir``) come first in it
+    (see :func:`_keep_history`).
+    """
     out_dir = Path(out_dir)
+    if isinstance(module, LossTask):
+        module.hparams.update(config.optimiser())
     # Lightning's device banner and tips at INFO level drown the progress output.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     seed_all(config.seed)
@@ -93,7 +173,11 @@ def fit(
     loggers: list[Any] = [CSVLogger(out_dir, name="logs", version="")]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
-    callbacks: list[Any] = [checkpoint, EarlyStopping(monitor=monitor, patience=config.patience)]
+    # checked when validation ends (Lightning checks at the end of each training epoch by
+    # default, and raises there when max_steps ends the run before its first validation)
+    stopping = EarlyStopping(monitor=monitor, patience=config.patience,
+                             check_on_train_epoch_end=False)
+    callbacks: list[Any] = [checkpoint, stopping]
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = L.Trainer(
@@ -120,15 +204,52 @@ def fit(
         num_workers=config.num_workers,
     )
     val_loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers)
-    trainer.fit(
-        module, train_loader, val_loader, ckpt_path=str(resume) if resume else None,
-        weights_only=True,
-    )
+    metrics_csv = out_dir / "logs" / "metrics.csv"
+    # Lightning's CSV logger deletes an existing metrics.csv when it starts: read it first.
+    history = _read_metrics(_history_file(Path(resume), metrics_csv)) if resume else None
+    try:
+        trainer.fit(
+            module, train_loader, val_loader, ckpt_path=str(resume) if resume else None,
+            weights_only=True,
+        )
+    finally:
+        if history is not None and trainer.global_rank == 0:
+            _keep_history(metrics_csv, history)
     best = checkpoint.best_model_path
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     return trainer
+
+
+def _history_file(checkpoint: Path, metrics_csv: Path) -> Path:
+    """The metrics of the run ``checkpoint`` belongs to (``<run>/checkpoints/x.ckpt`` ->
+    ``<run>/logs/metrics.csv``) when there are any, else ``metrics_csv``."""
+    own = checkpoint.parent.parent / "logs" / "metrics.csv"
+    return own if checkpoint.parent.name == "checkpoints" and own.exists() else metrics_csv
+
+
+def _read_metrics(path: Path) -> pd.DataFrame | None:
+    """The rows of a Lightning ``metrics.csv`` (None when there is none)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    return pd.read_csv(path)
+
+
+def _keep_history(path: Path, history: pd.DataFrame) -> None:
+    """Put the rows of the earlier run(s) back in front of a resumed run's ``metrics.csv``.
+
+    Earlier rows of the epochs the resumed run logged again (a run resumed from a checkpoint
+    older than its last logged epoch) are replaced by the new ones; columns are the union.
+    Written atomically (temp file + rename).
+    """
+    new = _read_metrics(path)
+    if new is not None and len(new) and "epoch" in new and "epoch" in history:
+        history = history[history["epoch"] < new["epoch"].min()]
+    merged = history if new is None else pd.concat([history, new], ignore_index=True)
+    merged = merged[sorted(merged.columns)]
+    with atomic_path(path) as tmp:
+        merged.to_csv(tmp, index=False)
 
 
 def adamw_with_cosine(
