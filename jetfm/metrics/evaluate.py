@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,12 +143,10 @@ class EvaluationResult:
 
 def tokenizer_frame(tokenizer: Tokenizer) -> tuple[Callable[[JetBatch], JetBatch], str]:
     """(frame, frame_name) for :func:`evaluate_batches`: jets put through ``tokenizer``'s
-    preprocessing (:func:`jetfm.studies.omnijet.in_frame`), the frame of its sampled jets,
-    named "reference in the frame of tokenizer <fingerprint>"."""
-    from jetfm.studies.omnijet import in_frame  # the study imports this module
-
+    preprocessing (:meth:`~jetfm.models.tokenizer.Tokenizer.in_frame`), the frame of its
+    sampled jets, named "reference in the frame of tokenizer <fingerprint>"."""
     name = f"reference in the frame of tokenizer {tokenizer.fingerprint}"
-    return partial(in_frame, tokenizer), name
+    return tokenizer.in_frame, name
 
 
 def _files(batch: JetBatch) -> str:

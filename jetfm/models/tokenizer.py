@@ -104,6 +104,13 @@ class Tokenizer:
             values[start : start + batch_size] = self.vqvae.decode(c, m).cpu().numpy()
         return self.preprocessing.invert(values, mask, **batch_kwargs)
 
+    def in_frame(self, jets: JetBatch) -> JetBatch:
+        """``jets`` after this tokenizer's preprocessing and its inverse (particle cuts,
+        ``n_max`` truncation, massless particles around the jet axis): the frame that jets
+        decoded from its tokens live in, so truth and generated jets compare like for like."""
+        values, mask, _ = self.preprocessing.apply(jets)
+        return self.preprocessing.invert(values, mask, label=jets.label)
+
     def to_sequences(self, codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[start, codes + 1, stop] sequences (n_jets, n_max + 2) and their mask."""
         n = len(codes)

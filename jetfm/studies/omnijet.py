@@ -328,13 +328,6 @@ def tokenize_all(
     return datasets
 
 
-def in_frame(tokenizer: Tokenizer, jets: JetBatch) -> JetBatch:
-    """``jets`` after the tokenizer's preprocessing (cuts, truncation, massless particles
-    around the axis): the frame generated jets live in."""
-    values, mask, _ = tokenizer.preprocessing.apply(jets)
-    return tokenizer.preprocessing.invert(values, mask, label=jets.label)
-
-
 def gpt_config_for(gpt: dict[str, Any], tokenizer: Tokenizer) -> dict[str, Any]:
     """GPT size from ``gpt`` with vocabulary and length set by the tokenizer."""
     return asdict(GPTConfig(**{**gpt, "vocab_size": tokenizer.vocab_size,

@@ -83,7 +83,6 @@ from jetfm.studies.omnijet import (
     fit_generative,
     fit_tagger,
     fit_tokenizer,
-    in_frame,
     load_backbone,
     load_generative,
     predict_scores,
@@ -449,7 +448,7 @@ def cell_tokenizer(target: Target, idx: np.ndarray, config: TransferConfig, cell
     shutil.rmtree(cell_dir / "tokenizer" / "checkpoints", ignore_errors=True)  # file kept
     codes, mask, _ = tokenizer.encode(jets)
     tokens = TokenDataset(codes, mask, jets.label, {"fingerprint": tokenizer.fingerprint})
-    return tokenizer, tokens, in_frame(tokenizer, target.jets[target.truth])
+    return tokenizer, tokens, tokenizer.in_frame(target.jets[target.truth])
 
 
 def tokenizer_target_jets(config: TransferConfig, mode: str, pool: int, size: int) -> int:
@@ -515,8 +514,8 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
                                            out_dir / "targets" / name, out_dir, here)
         tokens[name] = tokenize_all(tokenizers[name], {name: target.jets},
                                     out_dir / "targets" / name, here, out_dir)[name]
-    truth = {(t, m): in_frame(src_tok if m == "finetune" or not fixed else tokenizers[t],
-                              target.jets[target.truth])
+    truth = {(t, m): (src_tok if m == "finetune" or not fixed else tokenizers[t]).in_frame(
+                 target.jets[target.truth])
              for t, target in targets.items() for m in MODES}
     cells, tag_cells = generation_cells(config), tagging_cells(config)
 
@@ -575,7 +574,7 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     previous.pop("this_run", None)
     if previous != json.loads(json.dumps(summary, default=float)) or not all(
             f.exists() for f in figures):  # plots take seconds: redraw only when needed
-        plot_study(summary, config, out_dir, truth, in_frame(src_tok, source[: config.n_truth]))
+        plot_study(summary, config, out_dir, truth, src_tok.in_frame(source[: config.n_truth]))
     write_pages(summary, figures, out_dir)
     summary["this_run"] = {"generation": counts, "tagging": tag_counts,
                            "seconds": time.perf_counter() - start}
