@@ -60,6 +60,11 @@ def test_chain_writes_every_stage_and_resumes(tmp_path, capsys):
         assert rows[("W1", observable)]["floor"] is not None
         assert np.isfinite(rows[("KL", observable)]["value"])
     assert len(splits.evaluation) == 18  # 20 % of 90 top jets
+    truth = jets["top"][splits.evaluation]
+    medians = summary["medians"]["mass"]  # of the held-out truth, raw and in the frame
+    assert medians["generated"] == pytest.approx(np.nanmedian(generated.jet_mass))
+    assert medians["truth"] == pytest.approx(np.nanmedian(truth.jet_mass))
+    assert summary["medians"]["n_particles"]["truth in the tokenizer frame"] <= TINY["n_max"]
 
     # taggers: both modes at D = 20, tested on the same held-out jets, ROC plots written
     tagging = summary["tagging"]

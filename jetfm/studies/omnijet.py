@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from jetfm.atomic import write_text_atomic
 from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index
@@ -58,7 +59,7 @@ from jetfm.models.tokenizer import Tokenizer, format_resolution, resolution_warn
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
-from jetfm.report import METRIC_COLUMNS, markdown_table
+from jetfm.report import METRIC_COLUMNS, format_value, markdown_table
 from jetfm.studies import (
     Stage,
     check_fingerprint,
@@ -172,6 +173,8 @@ def tagging_split(size: int, val_fraction: float) -> tuple[int, int]:
     n_val = max(1, round(val_fraction * per_class))
     return per_class - n_val, n_val
 
+
+MEDIAN_OBSERVABLES = ("mass", "tau21", "tau32", "n_particles")  # medians in the summary
 
 def load_jets(config: OmniJetConfig, out_dir: Path) -> tuple[dict[str, JetBatch],
                                                               dict[str, str]]:
@@ -641,11 +644,16 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     tagging = train_taggers(tokens, splits, tokenizer, config, out_dir, backbone)
     resolution = (json.loads(resolution_path.read_text()) if resolution_path.exists()
                   else {})
-    mass = jet_observables(generated)["mass"]
+    observables = {"truth": jet_observables(truth),
+                   "truth in the tokenizer frame": jet_observables(tokenizer.in_frame(truth)),
+                   "generated": jet_observables(generated)}
+    mass = observables["generated"]["mass"]
     hist, edges = np.histogram(mass[np.isfinite(mass)], bins=np.linspace(0, 300, 31))
     summary = {
         "tokenizer_resolution": resolution,
         "generation": evaluation.table,
+        "medians": {name: {k: float(np.nanmedian(obs[name])) for k, obs in observables.items()}
+                    for name in MEDIAN_OBSERVABLES},
         "generated_mass_mode": float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1])),
         "tagging": tagging,
         "seconds": time.perf_counter() - start,
@@ -657,9 +665,16 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
 
 def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
     lines = ["# OmniJet-alpha run", "", "## Tokenizer resolution", ""]
-    lines += [f"- {k}: {v:.4g}" for k, v in summary["tokenizer_resolution"].items()]
+    lines += [f"- {k}: {format_value(v)}" for k, v in summary["tokenizer_resolution"].items()]
     lines += ["", "## Generated top jets vs held-out truth", "",
               markdown_table(summary["generation"], METRIC_COLUMNS)]
+    medians = summary.get("medians", {})
+    if medians:
+        samples = list(next(iter(medians.values())))
+        lines += ["", "Medians:", "", "| observable | " + " | ".join(samples) + " |",
+                  "| --- |" + " --- |" * len(samples)]
+        lines += [f"| {name} | " + " | ".join(format_value(row[k]) for k in samples) + " |"
+                  for name, row in medians.items()]
     lines += ["", f"Generated jet-mass mode: {summary['generated_mass_mode']:.0f} GeV", "",
               "## Top-vs-QCD tagging (test set)", "",
               "D: all labelled jets a tagger sees, training + validation (early stopping), "
@@ -672,4 +687,4 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
                      f"{row['auc']:.4f} | {row['rejection@0.3']:.1f} | {row['accuracy']:.3f} | "
                      f"{row['n_test']} |")
     lines += ["", f"Run time: {summary['seconds']:.0f} s"]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
