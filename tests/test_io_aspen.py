@@ -196,7 +196,7 @@ def test_what_the_layout_cannot_hold_is_named(tmp_path, jets, caplog):
     (line,) = [r.getMessage() for r in caplog.records]
     assert "labelled.h5" in line and "labels of 5 jets not stored" in line
     assert "extras ['genpart_pt'] not stored" in line
-    assert "['puppi_weight'] written as 0" in line and "particle fields" not in line
+    assert "['puppi_weight'] written as placeholders" in line and "particle fields" not in line
     back = read_aspen(tmp_path / "labelled.h5")
     np.testing.assert_array_equal(back.label, -1)  # what the line announced
     # flags without pid (as read from JetClass) are lost; absent columns become placeholders
@@ -209,7 +209,7 @@ def test_what_the_layout_cannot_hold_is_named(tmp_path, jets, caplog):
         write_aspen(bare, tmp_path / "bare.h5")
     (line,) = [r.getMessage() for r in caplog.records]
     assert "particle fields ['is_photon'] not stored" in line and "labels" not in line
-    assert "'d0val', 'd0err', 'dzval', 'dzerr', 'charge', 'pid', 'puppi_weight'] written" in line
+    assert "'d0val', 'd0err', 'dzval', 'dzerr', 'charge', 'pid', 'puppi_weight'] written as" in line
     # an AOJ batch is stored whole: no line
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="jetfm.data"):

@@ -19,13 +19,19 @@ Paths = PathLike | Sequence[PathLike]
 
 
 def as_paths(paths: Paths) -> list[str]:
-    """One path or a sequence of paths as a list of strings; each file must exist."""
+    """One path or a sequence of paths as a list of strings; each must be an existing file.
+
+    Raises :class:`JetDataError` naming the path: "is a directory, not a file" or "no such
+    file".
+    """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     out = [os.fspath(p) for p in paths]
     if not out:
         raise JetDataError("no input files given")
     for path in out:
+        if os.path.isdir(path):
+            raise JetDataError(f"{path}: is a directory, not a file")
         if not os.path.isfile(path):
             raise JetDataError(f"{path}: no such file")
     return out

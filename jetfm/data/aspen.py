@@ -164,8 +164,8 @@ def not_stored(batch: JetBatch) -> str:
         parts.append(f"particle fields {fields} not stored")
     placeholders = [f for f in PF_COLUMNS if f not in batch.fields]
     if placeholders:
-        parts.append(f"absent particle columns {placeholders} written as 0 (puppi_weight "
-                     "as 1), which read back as values")
+        parts.append(f"absent particle columns {placeholders} written as placeholders "
+                     "(0; puppi_weight 1), which read back as values")
     return "; ".join(parts)
 
 
