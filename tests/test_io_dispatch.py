@@ -97,20 +97,31 @@ def test_file_messages_say_what_the_path_is(tmp_path):
         read_jets(tmp_path / "series.h5")
 
 
-def test_token_and_jet_parquet_files_told_apart(tmp_path):
-    """Tester defect 8: `jetfm info top.tokens.parquet` said "not a jetfm file"."""
+def test_jetfm_parquet_files_told_apart(tmp_path):
+    """Tester defect 8: `jetfm info top.tokens.parquet` said "not a jetfm file"; each jetfm
+    Parquet file (jets, tokens, clustering trees) given where another is read says what it is."""
     from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
+    from jetfm.data.trees_io import read_trees, write_trees
+    from jetfm.physics.trees import build_trees
 
+    jets = random_jets(3, seed=3, n_min=2, n_max=5)
     mask = np.array([[True, True, False], [True, False, False]])
     tokens = TokenDataset(np.array([[3, 4, 0], [5, 0, 0]]), mask, np.array([0, 8]),
                           {"fingerprint": "abc", "codebook_size": 8})
-    write_tokens(tmp_path / "top.tokens.parquet", tokens)
-    with pytest.raises(JetDataError, match=r"top\.tokens\.parquet: a jetfm token file .*"
-                                           r"not a jet file"):
-        read_jets(tmp_path / "top.tokens.parquet")
-    write_jets(random_jets(2, seed=3), tmp_path / "jets.parquet")
-    with pytest.raises(JetDataError, match=r"jets\.parquet: .*not a jetfm token file \(it is a "
-                                           r"jetfm jet file"):
-        read_tokens(tmp_path / "jets.parquet", n_max=3)
-    np.testing.assert_array_equal(read_tokens(tmp_path / "top.tokens.parquet", 3).codes,
-                                  tokens.codes)
+    paths = {"tokens": tmp_path / "top.tokens.parquet", "jets": tmp_path / "jets.parquet",
+             "trees": tmp_path / "top.trees.parquet"}
+    write_tokens(paths["tokens"], tokens)
+    write_jets(jets, paths["jets"])
+    write_trees(build_trees(jets), paths["trees"])
+    readers = {"jets": read_jets, "tokens": lambda p: read_tokens(p, n_max=3),
+               "trees": read_trees}
+    words = {"jets": "jet", "tokens": "token", "trees": "clustering-tree"}
+    for kind, path in paths.items():
+        for wanted, read in readers.items():
+            if wanted == kind:
+                read(path)  # the right reader reads it
+                continue
+            with pytest.raises(JetDataError, match=rf"{path.name}: a jetfm {words[kind]} file "
+                                                   rf".*not a jetfm {words[wanted]} file"):
+                read(path)
+    np.testing.assert_array_equal(read_tokens(paths["tokens"], 3).codes, tokens.codes)

@@ -22,10 +22,16 @@ import numpy as np
 
 import jetfm
 from jetfm.atomic import atomic_path
-from jetfm.data._files import as_paths, log, require_finite, require_keys, validated
+from jetfm.data._files import (
+    as_paths,
+    log,
+    require_finite,
+    require_keys,
+    require_parquet_kind,
+    validated,
+)
 from jetfm.data.batch import MOMENTUM_FIELDS, OPTIONAL_PARTICLE_FIELDS, JetBatch, JetDataError
 from jetfm.data.classes import CLASSES
-from jetfm.data.tokens import is_token_file
 
 COLUMNS: tuple[str, ...] = ("particles", "label", "source", "entry")
 REQUIRED: tuple[str, ...] = ("particles",)
@@ -96,11 +102,7 @@ def read_parquet(
         raise JetDataError(f"{path}: not a readable Parquet file ({err})") from err
     meta = table.attrs.get("jetfm")
     if meta is None:
-        if is_token_file(path):
-            raise JetDataError(
-                f"{path}: a jetfm token file (jetfm tokenize output: VQ codes, not particles), "
-                "not a jet file; decode it with a model or read it with read_tokens"
-            )
+        require_parquet_kind(path, "jets")
         raise JetDataError(f"{path}: no 'jetfm' key in the Parquet metadata (not a jetfm file)")
     if list(meta.get("classes", [])) != list(CLASSES):
         raise JetDataError(

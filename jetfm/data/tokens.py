@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from jetfm.atomic import atomic_path
+from jetfm.data._files import TOKENS_META_KEY, require_parquet_kind
 from jetfm.data.batch import JetDataError
 
-META_KEY = b"jetfm_tokens"
+META_KEY = TOKENS_META_KEY
 
 
 @dataclass
@@ -48,15 +49,6 @@ def write_tokens(path: str | Path, dataset: TokenDataset) -> Path:
     return path
 
 
-def is_token_file(path: str | Path) -> bool:
-    """Whether ``path`` is a Parquet file written by :func:`write_tokens` (schema only)."""
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except Exception:  # pyarrow: not Parquet, damaged
-        return False
-    return META_KEY in meta
-
-
 def read_tokens(path: str | Path, n_max: int, fingerprint: str | None = None) -> TokenDataset:
     """Read a token file, padded to ``n_max``; with ``fingerprint``, check the tokenizer."""
     path = Path(path)
@@ -65,11 +57,8 @@ def read_tokens(path: str | Path, n_max: int, fingerprint: str | None = None) ->
     table = pq.read_table(path)
     meta = table.schema.metadata or {}
     if META_KEY not in meta:
-        jets = b'"jetfm"' in (meta.get(b"AWKWARD_ATTRS") or b"")  # write_parquet's record
-        raise JetDataError(
-            f"{path}: no '{META_KEY.decode()}' metadata; not a jetfm token file"
-            + (" (it is a jetfm jet file: tokenize it first)" if jets else "")
-        )
+        require_parquet_kind(path, "tokens")
+        raise JetDataError(f"{path}: no '{META_KEY.decode()}' metadata; not a jetfm token file")
     record = json.loads(meta[META_KEY])
     if fingerprint is not None and record.get("fingerprint") != fingerprint:
         raise JetDataError(
