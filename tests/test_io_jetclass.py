@@ -142,6 +142,10 @@ def test_every_field_and_extra_survives_root(tmp_path):
     np.testing.assert_array_equal(back.extra["truth_match"], 1)
     tree = uproot.open(path)["tree"]
     assert {"aux_truth_px", "aux_ttv", "aux_truth_match", "part_puppiWeight"} <= set(tree.keys())
+    batch.extra["process"] = np.array(["ttbar"] * 6)  # not a number: refused, not dropped
+    with pytest.raises(JetDataError, match=r"str\.root: extra .process. holds <U5.*\.parquet"):
+        write_jetclass(batch, tmp_path / "str.root")
+    assert not (tmp_path / "str.root").exists()
 
 
 def test_bool_and_float_labels(tmp_path, jets):

@@ -435,6 +435,13 @@ def _jet_columns(batch: JetBatch) -> dict[str, np.ndarray | ak.Array]:
     columns: dict[str, np.ndarray | ak.Array] = {}
     for key, value in values.items():
         jetclass = key in JET_BRANCHES.values()  # JetClass branches are float32
+        numeric = (_is_numeric(value) if isinstance(value, ak.Array)
+                   else np.asarray(value).dtype.kind in "biuf")
+        if not numeric:
+            raise JetDataError(
+                f"extra {key!r} holds {getattr(value, 'type', np.asarray(value).dtype)}, not "
+                "numbers: a ROOT branch cannot keep it (write .parquet, which keeps every extra)"
+            )
         if isinstance(value, ak.Array):
             if value.ndim > 2:
                 raise JetDataError(
@@ -474,7 +481,10 @@ def write_jetclass(batch: JetBatch, path: str | os.PathLike[str]) -> None:
     or computed: ``part_deta``, ``jet_sdmass``, ``jet_tau*``, ...) is NaN or inf, naming the
     branch and the number of jets, or if the batch mixes labelled and unlabelled jets.
     """
-    branches = jetclass_branches(batch)
+    try:
+        branches = jetclass_branches(batch)
+    except JetDataError as err:  # what the batch holds that a TTree cannot: name the output
+        raise JetDataError(f"{os.fspath(path)}: {err}") from err
     part = branches["part"]
     require_finite(path, {f"part_{f}": part[f] for f in part.fields}, "branch")
     require_finite(path, {k: v for k, v in branches.items() if k != "part"}, "branch")
