@@ -185,3 +185,34 @@ def test_invalid_jets(tmp_path, jets, caplog):
     np.testing.assert_array_equal(kept.entry, [0, 1, 2, 4, 7])
     for text in ("negative energy: 1", "non-finite pz: 1", "zero particles: 1", "kept 5 / 8"):
         assert text in caplog.text
+
+
+def test_what_the_layout_cannot_hold_is_named(tmp_path, jets, caplog):
+    """Tester defect 3: labels and genpart_* extras were dropped by the HDF5 writer silently."""
+    labelled = random_jets(5, seed=3)  # labels, no puppi_weight, flags derivable from pid
+    labelled.extra = {"genpart_pt": np.arange(5.0), "jet_pt": labelled.jet_pt}
+    with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+        write_aspen(labelled, tmp_path / "labelled.h5")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "labelled.h5" in line and "labels of 5 jets not stored" in line
+    assert "extras ['genpart_pt'] not stored" in line
+    assert "['puppi_weight'] written as placeholders" in line and "particle fields" not in line
+    back = read_aspen(tmp_path / "labelled.h5")
+    np.testing.assert_array_equal(back.label, -1)  # what the line announced
+    # flags without pid (as read from JetClass) are lost; absent columns become placeholders
+    bare = labelled[:]
+    bare.label[:] = -1
+    bare.extra = {}
+    bare.particles = bare.particles[["px", "py", "pz", "energy", "is_photon"]]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+        write_aspen(bare, tmp_path / "bare.h5")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "particle fields ['is_photon'] not stored" in line and "labels" not in line
+    assert "'d0val', 'd0err', 'dzval', 'dzerr', 'charge', 'pid', 'puppi_weight'] written as" in line
+    # an AOJ batch is stored whole: no line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jetfm.data"):
+        write_aspen(jets, tmp_path / "whole.h5")
+        write_aspen(read_aspen(tmp_path / "whole.h5"), tmp_path / "again.h5")
+    assert caplog.records == []

@@ -43,11 +43,12 @@ def test_several_formats_concatenate(tmp_path, caplog):
     a, b = random_jets(3, seed=22), random_jets(5, seed=23)
     write_jets(a, tmp_path / "a.root")
     write_jets(b, tmp_path / "b.h5")
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="jetfm.data"):
         both = read_jets([tmp_path / "a.root", tmp_path / "b.h5"])
-    assert "'genpart_pt'" in caplog.text and "'pid'" in caplog.text
-    assert "'jet_pt'" not in caplog.text
-    assert set(both.fields) == set(a.fields) - {"pid"}
+    assert "'jet_tau1'" in caplog.text and "'puppi_weight'" in caplog.text  # only in one file
+    assert "'jet_pt'" not in caplog.text and "'pid'" not in caplog.text
+    assert set(both.fields) == set(a.fields)
     assert set(both.extra) == {"jet_pt", "jet_eta", "jet_phi", "jet_sdmass"}
     assert both.source_files == (str(tmp_path / "a.root"), str(tmp_path / "b.h5"))
     np.testing.assert_array_equal(both.source, [0, 0, 0, 1, 1, 1, 1, 1])
@@ -71,3 +72,56 @@ def test_refusals(tmp_path):
         write_jets(jets, tmp_path / "x.csv", fmt="csv")
     with pytest.raises(JetDataError, match=r"missing\.root: no such file"):
         read_jets(tmp_path / "missing.root")
+
+
+def test_file_messages_say_what_the_path_is(tmp_path):
+    """Tester defect 8: each message names the path and what it really is."""
+    (tmp_path / "dir.root").mkdir()
+    with pytest.raises(JetDataError, match=r"dir\.root: is a directory, not a file"):
+        read_jets(tmp_path / "dir.root")
+    # an npz with another array name lists the arrays it has
+    np.savez(tmp_path / "foo.npz", foo=np.zeros((2, 3, 4)))
+    with pytest.raises(JetDataError, match=r"foo\.npz: no array 'X' \(arrays \['foo'\]\)"):
+        read_jets(tmp_path / "foo.npz")
+    np.save(tmp_path / "plain.npy", np.zeros((2, 3, 4)))
+    (tmp_path / "plain.npy").rename(tmp_path / "plain.npz")
+    with pytest.raises(JetDataError, match=r"plain\.npz: a single ndarray, not an \.npz archive"):
+        read_jets(tmp_path / "plain.npz")
+    # a plain HDF5 dataset named 'table' is not the pandas top-tagging table
+    with h5py.File(tmp_path / "tt.h5", "w") as f:
+        f["table"] = np.zeros((3, 4))
+    with pytest.raises(JetDataError, match=r"tt\.h5: key 'table' is not a pandas table"):
+        read_jets(tmp_path / "tt.h5")
+    pd.Series([1.0, 2.0]).to_hdf(tmp_path / "series.h5", key="table")
+    with pytest.raises(JetDataError, match=r"series\.h5: key 'table' holds a Series"):
+        read_jets(tmp_path / "series.h5")
+
+
+def test_jetfm_parquet_files_told_apart(tmp_path):
+    """Tester defect 8: `jetfm info top.tokens.parquet` said "not a jetfm file"; each jetfm
+    Parquet file (jets, tokens, clustering trees) given where another is read says what it is."""
+    from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
+    from jetfm.data.trees_io import read_trees, write_trees
+    from jetfm.physics.trees import build_trees
+
+    jets = random_jets(3, seed=3, n_min=2, n_max=5)
+    mask = np.array([[True, True, False], [True, False, False]])
+    tokens = TokenDataset(np.array([[3, 4, 0], [5, 0, 0]]), mask, np.array([0, 8]),
+                          {"fingerprint": "abc", "codebook_size": 8})
+    paths = {"tokens": tmp_path / "top.tokens.parquet", "jets": tmp_path / "jets.parquet",
+             "trees": tmp_path / "top.trees.parquet"}
+    write_tokens(paths["tokens"], tokens)
+    write_jets(jets, paths["jets"])
+    write_trees(build_trees(jets), paths["trees"])
+    readers = {"jets": read_jets, "tokens": lambda p: read_tokens(p, n_max=3),
+               "trees": read_trees}
+    words = {"jets": "jet", "tokens": "token", "trees": "clustering-tree"}
+    for kind, path in paths.items():
+        for wanted, read in readers.items():
+            if wanted == kind:
+                read(path)  # the right reader reads it
+                continue
+            with pytest.raises(JetDataError, match=rf"{path.name}: a jetfm {words[kind]} file "
+                                                   rf".*not a jetfm {words[wanted]} file"):
+                read(path)
+    np.testing.assert_array_equal(read_tokens(paths["tokens"], 3).codes, tokens.codes)

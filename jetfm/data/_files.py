@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 import awkward as ak
 import h5py
 import numpy as np
+import pyarrow.parquet as pq
 
 from jetfm.data.batch import JetBatch, JetDataError
 
@@ -19,16 +20,57 @@ Paths = PathLike | Sequence[PathLike]
 
 
 def as_paths(paths: Paths) -> list[str]:
-    """One path or a sequence of paths as a list of strings; each file must exist."""
+    """One path or a sequence of paths as a list of strings; each must be an existing file.
+
+    Raises :class:`JetDataError` naming the path: "is a directory, not a file" or "no such
+    file".
+    """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     out = [os.fspath(p) for p in paths]
     if not out:
         raise JetDataError("no input files given")
     for path in out:
+        if os.path.isdir(path):
+            raise JetDataError(f"{path}: is a directory, not a file")
         if not os.path.isfile(path):
             raise JetDataError(f"{path}: no such file")
     return out
+
+
+# The Parquet files jetfm writes, told apart by their key-value metadata.
+TOKENS_META_KEY = b"jetfm_tokens"  # jetfm.data.tokens.write_tokens
+TREES_META_KEY = b"jetfm_trees"  # jetfm.data.trees_io.write_trees
+PARQUET_KINDS: dict[str, str] = {
+    "jets": "a jetfm jet file (read_jets; written by write_parquet)",
+    "tokens": "a jetfm token file (written by `jetfm tokenize`: VQ codes, not particles)",
+    "trees": "a jetfm clustering-tree file (written by `jetfm trees`)",
+}
+
+
+def parquet_kind(path: PathLike) -> str | None:
+    """Which jetfm Parquet file ``path`` is (a key of :data:`PARQUET_KINDS`), None if none."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:  # pyarrow: ArrowInvalid, OSError for non-Parquet or damaged files
+        return None
+    if TOKENS_META_KEY in meta:
+        return "tokens"
+    if TREES_META_KEY in meta:
+        return "trees"
+    if b'"jetfm"' in meta.get(b"AWKWARD_ATTRS", b""):  # write_parquet's attrs record
+        return "jets"
+    return None
+
+
+def require_parquet_kind(path: PathLike, wanted: str) -> None:
+    """Raise :class:`JetDataError` if ``path`` is another kind of jetfm Parquet file, saying
+    which (a token file given where jets are read, ...); other files pass (checked later)."""
+    kind = parquet_kind(path)
+    if kind is not None and kind != wanted:
+        raise JetDataError(
+            f"{os.fspath(path)}: {PARQUET_KINDS[kind]}, not {PARQUET_KINDS[wanted].split(' (')[0]}"
+        )
 
 
 def require_keys(path: str, available: Iterable[str], wanted: Iterable[str], what: str) -> None:

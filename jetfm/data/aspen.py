@@ -40,7 +40,8 @@ from jetfm.data._files import (
     require_finite,
     validated,
 )
-from jetfm.data.batch import JetBatch, JetDataError
+from jetfm.data.batch import PARTICLE_TYPE_FLAGS, JetBatch, JetDataError
+from jetfm.data.classes import UNLABELLED
 from jetfm.data.pid import particle_type_flags
 
 N_MAX = 150
@@ -143,6 +144,31 @@ def read_aspen(
     return concatenate_common(batches, f"reading {len(files)} AspenOpenJets files")
 
 
+def not_stored(batch: JetBatch) -> str:
+    """What of ``batch`` the AOJ layout cannot hold, in words ("" if nothing).
+
+    The layout has no labels, no extras but ``jet_kinematics`` and only the particle columns
+    :data:`PF_COLUMNS` (the particle-type flags are recomputed from ``pid`` when reading, so
+    they count as stored when ``pid`` is); absent columns are written as placeholders.
+    """
+    parts = []
+    n_labelled = int(np.sum(batch.label != UNLABELLED))
+    if n_labelled:
+        parts.append(f"labels of {n_labelled} jets not stored (they read back unlabelled)")
+    extras = sorted(set(batch.extra) - set(JET_COLUMNS))
+    if extras:
+        parts.append(f"extras {extras} not stored")
+    derived = PARTICLE_TYPE_FLAGS if "pid" in batch.fields else ()
+    fields = [f for f in batch.fields if f not in PF_COLUMNS and f not in derived]
+    if fields:
+        parts.append(f"particle fields {fields} not stored")
+    placeholders = [f for f in PF_COLUMNS if f not in batch.fields]
+    if placeholders:
+        parts.append(f"absent particle columns {placeholders} written as placeholders "
+                     "(0; puppi_weight 1), which read back as values")
+    return "; ".join(parts)
+
+
 def write_aspen(batch: JetBatch, path: str | os.PathLike[str], *, n_max: int = N_MAX) -> int:
     """Write ``batch`` in the AOJ layout; returns the number of particles dropped.
 
@@ -150,7 +176,9 @@ def write_aspen(batch: JetBatch, path: str | os.PathLike[str], *, n_max: int = N
     logged). ``jet_kinematics`` comes from ``batch.extra`` where present, else from the
     E-scheme sum of all constituents and :func:`jetfm.physics.observables.softdrop_mass`
     (before truncation). Missing particle fields are written as zeros, except
-    ``puppi_weight`` = 1 (a particle fully kept); impact parameters are written in cm.
+    ``puppi_weight`` = 1 (a particle fully kept); impact parameters are written in cm. What
+    the layout cannot hold (labels, other extras and fields, see :func:`not_stored`) is named
+    in one WARNING line; use Parquet for a lossless copy.
     Raises :class:`JetDataError` before anything is written if a value to be written is NaN or
     inf (naming the column and the number of jets).
     """
@@ -178,6 +206,10 @@ def write_aspen(batch: JetBatch, path: str | os.PathLike[str], *, n_max: int = N
     padded = full.to_padded(PF_COLUMNS, n_max=n_max)
     require_finite(path, {"jet_kinematics": jets})
     require_finite(path, {f"PFCands[{name}]": padded.feature(name) for name in PF_COLUMNS})
+    lost = not_stored(batch)
+    if lost:
+        log.warning("%s: the AspenOpenJets layout cannot hold this batch: %s (Parquet "
+                    "keeps everything)", path, lost)
     if padded.n_truncated:
         log.info("%s: truncation to %d particles dropped %d", path, n_max, padded.n_truncated)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:

@@ -22,7 +22,14 @@ import numpy as np
 
 import jetfm
 from jetfm.atomic import atomic_path
-from jetfm.data._files import as_paths, log, require_finite, require_keys, validated
+from jetfm.data._files import (
+    as_paths,
+    log,
+    require_finite,
+    require_keys,
+    require_parquet_kind,
+    validated,
+)
 from jetfm.data.batch import MOMENTUM_FIELDS, OPTIONAL_PARTICLE_FIELDS, JetBatch, JetDataError
 from jetfm.data.classes import CLASSES
 
@@ -95,6 +102,7 @@ def read_parquet(
         raise JetDataError(f"{path}: not a readable Parquet file ({err})") from err
     meta = table.attrs.get("jetfm")
     if meta is None:
+        require_parquet_kind(path, "jets")
         raise JetDataError(f"{path}: no 'jetfm' key in the Parquet metadata (not a jetfm file)")
     if list(meta.get("classes", [])) != list(CLASSES):
         raise JetDataError(

@@ -61,12 +61,17 @@ def read_quarkgluon(
     """
     (path,) = as_paths(path)
     try:
-        with np.load(path) as npz:
-            arrays = {key: npz[key] for key in npz.files if key in ("X", "y")}
+        loaded = np.load(path)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy (or pickle) renamed
+            raise JetDataError(f"{path}: a single {type(loaded).__name__}, not an .npz archive "
+                               "of arrays 'X' and 'y'")
+        with loaded as npz:
+            names = list(npz.files)
+            arrays = {key: npz[key] for key in names if key in ("X", "y")}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise JetDataError(f"{path}: not a readable .npz file ({err})") from err
     if "X" not in arrays:
-        raise JetDataError(f"{path}: no array 'X' (arrays {sorted(arrays)})")
+        raise JetDataError(f"{path}: no array 'X' (arrays {sorted(names)})")
     x, y = arrays["X"], arrays.get("y")
     if x.ndim != 3 or x.shape[-1] != 4 or not np.issubdtype(x.dtype, np.number):
         raise JetDataError(f"{path}: array 'X' has shape {x.shape} ({x.dtype}), not (N, M, 4)")

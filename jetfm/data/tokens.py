@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from jetfm.atomic import atomic_path
+from jetfm.data._files import TOKENS_META_KEY, require_parquet_kind
 from jetfm.data.batch import JetDataError
 
-META_KEY = b"jetfm_tokens"
+META_KEY = TOKENS_META_KEY
 
 
 @dataclass
@@ -56,6 +57,7 @@ def read_tokens(path: str | Path, n_max: int, fingerprint: str | None = None) ->
     table = pq.read_table(path)
     meta = table.schema.metadata or {}
     if META_KEY not in meta:
+        require_parquet_kind(path, "tokens")
         raise JetDataError(f"{path}: no '{META_KEY.decode()}' metadata; not a jetfm token file")
     record = json.loads(meta[META_KEY])
     if fingerprint is not None and record.get("fingerprint") != fingerprint:

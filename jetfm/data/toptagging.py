@@ -46,10 +46,18 @@ def _read_table(path: str, entry_start: int | None, entry_stop: int | None) -> p
     with store:
         if KEY not in store:
             raise JetDataError(f"{path}: no pandas key {KEY!r} (keys {store.keys()})")
-        storer = store.get_storer(KEY)
-        n_rows = storer.nrows if storer.nrows is not None else storer.shape[0]
-        rows = range(n_rows)[slice(entry_start, entry_stop)]
-        table = store.select(KEY, start=rows.start, stop=rows.stop)
+        try:
+            storer = store.get_storer(KEY)
+            n_rows = storer.nrows if storer.nrows is not None else storer.shape[0]
+            rows = range(n_rows)[slice(entry_start, entry_stop)]
+            table = store.select(KEY, start=rows.start, stop=rows.stop)
+        except Exception as err:  # PyTables/pandas: TypeError, ValueError, ... on non-pandas data
+            raise JetDataError(
+                f"{path}: key {KEY!r} is not a pandas table (the top-tagging layout; written "
+                f"by pandas.DataFrame.to_hdf): {type(err).__name__}: {err}"
+            ) from err
+    if not isinstance(table, pd.DataFrame):
+        raise JetDataError(f"{path}: key {KEY!r} holds a {type(table).__name__}, not a table")
     return table.set_axis(np.arange(rows.start, rows.stop), axis=0)
 
 

@@ -18,12 +18,18 @@ import pyarrow.parquet as pq
 
 import jetfm
 from jetfm.atomic import atomic_path
-from jetfm.data._files import as_paths, require_finite, require_keys
+from jetfm.data._files import (
+    TREES_META_KEY,
+    as_paths,
+    require_finite,
+    require_keys,
+    require_parquet_kind,
+)
 from jetfm.data.batch import JetDataError
 from jetfm.physics.trees import NODE_ARRAYS, JetTrees
 
 JET_COLUMNS: tuple[str, ...] = ("jet", "n_constituents", "n_inclusive")
-METADATA_KEY = b"jetfm_trees"
+METADATA_KEY = TREES_META_KEY
 
 
 def write_trees(trees: JetTrees, path: str | os.PathLike[str]) -> None:
@@ -61,6 +67,7 @@ def read_trees(path: str | os.PathLike[str]) -> JetTrees:
         raise JetDataError(f"{path}: not a readable Parquet file ({err})") from err
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
+        require_parquet_kind(path, "trees")
         raise JetDataError(f"{path}: no 'jetfm_trees' key in the Parquet metadata")
     meta = json.loads(raw)
     require_keys(path, table.column_names, NODE_ARRAYS + JET_COLUMNS, "columns")
