@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
+from jetfm.data.summary import zero_pt_particles
 from jetfm.metrics.distances import fpd, kpd
 from jetfm.metrics.generation import (
     Estimate,
@@ -205,13 +206,6 @@ def _w1(generated: Any, reference: Any, n_bootstrap: int, seed: int) -> Estimate
                      n_bootstrap, seed)
 
 
-def _nonzero_pt(batch: JetBatch, name: str) -> tuple[ak.Array, int]:
-    """Particles of ``batch`` with pT > 0, and how many with pT = 0 were left out: a pT = 0
-    particle carries zero weight and has no direction (eta_rel, phi_rel at FastJet's +-1e5 cap)."""
-    keep = batch.particle_feature("pt") > 0
-    return keep, int(ak.count(keep) - ak.sum(keep))
-
-
 def _distance_matrix(obs: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, SelectionReport]:
     matrix = np.stack([np.asarray(obs[f], dtype=np.float64) for f in DISTANCE_FEATURES], axis=1)
     good = np.isfinite(matrix).all(axis=1)
@@ -332,7 +326,7 @@ def evaluate_batches(
                     out_dir / f"hist_{name}.png", xlabel=OBSERVABLE_LABELS[name],
                     discrete=name == "n_particles",
                 ))
-        nonzero = {k: _nonzero_pt(b, k) for k, b in samples.items()}
+        nonzero = {k: zero_pt_particles(b) for k, b in samples.items()}
         selections.extend(
             SelectionReport(f"{k} particles", _size(keep), _size(keep) - n_zero,
                             {ZERO_PT_REASON: n_zero})
