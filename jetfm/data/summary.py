@@ -72,18 +72,20 @@ def feature_ranges(batch: JetBatch) -> list[tuple[str, str, float, float, float]
     """(name, unit, min, median, max) for the summarised particle and jet features.
 
     Particle features are taken over the particles with pT > 0 (:func:`zero_pt_particles`);
-    when some have pT = 0, each particle feature's name says how many were left out, e.g.
-    "eta_rel (1 particle with pT = 0 left out)". Values are the finite ones, so that one
+    when some have pT = 0, the first particle feature's name says how many were left out
+    ("pt (1 particle with pT = 0 left out)"), the others say "(pT > 0)". Values are the finite
+    ones, so that one
     undefined value does not blank a row; NaN only when a feature has no finite value (e.g. a
     batch of 0 jets).
     """
     keep, n_zero = zero_pt_particles(batch)
-    note = (f" ({n_zero} particle{'s' if n_zero != 1 else ''} with pT = 0 left out)"
-            if n_zero else "")
     rows = []
-    for name, unit in PARTICLE_FEATURES:
+    for i, (name, unit) in enumerate(PARTICLE_FEATURES):
         values = ak.to_numpy(ak.flatten(batch.particle_feature(name)[keep])).astype(np.float64)
-        rows.append((name + note, unit, *_min_median_max(values)))
+        if n_zero:
+            name += (f" ({n_zero} particle{'s' if n_zero != 1 else ''} with pT = 0 left out)"
+                     if i == 0 else " (pT > 0)")
+        rows.append((name, unit, *_min_median_max(values)))
     for name, unit in JET_FEATURES:
         rows.append((name, unit, *_min_median_max(getattr(batch, name).astype(np.float64))))
     return rows

@@ -31,7 +31,7 @@ table; nothing is dropped silently. Plots (one histogram with ratio panel per ob
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,9 +139,10 @@ class EvaluationResult:
                   "non-finite removed")
         lines = [header]
         for r in self.rows:
-            floor = "unavailable" if r.floor is None else str(r.floor)
+            # notes (why a number is n/a) are listed below the table
+            floor = "unavailable" if r.floor is None else str(replace(r.floor, note=""))
             lines.append((
-                r.metric, r.observable, str(r.value), floor,
+                r.metric, r.observable, str(replace(r.value, note="")), floor,
                 f"{r.n_generated} / {r.n_reference}",
                 f"{r.removed_generated} / {r.removed_reference}",
             ))
@@ -150,7 +151,7 @@ class EvaluationResult:
         text.insert(1, "  ".join("-" * w for w in widths))
         notes = [f"{r.metric} {r.observable}: {r.as_dict()['note']}" for r in self.rows
                  if r.as_dict()["note"]]
-        notes += [f"{s.n_removed} particles with pT = 0 left out of the particle metrics "
+        notes += [f"{s.n_removed} particle(s) with pT = 0 left out of the particle metrics "
                   f"({s.name}: {s.n_after} kept)" for s in self.selections
                   if s.removed.get(ZERO_PT_REASON)]
         return "\n".join(text + ["", f"Reference: {self.frame}", f"Floor: {self.floor_method}"]
