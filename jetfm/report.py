@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jetfm.atomic import write_text_atomic
 
 METRIC_COLUMNS = ("metric", "observable", "value", "error", "floor", "floor_error")
@@ -24,12 +26,28 @@ METRIC_COLUMNS = ("metric", "observable", "value", "error", "floor", "floor_erro
 
 
 def format_value(value: Any) -> str:
-    """Cell text: floats with 4 significant digits, None as an em dash."""
+    """Cell text: floats with 4 significant digits, None as an em dash, NaN as "n/a" (the
+    row's note says why), +-inf as "inf" / "-inf"."""
     if value is None:
         return "—"
     if isinstance(value, float):
-        return str(value) if math.isinf(value) or math.isnan(value) else f"{value:.4g}"
+        if math.isnan(value):
+            return "n/a"
+        return str(value) if math.isinf(value) else f"{value:.4g}"
     return str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-inf, also numpy floats) replaced by None,
+    through dicts, lists and tuples, so that ``json.dumps(..., allow_nan=False)`` writes
+    standard JSON (null) instead of the invalid tokens NaN / Infinity."""
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:
@@ -71,11 +89,14 @@ def write_table(
     title: str,
     columns: Sequence[str] | None = None,
 ) -> Path:
-    """Write a table as JSON (``*.table.json`` is what :func:`report_from_run_dir` picks up)."""
+    """Write a table as JSON (``*.table.json`` is what :func:`report_from_run_dir` picks up).
+
+    Non-finite numbers are written as null (:func:`json_safe`), never as NaN / Infinity."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"title": title, "columns": _columns(rows, columns), "rows": list(rows)}
-    write_text_atomic(path, json.dumps(payload, indent=1, default=str))
+    write_text_atomic(path, json.dumps(json_safe(payload), indent=1, default=str,
+                                       allow_nan=False))
     return path
 
 

@@ -149,3 +149,97 @@ def test_kl_of_multiplicity_sees_a_constant_reference(tmp_path) -> None:
     assert rows["W1", "n_particles"].value.value == 5.0
     assert rows["KL", "n_particles"].value.value == pytest.approx(-np.log(KL_EPSILON), rel=1e-6)
     assert rows["KL", "n_particles"].floor.value == 0.0  # reference vs reference: same value
+
+
+def _with_zero_pt_particle(batch: JetBatch, jet: int = 0, pz: float = 0.5) -> JetBatch:
+    """``batch`` with a particle (px, py, pz, E) = (0, 0, pz, pz) GeV added to jet ``jet``."""
+    p = batch.particles
+    extra = np.arange(len(batch)) == jet
+    comps = {}
+    for field, value in (("px", 0.0), ("py", 0.0), ("pz", pz), ("energy", pz)):
+        added = ak.unflatten(np.full(int(extra.sum()), value), extra.astype(np.int64))
+        comps[field] = ak.concatenate([p[field], added], axis=1)
+    return JetBatch.from_p4(comps["px"], comps["py"], comps["pz"], comps["energy"],
+                            label=batch.label)
+
+
+@pytest.mark.parametrize("pz", [0.5, 0.0])
+def test_particles_with_zero_pt_are_left_out_of_particle_metrics_and_counted(tmp_path,
+                                                                             pz) -> None:
+    """Tester of issue 11, defect 2: one (0, 0, 0.5, 0.5) GeV particle (eta_rel at FastJet's
+    1e5 cap) gave W1(particle eta_rel) = 395 with "0 removed". It carries zero weight: the
+    particle metrics equal those of the same jets without it, and it is counted. (Its pz
+    enters the E-scheme jet momentum: that jet's axis moves by 0.0014 in eta, so eta_rel
+    metrics agree to that; with a null particle (0, 0, 0, 0) every number is identical.)"""
+    from jetfm.data.io import read_jets
+    from jetfm.metrics.evaluate import evaluate_files
+
+    reference, generated = _jets(60, 11, 0.2, "QCD"), _jets(30, 12, 0.2, "QCD")
+    paths = {}
+    for name, batch in {"ref": reference, "gen": generated,
+                        "gen0": _with_zero_pt_particle(generated, jet=3, pz=pz)}.items():
+        paths[name] = str(tmp_path / f"{name}.root")  # JetClass ROOT, as a user's file
+        write_jets(batch, paths[name])
+    assert int(ak.sum(read_jets([paths["gen0"]]).particle_feature("pt") == 0)) == 1
+    with_zero = evaluate_files([paths["ref"]], [paths["gen0"]], tmp_path / "a", n_bootstrap=2,
+                               plots=False)
+    without = evaluate_files([paths["ref"]], [paths["gen"]], tmp_path / "b", n_bootstrap=2,
+                             plots=False)
+    rows_0 = {(r.metric, r.observable): r for r in with_zero.rows}
+    rows = {(r.metric, r.observable): r for r in without.rows}
+    for feature in ("pt_rel", "eta_rel", "phi_rel"):
+        for metric in ("KL", "W1"):
+            key = (metric, f"particle {feature}")
+            moved = feature == "eta_rel" and pz > 0  # the jet axis moved (docstring)
+            tolerance = {"abs": 0.01 if metric == "KL" else 1e-4} if moved else {"rel": 1e-12}
+            assert rows_0[key].value.value == pytest.approx(rows[key].value.value, **tolerance)
+            assert rows_0[key].n_generated == rows[key].n_generated
+    assert rows["W1", "particle eta_rel"].value.value < 0.2  # not 395
+    (zero,) = [s for s in with_zero.selections if s.name == "generated particles"]
+    assert zero.n_removed == 1 and zero.n_before == zero.n_after + 1
+    assert "1 particle(s) with pT = 0 left out of the particle metrics" in with_zero.format()
+    assert "pT = 0" in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_undefined_metrics_say_why_and_tables_hold_no_nan(tmp_path) -> None:
+    """Tester of issue 11, defect 7: one-particle jets gave KL/W1(tau21) "nan +- nan" with no
+    reason, and NaN was written into metrics.table.json (invalid JSON) and report.md."""
+    import json
+    import math
+
+    from jetfm.metrics.evaluate import evaluate_batches
+
+    reference = _jets(80, 5, 0.2, "QCD")
+    rng = np.random.default_rng(6)
+    generated = JetBatch.from_ptetaphi(  # one particle per jet: tau21, tau32 undefined
+        ak.unflatten(rng.exponential(15.0, 30) + 1.0, np.ones(30, dtype=np.int64)),
+        ak.unflatten(rng.normal(0.0, 0.2, 30), np.ones(30, dtype=np.int64)),
+        ak.unflatten(rng.normal(0.0, 0.2, 30), np.ones(30, dtype=np.int64)),
+    )
+    result = evaluate_batches(reference, generated, tmp_path, n_bootstrap=2, plots=False)
+    rows = {(r["metric"], r["observable"]): r for r in result.table}
+    note = rows["W1", "tau21"]["note"]
+    assert note == ("undefined: 30 of 30 generated tau21 values non-finite "
+                    "(tau21 needs >= 2 particles)")
+    text = result.format()
+    assert f"Note: W1 tau21: {note}" in text and "nan" not in text.replace("non-finite", "")
+    text = (tmp_path / "metrics.table.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    table = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the table"))
+    stored = {(r["metric"], r["observable"]): r for r in table["rows"]}
+    assert stored["W1", "tau21"]["value"] is None and stored["W1", "tau21"]["note"] == note
+    assert all(v is None or not isinstance(v, float) or math.isfinite(v)
+               for r in table["rows"] for v in r.values())
+    report = (tmp_path / "report.md").read_text()
+    assert "nan" not in report.replace("non-finite", "") and note in report
+
+
+@pytest.mark.parametrize("n_bootstrap", [0, 1])
+def test_evaluate_rejects_fewer_than_two_bootstrap_replicas(tmp_path, n_bootstrap) -> None:
+    """Tester of issue 11, defect 7: n_bootstrap 0 or 1 wrote "error": NaN into the table."""
+    from jetfm.metrics.evaluate import evaluate_batches
+
+    with pytest.raises(ValueError, match="n_bootstrap must be an integer >= 2"):
+        evaluate_batches(_jets(40, 1, 0.2, "QCD"), _jets(20, 2, 0.2, "QCD"), tmp_path,
+                         n_bootstrap=n_bootstrap, plots=False)
+    assert not (tmp_path / "metrics.table.json").exists()

@@ -8,10 +8,12 @@ from scipy.stats import entropy
 
 from jetfm.metrics.generation import (
     KL_EPSILON,
+    atoms,
     bootstrap,
     floor_split,
     kl_bin_counts,
     kl_divergence,
+    kl_fixed_bins,
     quantile_bins,
     wasserstein1,
 )
@@ -156,15 +158,63 @@ def test_kl_of_discrete_and_tied_samples_equals_entropy_on_explicit_bins(case: s
 
 
 def test_kl_bins_of_integer_and_continuous_samples() -> None:
-    """Integer samples: one bin per distinct value; otherwise every reference quantile value is a
-    bin of its own between open intervals, and n_bins is the number of open inner bins."""
+    """Integer samples: one bin per distinct value; a continuous reference: n_bins
+    equal-probability bins between its quantiles, no bin of its own for a single value."""
     gen, ref = np.array([1, 1, 3, 7]), np.array([1, 2, 2, 3, 3, 3])
     p, q = kl_bin_counts(gen, ref)
     assert p.tolist() == [2, 0, 1, 1] and q.tolist() == [1, 2, 3, 0]  # values 1, 2, 3, 7
     rng = np.random.default_rng(8)
     reference = rng.normal(size=10_000)
-    p, q = kl_bin_counts(rng.normal(size=4000), reference, n_bins=50)
-    assert len(q) == 2 * 51 + 1
-    assert q[0] == 0 and q[-1] == 0  # under- and overflow are outside the reference
-    assert np.all(q[1::2] == 1)  # each quantile value: one reference jet
-    np.testing.assert_allclose(q[2:-1:2], (10_000 - 51) / 50, atol=1.5)  # equal probability
+    p, q = kl_bin_counts(reference, reference, n_bins=50)
+    assert len(q) == 50 and q.sum() == 10_000
+    np.testing.assert_allclose(q, 10_000 / 50, atol=1.5)  # equal probability
+    np.testing.assert_array_equal(p, q)
+
+
+def test_atoms_are_repeated_values() -> None:
+    # issue 11 (tester, defect 1): with n <= n_bins every value of a small sample held
+    # >= 1 / n_bins of it and was an atom; an atom must be repeated
+    assert atoms(np.array([0.1, 0.2, 0.3]), 50).size == 0
+    np.testing.assert_array_equal(atoms(np.array([0.1, 0.2, 0.2, 0.3]), 50), [0.2])
+    np.testing.assert_array_equal(atoms(np.r_[np.full(30, 0.5), np.arange(1000) + 0.1], 50),
+                                  [0.5])
+    assert atoms(np.r_[np.full(2, 0.5), np.arange(1000) + 0.1], 50).size == 0  # 2 < 1000 / 50
+
+
+@pytest.mark.parametrize("n_generated", [10, 20, 40, 60, 200])
+def test_kl_of_small_samples_from_the_reference_distribution_is_at_its_floor(
+        n_generated: int) -> None:
+    """Issue 11 (tester, defect 1): KL of 40 jets drawn like the 1000-jet reference was 14.7
+    (each generated value its own bin, empty in the reference). Averaged over draws, it must be
+    O(1) times the floor: KL of the same number of reference-like draws vs an independent
+    reference (here identical in distribution, so the ratio's expectation is 1)."""
+    rng = np.random.default_rng(n_generated)
+    values, floors = [], []
+    for _ in range(20):
+        reference = rng.normal(size=1000)
+        values.append(kl_divergence(rng.normal(size=n_generated), reference))
+        pseudo, rest = rng.normal(size=(2, n_generated)), rng.normal(size=1000)
+        floors.append(kl_divergence(pseudo[0], rest))
+    assert np.mean(values) < 2.0 * np.mean(floors)
+    assert np.max(values) < 3.0  # 14.7 before: 0.8 log(1e8) from empty reference bins
+
+
+def test_kl_bootstrap_error_of_small_samples_is_not_inflated_by_resampled_ties() -> None:
+    """A resampling with replacement repeats values; with bins made per replica, each repeat of
+    a small sample became an atom with an empty reference bin. The bins are fixed at the full
+    samples: the bootstrap error is of the size of the KL's spread over independent draws."""
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=1000)
+    spread = np.std([kl_divergence(rng.normal(size=60), reference) for _ in range(50)])
+    generated = rng.normal(size=60)
+    estimate = bootstrap(kl_fixed_bins(generated, reference), generated, reference, 100, seed=1)
+    assert estimate.error < 3 * spread
+    assert estimate.value == kl_divergence(generated, reference)
+
+
+@pytest.mark.parametrize("n_bootstrap", [0, 1, -3, 2.5])
+def test_bootstrap_rejects_fewer_than_two_replicas(n_bootstrap: float) -> None:
+    """Issue 11 (tester, defect 7): n_bootstrap 0 or 1 gave error NaN, written out as NaN."""
+    x = np.arange(10.0)
+    with pytest.raises(ValueError, match="n_bootstrap must be an integer >= 2"):
+        bootstrap(wasserstein1, x, x, n_bootstrap=n_bootstrap)

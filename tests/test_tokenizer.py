@@ -116,3 +116,23 @@ def test_resolution_of_untrained_tokenizer_warns_and_of_exact_decoding_is_zero(m
     codes, _, _ = tok.encode(jets)
     assert exact["codebook_utilisation"] == len(np.unique(codes[mask])) / 16
     assert resolution_warnings(exact) == []
+
+
+def test_resolution_of_one_particle_jets_is_none_with_the_reason_never_nan():
+    """Tester of issue 11, defect 7: one-particle (massless) jets printed "relative error
+    +nan % +- nan %" and wrote NaN into resolution.json; the mass error is undefined there."""
+    tok = small_tokenizer(codebook_size=16)
+    jets = random_jets(20, seed=3, counts=np.ones(20, dtype=np.int64))
+    res = tok.resolution(jets)
+    assert res["jet_mass_rel_error_mean"] is None and res["jet_mass_rel_error_std"] is None
+    assert res["tau32_abs_error_mean"] is None
+    assert res["n_jets"] == 20 and res["n_jets_massive"] == 0 and res["n_jets_tau32"] == 0
+    assert all(v is None or np.isfinite(v) for v in res.values())
+    json.dumps(res, allow_nan=False)  # standard JSON: null, no NaN
+    summary = format_resolution(res)
+    assert "nan" not in summary
+    assert "jet mass: relative error n/a (no jet with mass > 0 among 20 jets)" in summary
+    messages = resolution_warnings(res)
+    assert ("tokenizer resolution: jet_mass_rel_error_mean not measured (no jet with mass > 0 "
+            "among 20 jets)") in messages
+    assert not any("poor tokenizer: jet_mass" in m for m in messages)

@@ -59,16 +59,32 @@ def read_sidecar(path: str | Path) -> tuple[list[SelectionReport], dict[str, Any
     return [SelectionReport(**r) for r in data["cuts"]], data["config"]
 
 
+def zero_pt_particles(batch: JetBatch) -> tuple[ak.Array, int]:
+    """(keep, n): a jets x particles mask of the particles with pT > 0, and the number of
+    particles with pT = 0 it leaves out. A pT = 0 particle carries zero weight and has no
+    direction: its eta_rel / phi_rel are at FastJet's rapidity cap (+-1e5), which would be the
+    min / max of every range and dominate every particle-level distance."""
+    keep = batch.particle_feature("pt") > 0
+    return keep, int(ak.count(keep) - ak.sum(keep))
+
+
 def feature_ranges(batch: JetBatch) -> list[tuple[str, str, float, float, float]]:
     """(name, unit, min, median, max) for the summarised particle and jet features.
 
-    Taken over the finite values, so that one particle without a defined direction (eta_rel of
-    a pT = 0 particle) does not blank a row; NaN only when a feature has no finite value (e.g.
-    a batch of 0 jets).
+    Particle features are taken over the particles with pT > 0 (:func:`zero_pt_particles`);
+    when some have pT = 0, the first particle feature's name says how many were left out
+    ("pt (1 particle with pT = 0 left out)"), the others say "(pT > 0)". Values are the finite
+    ones, so that one
+    undefined value does not blank a row; NaN only when a feature has no finite value (e.g. a
+    batch of 0 jets).
     """
+    keep, n_zero = zero_pt_particles(batch)
     rows = []
-    for name, unit in PARTICLE_FEATURES:
-        values = ak.to_numpy(ak.flatten(batch.particle_feature(name))).astype(np.float64)
+    for i, (name, unit) in enumerate(PARTICLE_FEATURES):
+        values = ak.to_numpy(ak.flatten(batch.particle_feature(name)[keep])).astype(np.float64)
+        if n_zero:
+            name += (f" ({n_zero} particle{'s' if n_zero != 1 else ''} with pT = 0 left out)"
+                     if i == 0 else " (pT > 0)")
         rows.append((name, unit, *_min_median_max(values)))
     for name, unit in JET_FEATURES:
         rows.append((name, unit, *_min_median_max(getattr(batch, name).astype(np.float64))))

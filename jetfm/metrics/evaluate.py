@@ -31,7 +31,7 @@ table; nothing is dropped silently. Plots (one histogram with ratio panel per ob
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,12 +40,14 @@ import numpy as np
 from tqdm import tqdm
 
 from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
+from jetfm.data.summary import zero_pt_particles
 from jetfm.metrics.distances import fpd, kpd
 from jetfm.metrics.generation import (
     Estimate,
     bootstrap,
+    check_n_bootstrap,
     floor_split,
-    kl_divergence,
+    kl_fixed_bins,
     wasserstein1,
 )
 from jetfm.metrics.inputs import require_jets
@@ -72,8 +74,14 @@ DISTANCE_FEATURES: tuple[str, ...] = (
 RAW_FRAME: str = "raw reference"
 TABLE_COLUMNS: tuple[str, ...] = (
     "metric", "observable", "value", "error", "floor", "floor_error",
-    "n_generated", "n_reference", "removed_generated", "removed_reference",
+    "n_generated", "n_reference", "removed_generated", "removed_reference", "note",
 )
+ZERO_PT_REASON: str = "pT = 0 (zero weight, no direction)"
+UNDEFINED_WHEN: dict[str, str] = {
+    "tau21": "tau21 needs >= 2 particles",
+    "tau32": "tau32 needs >= 3 particles",
+}
+"""Why a jet observable can be non-finite, for the table's note on an undefined metric."""
 
 
 @dataclass
@@ -105,6 +113,8 @@ class MetricRow:
             "n_reference": self.n_reference,
             "removed_generated": self.removed_generated,
             "removed_reference": self.removed_reference,
+            "note": "; ".join(dict.fromkeys(
+                e.note for e in (self.value, self.floor) if e is not None and e.note)),
         }
 
 
@@ -129,16 +139,23 @@ class EvaluationResult:
                   "non-finite removed")
         lines = [header]
         for r in self.rows:
-            floor = "unavailable" if r.floor is None else str(r.floor)
+            # notes (why a number is n/a) are listed below the table
+            floor = "unavailable" if r.floor is None else str(replace(r.floor, note=""))
             lines.append((
-                r.metric, r.observable, str(r.value), floor,
+                r.metric, r.observable, str(replace(r.value, note="")), floor,
                 f"{r.n_generated} / {r.n_reference}",
                 f"{r.removed_generated} / {r.removed_reference}",
             ))
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
         text.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(text + ["", f"Reference: {self.frame}", f"Floor: {self.floor_method}"])
+        notes = [f"{r.metric} {r.observable}: {r.as_dict()['note']}" for r in self.rows
+                 if r.as_dict()["note"]]
+        notes += [f"{s.n_removed} particle(s) with pT = 0 left out of the particle metrics "
+                  f"({s.name}: {s.n_after} kept)" for s in self.selections
+                  if s.removed.get(ZERO_PT_REASON)]
+        return "\n".join(text + ["", f"Reference: {self.frame}", f"Floor: {self.floor_method}"]
+                         + [f"Note: {n}" for n in notes])
 
 
 def tokenizer_frame(tokenizer: Tokenizer) -> tuple[Callable[[JetBatch], JetBatch], str]:
@@ -171,9 +188,23 @@ def _size(values: Any) -> int:
     return int(ak.count(values)) if isinstance(values, ak.Array) else len(values)
 
 
-def _pooled(metric: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[Any, Any], float]:
-    """Metric on all particles pooled, for ragged (jets x particles) inputs."""
-    return lambda g, r: metric(ak.to_numpy(ak.flatten(g)), ak.to_numpy(ak.flatten(r)))
+def _flat(values: Any) -> np.ndarray:
+    """All values of a per-jet (numpy) or per-particle (awkward, pooled) array, (n,)."""
+    return ak.to_numpy(ak.flatten(values)) if isinstance(values, ak.Array) else values
+
+
+def _kl(generated: Any, reference: Any, n_bootstrap: int, seed: int) -> Estimate:
+    """Bootstrapped KL on the bins of the full samples (:func:`kl_fixed_bins`), per jet or
+    on all particles pooled."""
+    kl = kl_fixed_bins(_flat(generated), _flat(reference))
+    return bootstrap(lambda g, r: kl(_flat(g), _flat(r)), generated, reference, n_bootstrap,
+                     seed)
+
+
+def _w1(generated: Any, reference: Any, n_bootstrap: int, seed: int) -> Estimate:
+    """Bootstrapped W1, per jet or on all particles pooled."""
+    return bootstrap(lambda g, r: wasserstein1(_flat(g), _flat(r)), generated, reference,
+                     n_bootstrap, seed)
 
 
 def _distance_matrix(obs: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, SelectionReport]:
@@ -209,8 +240,11 @@ def evaluate_batches(
     (:func:`jetfm.metrics.generation.floor_split`), which is like-for-like only when no
     reference jet seeded the generated sample.
 
-    Raises ``ValueError`` for a sample with fewer than two jets.
+    Particle-level metrics leave out particles with pT = 0 (zero weight, no direction) and
+    count them in ``selections``. Raises ``ValueError`` for a sample with fewer than two jets
+    or ``n_bootstrap`` < 2.
     """
+    check_n_bootstrap(n_bootstrap)
     require_jets(len(generated), f"generated sample ({_files(generated)})", 2)
     require_jets(len(reference), f"reference sample ({_files(reference)})", 2)
     if floor_sample is not None:
@@ -261,16 +295,21 @@ def evaluate_batches(
                    inputs: dict[str, Any]) -> None:
         finite = {k: _finite(v, f"{k} {observable}") for k, v in inputs.items()}
         selections.extend(report for _, report in finite.values())
-        gen, ref = finite["generated"][0], finite["reference"][0]
+        ref = finite["reference"][0]
 
-        def safe(sample: np.ndarray) -> Estimate:
-            # no finite value left (e.g. tau32 of jets with < 3 particles): NaN, counted below
-            empty = min(_size(sample), _size(ref)) == 0
-            return Estimate(float("nan"), float("nan")) if empty else compute(sample, ref)
+        def safe(key: str) -> Estimate:
+            # no finite value left (e.g. tau32 of jets with < 3 particles): NaN, and why
+            empty = [finite[k][1] for k in (key, "reference") if finite[k][1].n_after == 0]
+            if not empty:
+                return compute(finite[key][0], ref)
+            reason = UNDEFINED_WHEN.get(observable, "no finite value")
+            return Estimate(float("nan"), float("nan"), "undefined: " + ", ".join(
+                f"{s.n_before - s.n_after} of {s.n_before} {s.name} values non-finite ({reason})"
+                for s in empty))
 
-        floor = safe(finite["floor"][0]) if "floor" in finite else None
+        floor = safe("floor") if "floor" in finite else None
         rows.append(MetricRow(
-            metric, observable, safe(gen), floor,
+            metric, observable, safe("generated"), floor,
             finite["generated"][1].n_after, finite["reference"][1].n_after,
             finite["generated"][1].n_removed, finite["reference"][1].n_removed,
         ))
@@ -279,9 +318,8 @@ def evaluate_batches(
     with tqdm(total=n_tasks, desc="evaluate", unit="metric") as progress:
         for name in JET_OBSERVABLES:
             inputs = {k: obs[name] for k, obs in observables.items()}
-            for metric, fn in (("KL", kl_divergence), ("W1", wasserstein1)):
-                metric_row(metric, name, lambda g, r, fn=fn: bootstrap(fn, g, r, n_bootstrap, seed),
-                           inputs)
+            for metric, fn in (("KL", _kl), ("W1", _w1)):
+                metric_row(metric, name, lambda g, r, fn=fn: fn(g, r, n_bootstrap, seed), inputs)
                 progress.update()
             if plots:
                 files.append(plot_distribution(
@@ -289,13 +327,16 @@ def evaluate_batches(
                     out_dir / f"hist_{name}.png", xlabel=OBSERVABLE_LABELS[name],
                     discrete=name == "n_particles",
                 ))
+        nonzero = {k: zero_pt_particles(b) for k, b in samples.items()}
+        selections.extend(
+            SelectionReport(f"{k} particles", _size(keep), _size(keep) - n_zero,
+                            {ZERO_PT_REASON: n_zero})
+            for k, (keep, n_zero) in nonzero.items())
         for name in PARTICLE_FEATURES:
-            inputs = {k: b.particle_feature(name) for k, b in samples.items()}
-            for metric, fn in (("KL", kl_divergence), ("W1", wasserstein1)):
-                metric_row(
-                    metric, f"particle {name}",
-                    lambda g, r, fn=fn: bootstrap(_pooled(fn), g, r, n_bootstrap, seed), inputs,
-                )
+            inputs = {k: b.particle_feature(name)[nonzero[k][0]] for k, b in samples.items()}
+            for metric, fn in (("KL", _kl), ("W1", _w1)):
+                metric_row(metric, f"particle {name}",
+                           lambda g, r, fn=fn: fn(g, r, n_bootstrap, seed), inputs)
                 progress.update()
             if plots:
                 files.append(plot_distribution(
@@ -344,8 +385,9 @@ def _write_report(result: EvaluationResult, samples: dict[str, JetBatch], out_di
     report.add_text(f"Statistical floor: {result.floor_method}.")
     report.add_text(
         "KL: P = generated, Q = reference; integer-valued observables one bin per value, "
-        "others reference-quantile bins with each quantile value a bin of its own, plus "
-        "under/overflow; "
+        "others reference-quantile bins, each tied value (repeated, >= 1/n_bins of its sample) "
+        "a bin of its own, plus under/overflow; bins fixed at the full samples for the "
+        "bootstrap; particle features without pT = 0 particles; "
         f"W1 in the unit of the observable; FPD/KPD on ({', '.join(DISTANCE_FEATURES)}); "
         "C2ST AUC: 0.5 = indistinguishable."
     )
@@ -357,7 +399,7 @@ def _write_report(result: EvaluationResult, samples: dict[str, JetBatch], out_di
     )
     removed = [s for s in result.selections if s.n_removed]
     if removed:
-        report.add_heading("Removed non-finite values")
+        report.add_heading("Removed values (non-finite, or particles with pT = 0)")
         report.add_text("\n".join(f"- {s}" for s in removed))
     figures = [path for path in result.files if path.suffix == ".png"]
     if figures:

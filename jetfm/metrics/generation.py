@@ -11,14 +11,18 @@
   - **integer-valued samples** (both; e.g. multiplicities, capped multiplicities): every
     distinct value of either sample is a bin of its own, whatever ``n_bins``;
   - **otherwise**: the ``n_bins`` + 1 reference quantiles (reference values, repeats merged)
-    and the generated atoms (values holding at least 1 / ``n_bins`` of the generated sample)
-    are edges e_0 < ... < e_k, and each edge value is a bin of its own; the open intervals
-    between them, below e_0 and above e_k are the other bins (2k + 3 bins). So every value
-    either sample piles up on (a constant sample, a tied or capped observable, a generator
-    collapsed onto one value; any reference value of probability >= 1 / ``n_bins`` is a
-    quantile) has its own bin, a continuous reference gets ``n_bins`` equal-probability bins,
-    and generated values outside the reference range fall in the under- or overflow bin,
-    penalised instead of ignored.
+    and the atoms of either sample (:func:`atoms`: values genuinely tied in it, i.e. repeated,
+    count >= 2, and holding at least 1 / ``n_bins`` of it) are edges e_0 < ... < e_k. Each
+    atom is a bin of its own; the intervals between the edges, below e_0 and above e_k are
+    the other bins (a non-atom quantile value belongs to the interval above it, the reference
+    maximum to the one below). So every value either sample piles up on (a constant sample, a
+    tied or capped observable, a generator collapsed onto one value) has its own bin, a
+    continuous reference gets ``n_bins`` equal-probability bins, a small continuous generated
+    sample (n <= ``n_bins``, all values distinct) is binned like a large one, and generated
+    values outside the reference range fall in the under- or overflow bin, penalised instead
+    of ignored. Bins empty in both samples are left out.
+  - for :func:`bootstrap`, the bins are made once from the full samples
+    (:func:`kl_fixed_bins`): a resampling with replacement repeats values, which are not atoms.
 * Wasserstein-1 distance (``scipy.stats.wasserstein_distance``), in the unit of the
   observable (GeV for pt and mass).
 * :func:`bootstrap`: central value on the full samples, uncertainty = standard deviation of the
@@ -46,16 +50,24 @@ from jetfm.metrics.inputs import finite_sample
 
 KL_EPSILON: float = 1e-8
 DEFAULT_KL_BINS: int = 50
+Metric = Callable[[Any, Any], float]
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A metric value with its (bootstrap or fit) standard uncertainty."""
+    """A metric value with its (bootstrap or fit) standard uncertainty; ``note`` says why a
+    value or error is undefined (NaN), e.g. "undefined: 3 of 3 jets have < 2 particles"."""
 
     value: float
     error: float
+    note: str = ""
 
     def __str__(self) -> str:
+        why = f" ({self.note})" if self.note else ""
+        if not np.isfinite(self.value):
+            return f"n/a{why}"
+        if not np.isfinite(self.error):
+            return f"{self.value:.4g} ± n/a{why}"
         return f"{self.value:.4g} ± {self.error:.2g}"
 
 
@@ -80,25 +92,77 @@ def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return 2 * below + on_edge
 
 
-def kl_bin_counts(
+def atoms(sample: np.ndarray, n_bins: int = DEFAULT_KL_BINS) -> np.ndarray:
+    """Values of a 1-D ``sample`` that are genuinely tied: repeated (count >= 2) and holding at
+    least 1 / ``n_bins`` of the sample (count * n_bins >= len(sample), integers, no rounding).
+    Sorted, shape (n_atoms,). The count >= 2 keeps a small continuous sample (n <= n_bins),
+    whose every value holds 1 / n >= 1 / n_bins of it, from being all atoms."""
+    values, counts = np.unique(sample, return_counts=True)
+    return values[(counts >= 2) & (counts * n_bins >= len(sample))]
+
+
+@dataclass(frozen=True)
+class KLBins:
+    """The shared bins of :func:`kl_bin_counts`, made from the full samples by :func:`kl_bins`.
+
+    ``edges`` (k,): sorted breakpoints (reference quantiles and atoms); ``bin_of`` (2k + 1,):
+    the bin of each :func:`bin_index` slot (an atom keeps its own slot; a non-atom edge value
+    joins the open interval above it, or below it at the reference maximum); ``size``: number
+    of bins.
+    """
+
+    edges: np.ndarray
+    bin_of: np.ndarray
+    size: int
+
+    def counts(self, values: np.ndarray) -> np.ndarray:
+        """Counts of ``values`` (n,) in the bins, shape (size,)."""
+        return np.bincount(self.bin_of[bin_index(values, self.edges)], minlength=self.size)
+
+
+def kl_bins(
     generated: np.ndarray, reference: np.ndarray, n_bins: int = DEFAULT_KL_BINS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of ``generated`` and ``reference`` in the shared KL bins of the module
-    docstring (one bin per distinct value for integer-valued samples, else reference quantiles
-    and generated atoms as bins of their own between open intervals); each (n_bins_used,)."""
+) -> KLBins:
+    """The KL bins of the module docstring for two 1-D samples; ``ValueError`` as
+    :func:`kl_divergence`."""
     generated = finite_sample(generated, "generated")
     reference = finite_sample(reference, "reference")
     both = np.concatenate([generated, reference])
     if np.all(both == np.round(both)):
-        _, index = np.unique(both, return_inverse=True)
-        size = int(index.max()) + 1
+        edges = np.unique(both)
+        is_atom = np.ones(len(edges), dtype=bool)
     else:
-        values, counts = np.unique(generated, return_counts=True)
-        atoms = values[counts * n_bins >= len(generated)]  # integer comparison, no rounding
-        edges = np.union1d(quantile_bins(reference, n_bins), atoms)
-        index, size = bin_index(both, edges), 2 * len(edges) + 1
-    return (np.bincount(index[: len(generated)], minlength=size),
-            np.bincount(index[len(generated) :], minlength=size))
+        tied = np.union1d(atoms(generated, n_bins), atoms(reference, n_bins))
+        edges = np.union1d(quantile_bins(reference, n_bins), tied)
+        is_atom = np.isin(edges, tied)
+    slots = np.arange(2 * len(edges) + 1)
+    edge_slot = 2 * np.arange(len(edges)) + 1
+    lo, hi = reference.min(), reference.max()
+    # a non-atom edge is a plain boundary: its value joins the interval above it (the one below
+    # it at the reference maximum), so the reference range [lo, hi] has no empty gap
+    up = ~is_atom & (edges < hi)
+    down = ~is_atom & (edges == hi) & (edges > lo)
+    slots[edge_slot[up]] += 1
+    slots[edge_slot[down]] -= 1
+    _, bin_of = np.unique(slots, return_inverse=True)
+    return KLBins(edges, bin_of, int(bin_of.max()) + 1)
+
+
+def kl_bin_counts(
+    generated: np.ndarray,
+    reference: np.ndarray,
+    n_bins: int = DEFAULT_KL_BINS,
+    bins: KLBins | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of ``generated`` and ``reference`` in the shared KL bins of the module
+    docstring (``bins``, default :func:`kl_bins` of these samples), in increasing order of
+    value, only the bins holding a value of either sample; each (n_bins_used,)."""
+    generated = finite_sample(generated, "generated")
+    reference = finite_sample(reference, "reference")
+    bins = kl_bins(generated, reference, n_bins) if bins is None else bins
+    p, q = bins.counts(generated), bins.counts(reference)
+    used = (p > 0) | (q > 0)
+    return p[used], q[used]
 
 
 def kl_divergence(
@@ -106,15 +170,24 @@ def kl_divergence(
     reference: np.ndarray,
     n_bins: int = DEFAULT_KL_BINS,
     eps: float = KL_EPSILON,
+    bins: KLBins | None = None,
 ) -> float:
     """KL(P_generated || Q_reference) of 1-D samples (n,) in nats, on the bins of
-    :func:`kl_bin_counts`: integer-valued samples get one bin per distinct value, other
-    samples reference-quantile bins whose edge values (and generated atoms) are bins of their
-    own (module docstring).
+    :func:`kl_bin_counts` (module docstring); ``bins`` fixes them (:func:`kl_fixed_bins`).
     ``eps`` is added to both normalised histograms. Raises ``ValueError`` for samples that are
     empty, not 1-D or not finite."""
-    p, q = kl_bin_counts(generated, reference, n_bins)
+    p, q = kl_bin_counts(generated, reference, n_bins, bins)
     return float(entropy(p / p.sum() + eps, q / q.sum() + eps))
+
+
+def kl_fixed_bins(
+    generated: np.ndarray, reference: np.ndarray, n_bins: int = DEFAULT_KL_BINS
+) -> Metric:
+    """:func:`kl_divergence` on the bins of these full samples, for :func:`bootstrap`'s
+    ``fit``: a resampling with replacement repeats values, which must not turn into atoms of
+    their own (an empty reference bin each, 18.4 f nats) in the replicas."""
+    bins = kl_bins(generated, reference, n_bins)
+    return lambda g, r: kl_divergence(g, r, n_bins, bins=bins)
 
 
 def wasserstein1(generated: np.ndarray, reference: np.ndarray) -> float:
@@ -123,8 +196,6 @@ def wasserstein1(generated: np.ndarray, reference: np.ndarray) -> float:
     return float(wasserstein_distance(finite_sample(generated, "generated"),
                                       finite_sample(reference, "reference")))
 
-
-Metric = Callable[[Any, Any], float]
 
 
 def bootstrap(
@@ -138,18 +209,29 @@ def bootstrap(
 
     ``generated`` and ``reference`` are anything indexable along the first axis by an integer
     array (numpy arrays of jets, awkward arrays jets x particles); resampling is of entries
-    along that axis. ``n_bootstrap = 0`` gives error NaN.
+    along that axis. A metric with data-dependent bins must hold them fixed at the full samples
+    (:func:`kl_fixed_bins`). Raises ``ValueError`` for ``n_bootstrap`` < 2 (no standard
+    deviation; the error would be NaN).
     """
+    check_n_bootstrap(n_bootstrap)
     value = metric(generated, reference)
-    if n_bootstrap == 0:
-        return Estimate(value, float("nan"))
     rng = np.random.default_rng(seed)
     n_gen, n_ref = len(generated), len(reference)
     replicas = [
         metric(generated[rng.integers(0, n_gen, n_gen)], reference[rng.integers(0, n_ref, n_ref)])
         for _ in range(n_bootstrap)
     ]
-    return Estimate(value, float(np.std(replicas, ddof=1)) if n_bootstrap > 1 else float("nan"))
+    return Estimate(value, float(np.std(replicas, ddof=1)))
+
+
+def check_n_bootstrap(n_bootstrap: int) -> None:
+    """``ValueError`` naming ``n_bootstrap`` unless it is an integer >= 2 (a standard deviation
+    of the replicas needs two of them)."""
+    if isinstance(n_bootstrap, bool) or int(n_bootstrap) != n_bootstrap or n_bootstrap < 2:
+        raise ValueError(
+            f"n_bootstrap must be an integer >= 2 (the error is the standard deviation of the "
+            f"bootstrap replicas), got {n_bootstrap!r}"
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from jetfm.metrics.generation import Estimate
+from jetfm.metrics.generation import Estimate, check_n_bootstrap
 from jetfm.metrics.inputs import paired_features
 from jetfm.metrics.tagging import roc_auc
 
@@ -34,8 +34,11 @@ def classifier_two_sample_auc(
     """Held-out AUC of a classifier separating ``generated`` (1) from ``reference`` (0).
 
     Both inputs are finite (n_jets >= 2, n_features) sets with equal feature counts, checked
-    by :func:`jetfm.metrics.inputs.paired_features`. Same seed -> identical result.
+    by :func:`jetfm.metrics.inputs.paired_features`. Same seed -> identical result. Raises
+    ``ValueError`` for ``n_bootstrap`` < 2; the error is NaN, with a note saying why, when
+    fewer than two resamplings of the held-out jets hold both classes.
     """
+    check_n_bootstrap(n_bootstrap)
     x_ref, x_gen = paired_features(reference, generated, min_rows=2)
     features = np.concatenate([x_ref, x_gen])
     labels = np.r_[np.zeros(len(x_ref), dtype=np.int64), np.ones(len(x_gen), dtype=np.int64)]
@@ -55,5 +58,8 @@ def classifier_two_sample_auc(
         idx = rng.integers(0, len(y_test), len(y_test))
         if y_test[idx].min() != y_test[idx].max():
             replicas.append(roc_auc(y_test[idx], scores[idx]))
-    error = float(np.std(replicas, ddof=1)) if len(replicas) > 1 else float("nan")
-    return Estimate(auc, error)
+    if len(replicas) < 2:
+        return Estimate(auc, float("nan"), (
+            f"error undefined: {len(replicas)} of {n_bootstrap} bootstrap resamplings of the "
+            f"{len(y_test)} held-out jets hold both classes"))
+    return Estimate(auc, float(np.std(replicas, ddof=1)))

@@ -121,7 +121,7 @@ class Tokenizer:
         seq_mask = np.arange(tokens.shape[1])[None, :] < (counts + 2)[:, None]
         return tokens, seq_mask
 
-    def resolution(self, jets: JetBatch) -> dict[str, float]:
+    def resolution(self, jets: JetBatch) -> dict[str, float | None]:
         """Reconstruction quality on ``jets`` (held-out ones: the training jets flatter it).
 
         Keys: ``pt_rel_error_median`` and ``pt_rel_error_68_halfwidth`` (particle pT,
@@ -132,7 +132,10 @@ class Tokenizer:
         ``codebook_perplexity`` (exp of the entropy of the code frequencies); ``codebook_size``.
         The jet-level numbers compare decoded jets with the same jets after this tokenizer's
         preprocessing (cuts, truncation, massless constituents), so they measure the tokenizer
-        alone; jets whose preprocessed mass is 0 (one particle) are left out of the mass error.
+        alone; jets whose preprocessed mass is 0 (one particle) are left out of the mass error,
+        jets without tau32 (< 3 particles) out of the tau32 error. ``n_jets``, ``n_jets_massive``
+        and ``n_jets_tau32`` count the jets each figure is taken over; a figure over no jet
+        (e.g. the mass error when every jet has one particle) is None, never NaN.
 
         Raises ``ValueError`` when no particle of ``jets`` passes the preprocessing.
         """
@@ -157,9 +160,15 @@ class Tokenizer:
         obs_t, obs_r = jet_observables(truth), jet_observables(decoded)
         massive = obs_t["mass"] > 0
         rel_mass = (obs_r["mass"][massive] - obs_t["mass"][massive]) / obs_t["mass"][massive]
-        out["jet_mass_rel_error_mean"] = float(np.nanmean(rel_mass))
-        out["jet_mass_rel_error_std"] = float(np.nanstd(rel_mass))
-        out["tau32_abs_error_mean"] = float(np.nanmean(np.abs(obs_r["tau32"] - obs_t["tau32"])))
+        rel_mass = rel_mass[np.isfinite(rel_mass)]
+        tau32 = np.abs(obs_r["tau32"] - obs_t["tau32"])
+        tau32 = tau32[np.isfinite(tau32)]
+        out["jet_mass_rel_error_mean"] = float(np.mean(rel_mass)) if len(rel_mass) else None
+        out["jet_mass_rel_error_std"] = float(np.std(rel_mass)) if len(rel_mass) else None
+        out["tau32_abs_error_mean"] = float(np.mean(tau32)) if len(tau32) else None
+        out["n_jets"] = len(obs_t["mass"])
+        out["n_jets_massive"] = len(rel_mass)
+        out["n_jets_tau32"] = len(tau32)
         used = np.bincount(codes[mask], minlength=self.codebook_size)
         p = used[used > 0] / used.sum()
         out["codebook_utilisation"] = float((used > 0).mean())
@@ -193,12 +202,25 @@ class Tokenizer:
         return cls(vqvae, Preprocessing.from_dict(meta["preprocessing"]))
 
 
-def resolution_warnings(resolution: dict[str, float]) -> list[str]:
+def _undefined(resolution: dict[str, float | None], key: str) -> str:
+    """Why figure ``key`` of a resolution is None: the jets it is taken over."""
+    n_jets = resolution.get("n_jets", "?")
+    if key.startswith("jet_mass"):
+        return f"no jet with mass > 0 among {n_jets} jets"
+    return f"no jet with >= 3 particles among {n_jets} jets"
+
+
+def resolution_warnings(resolution: dict[str, float | None]) -> list[str]:
     """One message per figure of ``resolution`` (:meth:`Tokenizer.resolution`) beyond its
     :data:`RESOLUTION_LIMITS` entry, naming the figure, its value, the limit and a good value;
-    a NaN figure counts as beyond."""
+    a NaN figure counts as beyond; a None figure (no jet to measure it on) gets a message
+    saying it was not measured, and why."""
     messages = []
     for key, (kind, limit, good) in RESOLUTION_LIMITS.items():
+        if resolution[key] is None:
+            messages.append(f"tokenizer resolution: {key} not measured "
+                            f"({_undefined(resolution, key)})")
+            continue
         value = float(resolution[key])
         poor = abs(value) > limit if kind == "abs_above" else value < limit
         if poor or not np.isfinite(value):
@@ -208,13 +230,18 @@ def resolution_warnings(resolution: dict[str, float]) -> list[str]:
     return messages
 
 
-def format_resolution(resolution: dict[str, float]) -> str:
-    """A few lines summarising :meth:`Tokenizer.resolution`."""
+def format_resolution(resolution: dict[str, float | None]) -> str:
+    """A few lines summarising :meth:`Tokenizer.resolution`; a figure measured on no jet is
+    "n/a" with the reason."""
     r = resolution
+    mass = (f"n/a ({_undefined(r, 'jet_mass_rel_error_mean')})"
+            if r["jet_mass_rel_error_mean"] is None else
+            f"{100 * r['jet_mass_rel_error_mean']:+.1f} % "
+            f"+- {100 * r['jet_mass_rel_error_std']:.1f} % (mean +- std)")
+    tau32 = (f"n/a ({_undefined(r, 'tau32_abs_error_mean')})"
+             if r["tau32_abs_error_mean"] is None else f"{r['tau32_abs_error_mean']:.3f}")
     return "\n".join([
-        f"jet mass: relative error {100 * r['jet_mass_rel_error_mean']:+.1f} % "
-        f"+- {100 * r['jet_mass_rel_error_std']:.1f} % (mean +- std); "
-        f"tau32 mean abs error {r['tau32_abs_error_mean']:.3f}",
+        f"jet mass: relative error {mass}; tau32 mean abs error {tau32}",
         f"particles: pT relative error median {100 * r['pt_rel_error_median']:+.1f} %, "
         f"68 % half-width {100 * r['pt_rel_error_68_halfwidth']:.1f} %; mean abs error "
         f"eta_rel {r['eta_rel_abs_error_mean']:.3f}, phi_rel {r['phi_rel_abs_error_mean']:.3f}",
