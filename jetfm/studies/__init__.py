@@ -44,8 +44,12 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename): a file that exists is complete."""
-    write_text_atomic(path, json.dumps(data, indent=2, default=float) + "\n")
+    """Write JSON atomically (temp file + rename): a file that exists is complete. Non-finite
+    numbers are written as null (:func:`jetfm.report.json_safe`), never as NaN / Infinity."""
+    from jetfm.report import json_safe
+
+    text = json.dumps(json_safe(data), indent=2, default=float, allow_nan=False)
+    write_text_atomic(path, text + "\n")
 
 
 # ----------------------------------------------------------------------------- stages

@@ -684,7 +684,7 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in summary["tagging"]:
         lines.append(f"| {row['D']} | {row['n_train']} + {row['n_val']} | {row['mode']} | "
-                     f"{row['auc']:.4f} | {row['rejection@0.3']:.1f} | {row['accuracy']:.3f} | "
-                     f"{row['n_test']} |")
+                     f"{format_value(row['auc'])} | {format_value(row['rejection@0.3'])} | "
+                     f"{format_value(row['accuracy'])} | {row['n_test']} |")
     lines += ["", f"Run time: {summary['seconds']:.0f} s"]
     write_text_atomic(path, "\n".join(lines) + "\n")

@@ -78,6 +78,7 @@ from jetfm.data.tokens import TokenDataset
 from jetfm.metrics.evaluate import JET_OBSERVABLES, evaluate_batches, evaluate_tagging
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.physics.observables import jet_observables
+from jetfm.report import json_safe
 from jetfm.studies import Stage, file_digest, generated_stage, read_config, training_log, write_json
 from jetfm.studies.omnijet import (
     fit_generative,
@@ -572,7 +573,7 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
     figures = [out_dir / "plots" / f"transfer_{t}.png" for t in TARGETS]
     previous = json.loads(path.read_text()) if path.exists() else {}
     previous.pop("this_run", None)
-    if previous != json.loads(json.dumps(summary, default=float)) or not all(
+    if previous != json.loads(json.dumps(json_safe(summary), default=float)) or not all(
             f.exists() for f in figures):  # plots take seconds: redraw only when needed
         plot_study(summary, config, out_dir, truth, src_tok.in_frame(source[: config.n_truth]))
     write_pages(summary, figures, out_dir)
