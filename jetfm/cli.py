@@ -432,9 +432,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     path = fit_generative(tokens, tokenizer, config.gpt, training, Path(args.out_dir), seed,
                           resume=args.resume)
     if _rank_zero():
-        max_epochs = training.get("max_epochs", TrainConfig.max_epochs)
+        max_epochs = TrainConfig.from_overrides(training, seed, "pretraining").max_epochs
         if done >= max_epochs:
-            console.print(f"[yellow]{args.resume} has already trained {done} epochs, "
+            console.print(f"[yellow]{args.resume} has already run {done} epoch(s) and "
                           f"max_epochs is {max_epochs}: nothing was trained; the backbone is "
                           "the checkpoint's (raise --max-epochs to train on)[/]")
         console.print(f"backbone -> {path}")
@@ -442,12 +442,14 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _epochs_done(checkpoint: str | Path) -> int:
-    """Epochs completed by the training that wrote the Lightning ``checkpoint``."""
+    """Epochs the training that wrote the Lightning ``checkpoint`` has run through: the fit
+    loop's processed epochs (a checkpoint written at an epoch's end counts that epoch, and
+    a resumed run with ``max_epochs`` at most this trains nothing)."""
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
-    return int(progress.get("current", {}).get("completed", state.get("epoch", 0)))
+    return int(progress.get("current", {}).get("processed", state.get("epoch", 0)))
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

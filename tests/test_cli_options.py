@@ -8,7 +8,7 @@ import argparse
 import pytest
 import torch
 import yaml
-from cli_models import CONFIG_YAML
+from cli_models import CONFIG_YAML, tiny_config, tiny_tokenizer, token_file
 
 from jetfm import cli
 from jetfm.checks import POSITIVE, Rule, number
@@ -204,3 +204,19 @@ def test_finetune_with_one_file_as_signal_and_background_is_refused(tmp_path, ca
                  str(tmp_path / "link.parquet"), "--tokenizer", "t", "--mode", "scratch"]) == 2
     line = one_line_error(capsys, "finetune")
     assert "are the same file" in line and str(tokens) in line
+
+
+def test_resume_from_a_finished_run_says_nothing_was_trained(tmp_path, capsys):
+    tokenizer = tiny_tokenizer(tmp_path / "tok.safetensors")
+    tokens = token_file(tmp_path / "t.parquet", tokenizer, 30, 1, seed=1)
+    base = ["pretrain", str(tokens), "--tokenizer", str(tmp_path / "tok.safetensors"),
+            "--config", str(tiny_config(tmp_path / "c.yaml"))]  # max_epochs 1
+    assert main([*base, "--out-dir", str(tmp_path / "a")]) == 0
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    assert "nothing was trained" not in capsys.readouterr().out
+    assert main([*base, "--out-dir", str(tmp_path / "b"), "--resume", str(last)]) == 0
+    out = capsys.readouterr().out
+    assert f"{last} has already run 1 epoch(s) and max_epochs is 1: nothing was trained" in out
+    assert main([*base, "--out-dir", str(tmp_path / "c"), "--resume", str(last),
+                 "--max-epochs", "2"]) == 0
+    assert "nothing was trained" not in capsys.readouterr().out
