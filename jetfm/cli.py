@@ -37,6 +37,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -325,26 +326,38 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _omnijet_config(path: Path) -> OmniJetConfig:
-    """The OmniJet config in ``path``; every ``ValueError`` names the file."""
+    """The OmniJet config in ``path`` with the values of its model, preprocessing and
+    training blocks checked before any work is done; every ``ValueError`` names the file
+    (and the block and key, see :func:`jetfm.studies.check_config_values`)."""
+    from jetfm.data.transforms import omnijet_preprocessing
+    from jetfm.models.gpt import GPTConfig
+    from jetfm.models.vqvae import VQVAEConfig
+    from jetfm.studies import check_config_values
     from jetfm.studies.omnijet import OmniJetConfig
+    from jetfm.tasks.training import TrainConfig
 
     try:
-        return OmniJetConfig.from_yaml(path)
+        config = OmniJetConfig.from_yaml(path)
     except ValueError as err:
         if str(err).startswith(str(path)):
             raise
         raise ValueError(f"{path}: {err}") from None
+    blocks = ("tokenizer_training", "pretraining", "tagging_training")
+    check_config_values(path, [
+        ("vqvae", lambda: VQVAEConfig(**config.vqvae)),
+        ("gpt", lambda: GPTConfig(**config.gpt)),
+        ("", lambda: omnijet_preprocessing(config.n_max, config.pt_min)),
+        *((block, partial(TrainConfig, **getattr(config, block))) for block in blocks)])
+    return config
 
 
-def _training(args: argparse.Namespace, config: OmniJetConfig, block: str,
-              models: Sequence[tuple[str, Callable[[], object]]] = ()
+def _training(args: argparse.Namespace, config: OmniJetConfig, block: str
               ) -> tuple[dict[str, Any], int]:
     """The training block ``block`` of ``config`` with the command-line overrides, and the
     seed: ``--seed``, else the block's ``seed``, else the config's ``seed`` (never None).
 
-    The block and the model configs built by ``models`` ((block, call) pairs, see
-    :func:`jetfm.studies.check_config_values`) are checked before any work is done:
-    ``ValueError`` naming the config file, the block and the key of a bad value."""
+    The block with the overrides is checked before any work is done: ``ValueError`` naming
+    the config file, the block and the key of a bad value."""
     from jetfm.studies import check_config_values
     from jetfm.tasks.training import TrainConfig
 
@@ -355,7 +368,7 @@ def _training(args: argparse.Namespace, config: OmniJetConfig, block: str,
                          f"got {seed!r}")
     training["seed"] = seed
     check_config_values(args.config, [
-        ("", lambda: TrainConfig.from_overrides(training, seed, block)), *models])
+        ("", lambda: TrainConfig.from_overrides(training, seed, block))])
     return training, seed
 
 
@@ -368,14 +381,10 @@ def _rank_zero() -> bool:
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from jetfm.data.transforms import omnijet_preprocessing
-    from jetfm.models.vqvae import VQVAEConfig
     from jetfm.studies.omnijet import fit_tokenizer
 
     config = _omnijet_config(args.config)
-    training, seed = _training(args, config, "tokenizer_training", [
-        ("vqvae", lambda: VQVAEConfig(**config.vqvae)),
-        ("", lambda: omnijet_preprocessing(config.n_max, config.pt_min))])
+    training, seed = _training(args, config, "tokenizer_training")
     jets = read_jet_files(args.files, "train a tokenizer on", skip_invalid=args.skip_invalid)
     tokenizer = fit_tokenizer(jets, config.vqvae, training, config.n_max, Path(args.out_dir),
                               seed, config.pt_min)
@@ -415,14 +424,12 @@ def _read_token_files(paths: Sequence[str], tokenizer: Tokenizer, purpose: str) 
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from jetfm.models.gpt import GPTConfig
     from jetfm.models.tokenizer import Tokenizer
     from jetfm.studies.omnijet import fit_generative
     from jetfm.tasks.training import TrainConfig
 
     config = _omnijet_config(args.config)
-    training, seed = _training(args, config, "pretraining",
-                               [("gpt", lambda: GPTConfig(**config.gpt))])
+    training, seed = _training(args, config, "pretraining")
     tokenizer = Tokenizer.load(args.tokenizer)
     tokens = _read_token_files(args.tokens, tokenizer, "pre-train on")
     if len(tokens) < 2:
@@ -505,7 +512,6 @@ def _tagging_split(labels: np.ndarray, test_fraction: float, n_train: int | None
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from jetfm.checkpoint import prefixed
     from jetfm.metrics.evaluate import evaluate_tagging
-    from jetfm.models.gpt import GPTConfig
     from jetfm.models.tokenizer import Tokenizer
     from jetfm.studies.omnijet import (
         fit_tagger,
@@ -523,8 +529,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"--signal {args.signal} and --background {args.background} are the "
                          "same file: a tagger needs two different samples")
     config = _omnijet_config(args.config)
-    models = [] if args.backbone else [("gpt", lambda: GPTConfig(**config.gpt))]
-    training, seed = _training(args, config, "tagging_training", models)
+    training, seed = _training(args, config, "tagging_training")
     tokenizer = Tokenizer.load(args.tokenizer)
     state, gpt = None, config.gpt
     if args.backbone:

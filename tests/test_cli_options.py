@@ -138,15 +138,21 @@ def test_bad_config_value_names_file_block_and_key(tmp_path, capsys, changes, me
     ("finetune", {"gpt": {"dim": "big"}}, "gpt: dim: 'big' is not an integer"),
     ("finetune", {"tagging_training": {"patience": -1}},
      "tagging_training: patience: -1 must be >= 0"),
+    ("omnijet", {"pretraining": {"batch_size": 0}}, "pretraining: batch_size: 0 must be >= 1"),
+    ("omnijet", {"vqvae": {"n_heads": 0}}, "vqvae: n_heads: 0 must be >= 1"),
+    ("demo", {"tagging_training": {"lr": "fast"}}, "tagging_training: lr: 'fast' is not a number"),
 ])
-def test_bad_model_or_training_block_of_pretrain_and_finetune(tmp_path, capsys, command,
-                                                              changes, message):
+def test_bad_block_of_every_omnijet_config_command(tmp_path, capsys, command, changes, message):
+    """Checked when the config is read, before any jets are made or read."""
     config = _config(tmp_path, **changes)
     argv = {"pretrain": ["pretrain", "x.parquet", "--tokenizer", "t"],
             "finetune": ["finetune", "--signal", "s", "--background", "b", "--tokenizer", "t",
-                         "--mode", "scratch"]}[command]
+                         "--mode", "scratch"],
+            "omnijet": ["omnijet", "--out", str(tmp_path / "run")],
+            "demo": ["demo", "--out", str(tmp_path / "run")]}[command]
     assert main([*argv, "--config", config]) == 2
     assert one_line_error(capsys, command) == f"jetfm {command}: error: {config}: {message}"
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(("text", "where"), [
