@@ -37,6 +37,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from copy import copy
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -45,7 +46,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from jetfm.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, number
+from jetfm.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, check_fields, number
 
 if TYPE_CHECKING:
     from jetfm.data.batch import JetBatch
@@ -347,7 +348,11 @@ def _omnijet_config(path: Path) -> OmniJetConfig:
         ("vqvae", lambda: VQVAEConfig(**config.vqvae)),
         ("gpt", lambda: GPTConfig(**config.gpt)),
         ("", lambda: omnijet_preprocessing(config.n_max, config.pt_min)),
-        *((block, partial(TrainConfig, **getattr(config, block))) for block in blocks)])
+        *((block, partial(TrainConfig, **getattr(config, block))) for block in blocks),
+        ("", partial(check_fields, copy(config), {  # sampling and evaluation of the chain
+            "temperature": POSITIVE, "top_k": Rule(int, low=1, optional=True),
+            "sample_batch": POSITIVE_INT, "n_generate": POSITIVE_INT,
+            "n_bootstrap": Rule(int, low=2)}))])
     return config
 
 

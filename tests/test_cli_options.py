@@ -141,6 +141,8 @@ def test_bad_config_value_names_file_block_and_key(tmp_path, capsys, changes, me
     ("omnijet", {"pretraining": {"batch_size": 0}}, "pretraining: batch_size: 0 must be >= 1"),
     ("omnijet", {"vqvae": {"n_heads": 0}}, "vqvae: n_heads: 0 must be >= 1"),
     ("demo", {"tagging_training": {"lr": "fast"}}, "tagging_training: lr: 'fast' is not a number"),
+    ("omnijet", {"temperature": 0}, "temperature: 0 must be > 0"),
+    ("omnijet", {"n_bootstrap": 1}, "n_bootstrap: 1 must be >= 2"),
 ])
 def test_bad_block_of_every_omnijet_config_command(tmp_path, capsys, command, changes, message):
     """Checked when the config is read, before any jets are made or read."""
@@ -226,3 +228,9 @@ def test_resume_from_a_finished_run_says_nothing_was_trained(tmp_path, capsys):
     assert main([*base, "--out-dir", str(tmp_path / "c"), "--resume", str(last),
                  "--max-epochs", "2"]) == 0
     assert "nothing was trained" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", sorted((cli.DEMO_CONFIG.parent).glob("omnijet*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_omnijet_configs_pass_the_value_checks(path):
+    assert cli._omnijet_config(path).seed is not None
