@@ -36,13 +36,17 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from copy import copy
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from jetfm.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, check_fields, number
 
 if TYPE_CHECKING:
     from jetfm.data.batch import JetBatch
@@ -54,6 +58,62 @@ console = Console(soft_wrap=True, emoji=False)
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "omnijet_cpu.yaml"
 LOG_DIR_ENV = "JETFM_LOG_DIR"
+
+
+# ---------------------------------------------------------------------------- option types
+def option(rule: Rule) -> Callable[[str], Any]:
+    """An argparse ``type``: the option's text as a number checked against ``rule``
+    (:func:`jetfm.checks.number`), so a bad value is a one-line usage error (exit 2) naming
+    the option, before any work is done."""
+    def parse(text: str) -> Any:
+        try:
+            return number("value", text, rule)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
+
+    parse.__name__ = rule.kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+POSITIVE_INT_OPTION = option(POSITIVE_INT)
+POSITIVE_OPTION = option(POSITIVE)
+NON_NEGATIVE_OPTION = option(NON_NEGATIVE)
+
+
+def device_option(text: str) -> str:
+    """An argparse ``type`` for ``--device``: ``auto`` or a device torch knows
+    (``cpu``, ``cuda``, ``cuda:1``, ``mps``) that is available on this machine."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, "
+                                         "cuda:N or mps") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine "
+                                             "(use cpu or auto)")
+        if device.index is not None and device.index >= n:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {n} CUDA device(s), "
+                                             f"cuda:0 to cuda:{n - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine")
+    elif device.type not in ("cpu", "mps"):
+        raise argparse.ArgumentTypeError(f"{text}: jetfm samples on auto, cpu, cuda[:N] or mps")
+    return text
+
+
+def parquet_output(text: str) -> str:
+    """An argparse ``type`` for outputs written as Parquet: the name must end in
+    ``.parquet`` (a ``.root`` name would hold Parquet that no ROOT reader opens)."""
+    if Path(text).suffix.lower() != ".parquet":
+        raise argparse.ArgumentTypeError(f"{text}: this output is written as Parquet; give a "
+                                         "name ending in .parquet")
+    return text
 
 
 # ---------------------------------------------------------------------------- shared checks
@@ -182,13 +242,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- plot
-def plot_files(paths: Sequence[str], out_dir: Path) -> list[Path]:
-    """Per-class histograms of jet observables of all ``paths`` into ``out_dir``."""
+def plot_files(paths: Sequence[str], out_dir: Path, *, skip_invalid: bool = False
+               ) -> list[Path]:
+    """Per-class histograms of jet observables of all ``paths`` into ``out_dir``
+    (``skip_invalid``: drop and count invalid jets, see :func:`jetfm.data.io.read_jets`)."""
     from jetfm.data.classes import class_name
     from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
     from jetfm.plots.observables import plot_observables_by_class
 
-    batch = read_jet_files(paths, "plot")
+    batch = read_jet_files(paths, "plot", skip_invalid=skip_invalid)
     observables = jet_observables(batch)
     written = plot_observables_by_class(
         observables, batch.label, out_dir, axis_labels=OBSERVABLE_LABELS
@@ -211,7 +273,7 @@ def plot_files(paths: Sequence[str], out_dir: Path) -> list[Path]:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    plot_files(args.files, Path(args.out_dir))
+    plot_files(args.files, Path(args.out_dir), skip_invalid=args.skip_invalid)
     return 0
 
 
@@ -220,10 +282,10 @@ def _cmd_trees(args: argparse.Namespace) -> int:
     from jetfm.data.trees_io import write_trees
     from jetfm.physics.trees import build_trees, validate_trees
 
-    jets = read_jet_files(args.files, "build trees from")
+    jets = read_jet_files(args.files, "build trees from", skip_invalid=args.skip_invalid)
     start = time.perf_counter()
     trees = build_trees(jets, algorithm=args.algorithm, recombination=args.recombination,
-                        **({"r": args.r} if args.r else {}))
+                        **({"r": args.r} if args.r is not None else {}))
     elapsed = time.perf_counter() - start
     console.print(f"{len(jets)} jets -> trees ({args.algorithm}, {args.recombination}) in "
                   f"{elapsed:.2f} s: {len(jets) / elapsed:,.0f} jets/s")
@@ -238,7 +300,7 @@ def _cmd_trees(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- evaluate
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from jetfm.metrics.evaluate import evaluate_files, tokenizer_frame
+    from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
 
     frame, frame_name = None, None
     if args.tokenizer is not None:  # the frame of `jetfm sample`'s jets: cuts, n_max, axis
@@ -246,9 +308,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         frame, frame_name = tokenizer_frame(Tokenizer.load(args.tokenizer))
 
-    result = evaluate_files(args.reference, args.generated, args.out_dir,
-                            n_bootstrap=args.n_bootstrap, seed=args.seed, html=args.html,
-                            plots=not args.no_plots, frame=frame, frame_name=frame_name)
+    samples = [read_jet_files(paths, f"evaluate (the {what} sample)",
+                              skip_invalid=args.skip_invalid)
+               for what, paths in (("reference", args.reference), ("generated", args.generated))]
+    result = evaluate_batches(*samples, args.out_dir, n_bootstrap=args.n_bootstrap,
+                              seed=args.seed, html=args.html, plots=not args.no_plots,
+                              title=f"{_names(args.generated)} vs {_names(args.reference)}",
+                              frame=frame, frame_name=frame_name)
     print(result.format())
     console.print(f"{'report' if args.no_plots else 'plots and report'} in {args.out_dir}")
     return 0
@@ -260,28 +326,76 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
+def _omnijet_config(path: Path) -> OmniJetConfig:
+    """The OmniJet config in ``path`` with the values of its model, preprocessing and
+    training blocks checked before any work is done; every ``ValueError`` names the file
+    (and the block and key, see :func:`jetfm.studies.check_config_values`)."""
+    from jetfm.data.transforms import omnijet_preprocessing
+    from jetfm.models.gpt import GPTConfig
+    from jetfm.models.vqvae import VQVAEConfig
+    from jetfm.studies import check_config_values
+    from jetfm.studies.omnijet import OmniJetConfig
+    from jetfm.tasks.training import TrainConfig
+
+    try:
+        config = OmniJetConfig.from_yaml(path)
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {err}") from None
+    blocks = ("tokenizer_training", "pretraining", "tagging_training")
+    check_config_values(path, [
+        ("vqvae", lambda: VQVAEConfig(**config.vqvae)),
+        ("gpt", lambda: GPTConfig(**config.gpt)),
+        ("", lambda: omnijet_preprocessing(config.n_max, config.pt_min)),
+        *((block, partial(TrainConfig, **getattr(config, block))) for block in blocks),
+        ("", partial(check_fields, copy(config), {  # sampling and evaluation of the chain
+            "temperature": POSITIVE, "top_k": Rule(int, low=1, optional=True),
+            "sample_batch": POSITIVE_INT, "n_generate": POSITIVE_INT,
+            "n_bootstrap": Rule(int, low=2)}))])
+    return config
+
+
 def _training(args: argparse.Namespace, config: OmniJetConfig, block: str
               ) -> tuple[dict[str, Any], int]:
     """The training block ``block`` of ``config`` with the command-line overrides, and the
-    seed: ``--seed``, else the block's ``seed``, else the config's ``seed`` (never None)."""
+    seed: ``--seed``, else the block's ``seed``, else the config's ``seed`` (never None).
+
+    The block with the overrides is checked before any work is done: ``ValueError`` naming
+    the config file, the block and the key of a bad value."""
+    from jetfm.studies import check_config_values
+    from jetfm.tasks.training import TrainConfig
+
     training = {**getattr(config, block), **_training_overrides(args)}
     seed = next((s for s in (training.get("seed"), config.seed) if s is not None), None)
     if not isinstance(seed, int):
         raise ValueError(f"{args.config}: no integer seed (--seed, {block}.seed or seed); "
                          f"got {seed!r}")
     training["seed"] = seed
+    check_config_values(args.config, [
+        ("", lambda: TrainConfig.from_overrides(training, seed, block))])
     return training, seed
 
 
-def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from jetfm.studies.omnijet import OmniJetConfig, fit_tokenizer
+def _rank_zero() -> bool:
+    """True in the process that reports (rank 0 of a DDP run, or the only process): DDP
+    re-runs the command in one process per device, and only one should print results."""
+    from lightning.pytorch.utilities import rank_zero_only
 
-    config = OmniJetConfig.from_yaml(args.config)
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _cmd_tokenizer(args: argparse.Namespace) -> int:
+    from jetfm.studies.omnijet import fit_tokenizer
+
+    config = _omnijet_config(args.config)
     training, seed = _training(args, config, "tokenizer_training")
-    jets = read_jet_files(args.files, "train a tokenizer on")
+    jets = read_jet_files(args.files, "train a tokenizer on", skip_invalid=args.skip_invalid)
     tokenizer = fit_tokenizer(jets, config.vqvae, training, config.n_max, Path(args.out_dir),
                               seed, config.pt_min)
-    console.print(f"tokenizer {tokenizer.fingerprint} -> {args.out_dir}/tokenizer.safetensors")
+    if _rank_zero():
+        console.print(f"tokenizer {tokenizer.fingerprint} -> "
+                      f"{args.out_dir}/tokenizer.safetensors")
     return 0
 
 
@@ -290,7 +404,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     from jetfm.models.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(args.tokenizer)
-    jets = read_jet_files(args.files, "tokenize")
+    jets = read_jet_files(args.files, "tokenize", skip_invalid=args.skip_invalid)
     codes, mask, reports = tokenizer.encode(jets)
     for report in reports:
         console.print(f"  {report}")
@@ -316,19 +430,38 @@ def _read_token_files(paths: Sequence[str], tokenizer: Tokenizer, purpose: str) 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from jetfm.models.tokenizer import Tokenizer
-    from jetfm.studies.omnijet import OmniJetConfig, fit_generative
+    from jetfm.studies.omnijet import fit_generative
+    from jetfm.tasks.training import TrainConfig
 
-    config = OmniJetConfig.from_yaml(args.config)
+    config = _omnijet_config(args.config)
+    training, seed = _training(args, config, "pretraining")
     tokenizer = Tokenizer.load(args.tokenizer)
     tokens = _read_token_files(args.tokens, tokenizer, "pre-train on")
     if len(tokens) < 2:
         raise ValueError(f"{_names(args.tokens)}: 1 tokenized jet; pre-training needs at least "
                          "2 (one for training, one for validation)")
-    training, seed = _training(args, config, "pretraining")
+    done = _epochs_done(args.resume) if args.resume else 0
     path = fit_generative(tokens, tokenizer, config.gpt, training, Path(args.out_dir), seed,
                           resume=args.resume)
-    console.print(f"backbone -> {path}")
+    if _rank_zero():
+        max_epochs = TrainConfig.from_overrides(training, seed, "pretraining").max_epochs
+        if done >= max_epochs:
+            console.print(f"[yellow]{args.resume} has already run {done} epoch(s) and "
+                          f"max_epochs is {max_epochs}: nothing was trained; the backbone is "
+                          "the checkpoint's (raise --max-epochs to train on)[/]")
+        console.print(f"backbone -> {path}")
     return 0
+
+
+def _epochs_done(checkpoint: str | Path) -> int:
+    """Epochs the training that wrote the Lightning ``checkpoint`` has run through: the fit
+    loop's processed epochs (a checkpoint written at an epoch's end counts that epoch, and
+    a resumed run with ``max_epochs`` at most this trains nothing)."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    return int(progress.get("current", {}).get("processed", state.get("epoch", 0)))
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -337,8 +470,6 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from jetfm.models.tokenizer import Tokenizer
     from jetfm.studies.omnijet import load_generative, sample_jets
 
-    if args.n_jets < 1:
-        raise ValueError(f"--n-jets must be >= 1, got {args.n_jets}")
     label = None if args.label is None else class_index(args.label)
     check_output(args.out, label)
     tokenizer = Tokenizer.load(args.tokenizer)
@@ -388,7 +519,6 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from jetfm.metrics.evaluate import evaluate_tagging
     from jetfm.models.tokenizer import Tokenizer
     from jetfm.studies.omnijet import (
-        OmniJetConfig,
         fit_tagger,
         gpt_config_for,
         load_backbone,
@@ -398,11 +528,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.mode != "scratch" and not args.backbone:
         raise ValueError(f"--mode {args.mode} starts from a pre-trained backbone: pass "
                          "--backbone backbone.safetensors (or use --mode scratch)")
-    if args.n_train is not None and args.n_train < 1:
-        raise ValueError(f"--n-train must be >= 1, got {args.n_train}")
-    if not 0 < args.test_fraction < 1:
-        raise ValueError(f"--test-fraction must lie in (0, 1), got {args.test_fraction}")
-    config = OmniJetConfig.from_yaml(args.config)
+    signal, background = Path(args.signal), Path(args.background)
+    if signal.resolve() == background.resolve() or (
+            signal.exists() and background.exists() and signal.samefile(background)):
+        raise ValueError(f"--signal {args.signal} and --background {args.background} are the "
+                         "same file: a tagger needs two different samples")
+    config = _omnijet_config(args.config)
     training, seed = _training(args, config, "tagging_training")
     tokenizer = Tokenizer.load(args.tokenizer)
     state, gpt = None, config.gpt
@@ -442,10 +573,10 @@ def _cmd_omnijet(args: argparse.Namespace) -> int:
     """The OmniJet-alpha chain from a config (``jetfm demo``: the CPU config), with the
     observables of the training jets (the config's files and the generated ones) plotted per
     class."""
-    from jetfm.studies.omnijet import OmniJetConfig, run
+    from jetfm.studies.omnijet import run
 
     out = Path(args.out)
-    config = OmniJetConfig.from_yaml(args.config)
+    config = _omnijet_config(args.config)
     summary = run(config, out)
     used = {*config.files.values(), *(str(p) for p in (out / "data").glob("*.root"))}
     plot_files(sorted(used), out / "plots")
@@ -476,26 +607,40 @@ def _cmd_study_transfer(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``jetfm sample: error: argument
+    --top-k: '0' must be >= 1``, exit 2), like every other bad-input error of jetfm; the
+    usage is in ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``jetfm`` argument parser with all subcommands."""
     from jetfm.data.classes import CLASSES
 
-    parser = argparse.ArgumentParser(prog="jetfm", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="jetfm", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def skip_invalid_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--skip-invalid", action="store_true",
+                       help="drop jets with invalid values (NaN, negative energy, ...) and "
+                            "count them in a warning, instead of stopping with an error")
 
     gen = sub.add_parser("generate", help="simulate jets with Pythia8 + FastJet")
     gen.add_argument(
         "--process", nargs="+", default=["qcd", "top", "w", "z", "hbb"],
         help="qcd top w z hbb (default: all)",
     )
-    gen.add_argument("--n-jets", type=int, default=2000, help="jets per process")
+    gen.add_argument("--n-jets", type=POSITIVE_INT_OPTION, default=2000, help="jets per process")
     gen.add_argument("--out-dir", default="data", help="output folder")
     gen.add_argument(
         "--format", choices=("aspen", "parquet", "root"),
         help="root (JetClass) by default; aspen (AOJ HDF5) with --aspen-like",
     )
     gen.add_argument("--seed", type=int, default=1)
-    gen.add_argument("--workers", type=int, default=1, help="parallel processes")
+    gen.add_argument("--workers", type=POSITIVE_INT_OPTION, default=1, help="parallel processes")
     gen.add_argument(
         "--mpi", action="store_true",
         help="multi-parton interactions on (underlying event; ~4x slower)",
@@ -505,51 +650,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="AspenOpenJets-like source: pT > 300 GeV, |eta| < 2.5, <= 150 constituents, smeared",
     )
     gen.add_argument("--no-smear", action="store_true", help="no detector smearing (aspen-like)")
-    gen.add_argument("--pt-min", type=float, help="jet pT lower cut [GeV]")
-    gen.add_argument("--pt-max", type=float, help="jet pT upper cut [GeV]")
-    gen.add_argument("--eta-max", type=float, help="jet |eta| cut")
-    gen.add_argument("--max-events-without-jet", type=int, help="stop with an error after this "
-                     "many events without an accepted jet (default 10000, per worker)")
+    gen.add_argument("--pt-min", type=NON_NEGATIVE_OPTION, help="jet pT lower cut [GeV]")
+    gen.add_argument("--pt-max", type=POSITIVE_OPTION, help="jet pT upper cut [GeV]")
+    gen.add_argument("--eta-max", type=POSITIVE_OPTION, help="jet |eta| cut")
+    gen.add_argument("--max-events-without-jet", type=POSITIVE_INT_OPTION,
+                     help="stop with an error after this many events without an accepted "
+                     "jet (default 10000, per worker)")
     gen.set_defaults(func=_cmd_generate)
 
     info = sub.add_parser("info", help="jets per class, feature ranges, cuts")
     info.add_argument("files", nargs="+")
-    info.add_argument("--skip-invalid", action="store_true", help="drop and count bad jets")
+    skip_invalid_option(info)
     info.set_defaults(func=_cmd_info)
 
     plot = sub.add_parser("plot", help="observable histograms per class")
     plot.add_argument("files", nargs="+")
     plot.add_argument("--out-dir", default="plots")
+    skip_invalid_option(plot)
     plot.set_defaults(func=_cmd_plot)
 
     tr = sub.add_parser("trees", help="FastJet declustering trees, validated, with jets/s")
     tr.add_argument("files", nargs="+")
     tr.add_argument("--algorithm", choices=("kt", "cambridge", "antikt"), default="kt")
     tr.add_argument("--recombination", choices=("E", "WTA_pt"), default="E")
-    tr.add_argument("--r", type=float, help="jet radius (default: one tree per jet)")
-    tr.add_argument("--out", help="write the trees to this parquet file")
+    tr.add_argument("--r", type=POSITIVE_OPTION, help="jet radius > 0 (default: one tree per "
+                    "jet)")
+    tr.add_argument("--out", type=parquet_output, help="write the trees to this .parquet file")
+    skip_invalid_option(tr)
     tr.set_defaults(func=_cmd_trees)
 
     ev = sub.add_parser("evaluate", help="generated-vs-reference metrics, floors, report")
     ev.add_argument("reference", nargs="+", help="reference jet file(s)")
     ev.add_argument("--generated", nargs="+", required=True, help="generated jet file(s)")
     ev.add_argument("--out-dir", default="evaluation")
-    ev.add_argument("--n-bootstrap", type=int, default=100)
+    ev.add_argument("--n-bootstrap", type=option(Rule(int, low=2)), default=100,
+                    help="bootstrap resamples for the errors (>= 2; default 100)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--html", action="store_true", help="also write report.html")
     ev.add_argument("--no-plots", action="store_true", help="table and report only")
     ev.add_argument("--tokenizer", type=Path,
                     help="put the reference through this tokenizer's frame (particle cuts, "
                          "n_max, massless particles around the axis) as `jetfm sample` jets are")
+    skip_invalid_option(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     def training_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML config")
-        p.add_argument("--max-epochs", type=int)
-        p.add_argument("--batch-size", type=int)
-        p.add_argument("--lr", type=float)
+        p.add_argument("--max-epochs", type=POSITIVE_INT_OPTION)
+        p.add_argument("--batch-size", type=POSITIVE_INT_OPTION)
+        p.add_argument("--lr", type=POSITIVE_OPTION)
         p.add_argument("--accelerator", help="cpu, gpu or auto")
-        p.add_argument("--devices", type=int, help="devices (processes with DDP)")
+        p.add_argument("--devices", type=POSITIVE_INT_OPTION, help="devices (processes with "
+                       "DDP)")
         p.add_argument("--strategy", help="auto, ddp, ddp_spawn, ...")
         p.add_argument("--seed", type=int, help="default: the training block's seed, else the "
                    "config's")
@@ -557,13 +709,15 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("tokenizer", help="train a VQ-VAE tokenizer on jet files")
     tok.add_argument("files", nargs="+")
     tok.add_argument("--out-dir", default="tokenizer")
+    skip_invalid_option(tok)
     training_options(tok)
     tok.set_defaults(func=_cmd_tokenizer)
 
     tkz = sub.add_parser("tokenize", help="jet files -> token parquet")
     tkz.add_argument("files", nargs="+")
     tkz.add_argument("--tokenizer", required=True, help="tokenizer.safetensors")
-    tkz.add_argument("--out", required=True, help="output .parquet")
+    tkz.add_argument("--out", required=True, type=parquet_output, help="output .parquet")
+    skip_invalid_option(tkz)
     tkz.set_defaults(func=_cmd_tokenize)
 
     pre = sub.add_parser("pretrain", help="generative pre-training of the GPT backbone")
@@ -577,18 +731,22 @@ def build_parser() -> argparse.ArgumentParser:
     smp = sub.add_parser("sample", help="sample jets from a pre-trained GPT")
     smp.add_argument("--model", required=True, help="backbone.safetensors")
     smp.add_argument("--tokenizer", required=True)
-    smp.add_argument("--n-jets", type=int, default=1000)
+    smp.add_argument("--n-jets", type=POSITIVE_INT_OPTION, default=1000, help="sequences "
+                     "sampled; those that stop before their first particle are left out "
+                     "(counted)")
     smp.add_argument("--out", required=True, help="output jet file (.parquet, .h5; .root "
                      "needs --label)")
     smp.add_argument("--label", choices=CLASSES, help="class of the sampled jets (needed for "
                      "JetClass .root output); default: unlabelled")
-    smp.add_argument("--temperature", type=float, default=1.0)
-    smp.add_argument("--top-k", type=int)
-    smp.add_argument("--batch-size", type=int, default=256)
+    smp.add_argument("--temperature", type=POSITIVE_OPTION, default=1.0,
+                     help="softmax temperature > 0 (< 1: sharper, > 1: flatter)")
+    smp.add_argument("--top-k", type=POSITIVE_INT_OPTION,
+                     help="sample among the k most likely tokens (>= 1; default: all)")
+    smp.add_argument("--batch-size", type=POSITIVE_INT_OPTION, default=256)
     smp.add_argument("--seed", type=int, default=1)
     smp.add_argument("--no-cache", action="store_true", help="recompute the prefix every step")
-    smp.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ...; auto: CUDA if "
-                     "available")
+    smp.add_argument("--device", type=device_option, default="auto",
+                     help="cpu, cuda, cuda:1, ...; auto: CUDA if available")
     smp.set_defaults(func=_cmd_sample)
 
     ft = sub.add_parser("finetune", help="binary tagger: signal vs background token files")
@@ -599,8 +757,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--mode", choices=("finetune", "frozen", "scratch"), default="finetune")
     ft.add_argument("--head", choices=("class_attention", "summation"),
                     default="class_attention")
-    ft.add_argument("--n-train", type=int, help="training jets (default: all available)")
-    ft.add_argument("--test-fraction", type=float, default=0.3)
+    ft.add_argument("--n-train", type=POSITIVE_INT_OPTION, help="training jets (default: all "
+                    "available)")
+    ft.add_argument("--test-fraction", type=option(Rule(float, low=0, low_open=True, high=1,
+                                                         high_open=True)), default=0.3,
+                    help="share of the jets kept for the test, in (0, 1)")
     ft.add_argument("--out-dir", default="finetune")
     training_options(ft)
     ft.set_defaults(func=_cmd_finetune)
@@ -663,7 +824,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     0: done; 2: bad input (one line on stderr); 1: unexpected failure (one line with the path
     of the log file holding the traceback); 130: interrupted. See the module docstring.
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, one line already printed)
+        return done.code if isinstance(done.code, int) else 2
     command = " ".join(filter(None, (args.command, getattr(args, "study", None))))
     try:
         return int(args.func(args))

@@ -216,4 +216,5 @@ def test_unexpected_errors_exit_1_with_a_log_and_bad_input_exits_2(tmp_path, cap
     assert capsys.readouterr().err.strip() == f"jetfm info: error: {missing}: no such file"
     assert main(["sample", "--model", "m", "--tokenizer", "t", "--out", "x.root",
                  "--n-jets", "0"]) == 2
-    assert "--n-jets must be >= 1, got 0" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("jetfm sample: error: argument --n-jets: '0' must be >= 1 "
+                                       "(see jetfm sample --help)\n")

@@ -70,15 +70,34 @@ def test_every_command_on_every_awkward_file(files, capsys, tmp_path, key, comma
         assert f"{path}: 0 jets" in out
 
 
-@pytest.mark.parametrize("key", [k for k, v in sorted(EXPECTED.items()) if v == "error"])
-def test_skip_invalid_counts_what_it_drops(files, capsys, caplog, key):
-    """Each error file holds one bad jet among N_JETS: --skip-invalid keeps the others and
-    says how many it removed and why."""
+ERROR_FILES = [k for k, v in sorted(EXPECTED.items()) if v == "error"]
+
+
+@pytest.mark.parametrize(("key", "command"), [(k, "info") for k in ERROR_FILES] + [
+    (k, c) for k in ERROR_FILES if k.endswith("nan_momenta")  # one kind per format suffices
+    for c in ("plot", "trees", "evaluate", "tokenize")])
+def test_skip_invalid_counts_what_it_drops(files, capsys, caplog, tmp_path, key, command):
+    """Each error file holds one bad jet among N_JETS: with --skip-invalid, every command that
+    reads jets (the one the error message points to) keeps the others and says how many it
+    removed and why."""
     path = files[key]
+    argv = _commands(path, str(tmp_path), files["tokenizer"])[command]
     with caplog.at_level("WARNING", logger="jetfm"):
-        assert main(["info", path, "--skip-invalid"]) == 0
-    assert f"{path}: {N_JETS[key] - 1} jets" in capsys.readouterr().out
+        assert main([*argv, "--skip-invalid"]) == 0, capsys.readouterr().err
+    if command == "info":
+        assert f"{path}: {N_JETS[key] - 1} jets" in capsys.readouterr().out
     assert f"kept {N_JETS[key] - 1} / {N_JETS[key]} (removed non-finite" in caplog.text
+
+
+def test_every_jet_reading_command_has_skip_invalid():
+    """The invalid-jet error tells the user to pass --skip-invalid: every command that reads
+    jet files must take it (the tokenizer one too, which the test above does not train)."""
+    parser = cli.build_parser()
+    for command in ("info", "plot", "trees", "tokenize", "tokenizer"):
+        extra = ["--tokenizer", "t", "--out", "t.parquet"] if command == "tokenize" else []
+        assert parser.parse_args([command, "f.root", *extra, "--skip-invalid"]).skip_invalid
+    args = parser.parse_args(["evaluate", "r.root", "--generated", "g.root", "--skip-invalid"])
+    assert args.skip_invalid
 
 
 def test_command_list_is_complete():

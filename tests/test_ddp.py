@@ -44,6 +44,7 @@ def test_pretrain_with_ddp_on_two_cpu_processes(tmp_path: Path):
                             cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "gloo" in result.stderr + result.stdout or "GLOBAL_RANK: 1" in result.stderr
+    assert result.stdout.count("backbone -> ") == 1  # rank 0 reports, the other is silent
     backbone, head, meta = load_generative(out / "backbone.safetensors")
     assert meta["tokenizer_fingerprint"] == tokenizer.fingerprint
     metrics = (out / "logs" / "metrics.csv").read_text()

@@ -26,6 +26,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from jetfm.checks import POSITIVE, POSITIVE_INT, check_fields, number
 from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
 
 ANGLE_FEATURES = ("eta_rel", "phi_rel")
@@ -49,6 +50,10 @@ class Preprocessing:
 
     features: list[FeatureTransform] = field(default_factory=list)
     n_max: int = 128
+
+    def __post_init__(self) -> None:
+        """``n_max`` >= 1 (particles per jet); ``ValueError`` naming it otherwise."""
+        check_fields(self, {"n_max": POSITIVE_INT})
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -148,8 +153,10 @@ def omnijet_preprocessing(n_max: int = 128, pt_min: float | None = None) -> Prep
 
     ``pt_min`` [GeV] optionally removes softer particles (counted): generator-level jets
     contain photons down to 1e-13 GeV whose log pT would dominate a squared-error loss;
-    JetClass' detector-level constituents have no such tail.
+    JetClass' detector-level constituents have no such tail. ``ValueError`` naming the key
+    when ``n_max`` is not an integer >= 1 or ``pt_min`` not a number > 0.
     """
+    pt_min = None if pt_min is None else number("pt_min", pt_min, POSITIVE)
     log_pt_min = None if pt_min is None else float(np.log(pt_min))
     return Preprocessing(
         [

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.checks import POSITIVE_INT, Rule, check_divisible, check_fields, check_flag
 from jetfm.nn.transformer import Block, KVCache
 
 START_TOKEN = 0
@@ -30,6 +31,16 @@ class GPTConfig:
     max_length: int = 130  # start + 128 particles + stop
     dropout: float = 0.0
     positional: bool = False
+
+    def __post_init__(self) -> None:
+        """Sizes >= 1 (``dim`` a multiple of ``n_heads``; ``vocab_size`` >= 3: start, one
+        code, stop; ``max_length`` >= 2), ``dropout`` in [0, 1), ``positional`` a bool;
+        ``ValueError`` naming the key."""
+        check_fields(self, {"vocab_size": Rule(int, low=3), "max_length": Rule(int, low=2),
+                            **dict.fromkeys(("dim", "n_blocks", "n_heads"), POSITIVE_INT),
+                            "dropout": Rule(float, low=0, high=1, high_open=True)})
+        check_flag("positional", self.positional)
+        check_divisible(self)
 
     @property
     def stop_token(self) -> int:

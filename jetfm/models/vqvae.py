@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from jetfm.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, check_divisible, check_fields
 from jetfm.models.vq import VectorQuantizer
 from jetfm.nn.transformer import Block
 
@@ -34,6 +35,15 @@ class VQVAEConfig:
     beta: float = 0.25
     replace_every: int = 10
     vq_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Sizes >= 1 (``dim`` a multiple of ``n_heads``), ``beta``, ``vq_weight`` >= 0,
+        ``replace_every`` >= 0 (0: no dead-code replacement); ``ValueError`` naming the key."""
+        check_fields(self, {**dict.fromkeys(("n_features", "dim", "n_blocks", "n_heads",
+                                             "latent_dim", "codebook_size"), POSITIVE_INT),
+                            "beta": NON_NEGATIVE, "vq_weight": NON_NEGATIVE,
+                            "replace_every": NON_NEGATIVE_INT})
+        check_divisible(self)
 
 
 @dataclass

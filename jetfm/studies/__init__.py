@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,33 @@ import yaml
 from jetfm.atomic import write_text_atomic
 
 
-def read_config(path: str | Path, cls: type) -> dict[str, Any]:
-    """The mapping in the YAML file ``path``, checked against the fields of dataclass ``cls``."""
+def load_yaml(path: str | Path) -> Any:
+    """The data in the YAML file ``path`` (None for an empty file). Raises
+    ``FileNotFoundError`` naming a missing file and ``ValueError`` naming the file, the line
+    and the problem for malformed YAML (PyYAML's own message names only "<unicode string>")."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no config file {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file {path}" if not path.exists()
+                                else f"{path} is not a file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+        since = f" started at line {start.line + 1}, column {start.column + 1}" if start else ""
+        problem = getattr(err, "problem", None) or str(err)
+        what = f"{context}{since}: {problem}" if context else str(problem)
+        raise ValueError(f"{path}:{line} malformed YAML: {' '.join(what.split())}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text (UTF-8) YAML file ({err.reason})") from None
+
+
+def read_config(path: str | Path, cls: type) -> dict[str, Any]:
+    """The mapping in the YAML file ``path``, checked against the fields of dataclass ``cls``
+    (errors as :func:`load_yaml`'s; ``ValueError`` naming the file for unknown keys)."""
+    path = Path(path)
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     valid = {f.name for f in fields(cls)}
@@ -41,6 +62,21 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
     return data
+
+
+def check_config_values(where: str | Path, checks: Iterable[tuple[str, Callable[[], object]]]
+                        ) -> None:
+    """Build each config object of ``checks`` ((block name, call) pairs such as
+    ``("vqvae", lambda: VQVAEConfig(**config.vqvae))``; ``""`` for top-level keys) before any
+    work is
+    done, so a bad value (``dim: sixteen``, ``codebook_size: -32``) raises ``ValueError``
+    naming ``where`` (the file), the block and the key instead of failing deep in a model."""
+    for block, make in checks:
+        try:
+            make()
+        except (TypeError, ValueError) as err:
+            prefix = f"{where}: {block}: " if block else f"{where}: "
+            raise ValueError(prefix + str(err)) from None
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -25,6 +25,15 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from jetfm.atomic import atomic_path
+from jetfm.checks import (
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    Rule,
+    check_fields,
+    check_flag,
+    number,
+)
 
 
 def check_keys(block: Mapping[str, Any], valid: Iterable[str], where: str) -> None:
@@ -77,22 +86,22 @@ class TrainConfig:
     log_every_n_steps: int = 10
 
     def __post_init__(self) -> None:
-        """Numbers as numbers: YAML reads ``1e-3`` (no dot) as a string, which would reach
-        AdamW as one; such strings are converted, anything else raises ``ValueError``."""
-        for name, kind in (("lr", float), ("weight_decay", float), ("max_epochs", int),
-                           ("max_steps", int), ("batch_size", int), ("seed", int),
-                           ("patience", int), ("num_workers", int), ("log_every_n_steps", int)):
-            what = "an integer" if kind is int else "a number"
-            value = getattr(self, name)
-            if value is None and name == "weight_decay":
-                continue
-            try:
-                number = float(value)
-                if isinstance(value, bool) or (kind is int and number != int(number)):
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise ValueError(f"{name}: {value!r} is not {what}") from None
-            setattr(self, name, kind(number))
+        """Numbers as numbers in range, ``ValueError`` naming the key otherwise (YAML reads
+        ``1e-3``, no dot, as a string, which is converted): ``lr`` > 0, ``weight_decay`` >= 0
+        or None, ``max_epochs``, ``batch_size``, ``log_every_n_steps`` >= 1, ``max_steps`` >= 1
+        or -1 (no limit), ``patience``, ``num_workers`` >= 0, ``devices`` >= 1
+        (or a string or list, checked by Lightning), ``progress`` a bool."""
+        check_fields(self, {
+            "lr": POSITIVE, "weight_decay": Rule(float, low=0, optional=True),
+            **dict.fromkeys(("max_epochs", "batch_size", "log_every_n_steps"), POSITIVE_INT),
+            "max_steps": Rule(int, low=1, special=(-1,)), "seed": Rule(int),
+            **dict.fromkeys(("patience", "num_workers"), NON_NEGATIVE_INT)})
+        if not isinstance(self.devices, str | list):  # "auto", [0, 1]: Lightning checks them
+            self.devices = number("devices", self.devices, POSITIVE_INT)
+        for name in ("accelerator", "strategy"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not a string")
+        check_flag("progress", self.progress)
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any], seed: int,

@@ -1,0 +1,95 @@
+"""Checks of single config and option values, shared by the config dataclasses and the CLI.
+
+A config file or a command line gives a value; :func:`number` turns it into the number the code
+needs or raises ``ValueError`` naming the key and what was wrong (``"dim: 'sixteen' is not an
+integer"``, ``"codebook_size: -32 must be >= 1"``). YAML reads ``1e-3`` (no dot) as a string,
+so strings holding a number are accepted; booleans, NaN and infinities are not.
+:func:`check_fields` applies such rules to the fields of a dataclass in its ``__post_init__``;
+callers that know the file and block prefix the message (``TrainConfig.from_overrides``,
+:func:`jetfm.studies.check_config_blocks`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a value must be: ``kind`` (int or float), at least ``low`` (strictly more with
+    ``low_open``), below ``high`` (``high_open``: strictly), ``None`` allowed with
+    ``optional``; ``special``: values allowed besides (e.g. ``max_steps = -1``, no limit)."""
+
+    kind: type = float
+    low: float | None = None
+    low_open: bool = False
+    high: float | None = None
+    high_open: bool = False
+    optional: bool = False
+    special: tuple[float, ...] = ()
+
+
+POSITIVE_INT = Rule(int, low=1)
+NON_NEGATIVE_INT = Rule(int, low=0)
+POSITIVE = Rule(float, low=0, low_open=True)
+NON_NEGATIVE = Rule(float, low=0)
+
+
+def number(name: str, value: Any, rule: Rule = Rule()) -> Any:
+    """``value`` as ``rule.kind``, checked against ``rule``; ``ValueError`` naming ``name``.
+
+    Accepts ints, floats and strings holding a number (YAML's ``1e-3``); an integer-valued
+    float is accepted for an ``int`` rule (``2e3`` -> 2000). Rejects booleans, non-numbers,
+    NaN and infinities, non-integers for ``int`` and values outside the rule's range.
+    """
+    if value is None and rule.optional:
+        return None
+    what = "an integer" if rule.kind is int else "a number"
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not {what}") from None
+    if not math.isfinite(as_float):
+        raise ValueError(f"{name}: {value!r} is not finite")
+    if rule.kind is int and as_float != int(as_float):
+        raise ValueError(f"{name}: {value!r} is not an integer")
+    result = rule.kind(int(as_float) if rule.kind is int else as_float)
+    if result in rule.special:
+        return result
+    also = "".join(f" or {s:g}" for s in rule.special)
+    if rule.low is not None and (result < rule.low or
+                                 (rule.low_open and result == rule.low)):
+        raise ValueError(f"{name}: {value!r} must be {'>' if rule.low_open else '>='} "
+                         f"{rule.low:g}{also}")
+    if rule.high is not None and (result > rule.high or
+                                  (rule.high_open and result == rule.high)):
+        raise ValueError(f"{name}: {value!r} must be {'<' if rule.high_open else '<='} "
+                         f"{rule.high:g}{also}")
+    return result
+
+
+def check_fields(obj: Any, rules: Mapping[str, Rule]) -> None:
+    """Replace each field of ``obj`` named in ``rules`` by its checked value (:func:`number`);
+    ``ValueError`` naming the first bad field."""
+    for name, rule in rules.items():
+        setattr(obj, name, number(name, getattr(obj, name), rule))
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool, else ``ValueError`` naming ``name`` (YAML: true/false)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: {value!r} is not true or false")
+    return value
+
+
+def check_divisible(obj: Any, dim: str = "dim", heads: str = "n_heads") -> None:
+    """``ValueError`` unless ``obj.<dim>`` is a multiple of ``obj.<heads>`` (attention splits
+    the width evenly over the heads)."""
+    d, h = getattr(obj, dim), getattr(obj, heads)
+    if d % h:
+        raise ValueError(f"{dim}: {d} must be a multiple of {heads} ({h})")
