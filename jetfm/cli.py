@@ -37,8 +37,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from copy import copy
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -46,7 +44,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from jetfm.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, check_fields, number
+from jetfm.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, number
 
 if TYPE_CHECKING:
     from jetfm.data.batch import JetBatch
@@ -327,33 +325,17 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _omnijet_config(path: Path) -> OmniJetConfig:
-    """The OmniJet config in ``path`` with the values of its model, preprocessing and
-    training blocks checked before any work is done; every ``ValueError`` names the file
-    (and the block and key, see :func:`jetfm.studies.check_config_values`)."""
-    from jetfm.data.transforms import omnijet_preprocessing
-    from jetfm.models.gpt import GPTConfig
-    from jetfm.models.vqvae import VQVAEConfig
-    from jetfm.studies import check_config_values
+    """The OmniJet config in ``path``, keys and values checked before any work is done
+    (:meth:`jetfm.studies.omnijet.OmniJetConfig.from_yaml`); every ``ValueError`` names the
+    file."""
     from jetfm.studies.omnijet import OmniJetConfig
-    from jetfm.tasks.training import TrainConfig
 
     try:
-        config = OmniJetConfig.from_yaml(path)
+        return OmniJetConfig.from_yaml(path)
     except ValueError as err:
         if str(err).startswith(str(path)):
             raise
         raise ValueError(f"{path}: {err}") from None
-    blocks = ("tokenizer_training", "pretraining", "tagging_training")
-    check_config_values(path, [
-        ("vqvae", lambda: VQVAEConfig(**config.vqvae)),
-        ("gpt", lambda: GPTConfig(**config.gpt)),
-        ("", lambda: omnijet_preprocessing(config.n_max, config.pt_min)),
-        *((block, partial(TrainConfig, **getattr(config, block))) for block in blocks),
-        ("", partial(check_fields, copy(config), {  # sampling and evaluation of the chain
-            "temperature": POSITIVE, "top_k": Rule(int, low=1, optional=True),
-            "sample_batch": POSITIVE_INT, "n_generate": POSITIVE_INT,
-            "n_bootstrap": Rule(int, low=2)}))])
-    return config
 
 
 def _training(args: argparse.Namespace, config: OmniJetConfig, block: str

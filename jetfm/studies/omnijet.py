@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from copy import copy
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,6 +47,7 @@ from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checkpoint import load_model, prefixed, save_model
+from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
 from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -62,6 +64,7 @@ from jetfm.plots.roc import plot_roc
 from jetfm.report import METRIC_COLUMNS, format_value, markdown_table
 from jetfm.studies import (
     Stage,
+    check_config_values,
     check_fingerprint,
     file_digest,
     generated_stage,
@@ -160,7 +163,25 @@ class OmniJetConfig:
             bad = set([values] if isinstance(values, str) else values) - set(valid)
             if bad:
                 raise ValueError(f"{path}: {key}: unknown {sorted(bad)}; valid: {sorted(valid)}")
-        return cls(**data)
+        config = cls(**data)
+        config.check_values(path)
+        return config
+
+    def check_values(self, where: str | Path) -> None:
+        """Build the model, preprocessing and training configs of every block and check the
+        sampling and evaluation values, so that a bad value (``dim: sixteen``,
+        ``codebook_size: -32``, ``batch_size: 0``) raises ``ValueError`` naming ``where``, the
+        block and the key before any work is done."""
+        blocks = ("tokenizer_training", "pretraining", "tagging_training")
+        check_config_values(where, [
+            ("vqvae", lambda: VQVAEConfig(**self.vqvae)),
+            ("gpt", lambda: GPTConfig(**self.gpt)),
+            ("", lambda: omnijet_preprocessing(self.n_max, self.pt_min)),
+            *((block, partial(TrainConfig, **getattr(self, block))) for block in blocks),
+            ("", partial(check_fields, copy(self), {  # sampling and evaluation of the chain
+                "temperature": POSITIVE, "top_k": Rule(int, low=1, optional=True),
+                "sample_batch": POSITIVE_INT, "n_generate": POSITIVE_INT,
+                "n_bootstrap": Rule(int, low=2)}))])
 
 
 
