@@ -298,7 +298,7 @@ def _cmd_trees(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- evaluate
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
+    from jetfm.metrics.evaluate import evaluate_files, tokenizer_frame
 
     frame, frame_name = None, None
     if args.tokenizer is not None:  # the frame of `jetfm sample`'s jets: cuts, n_max, axis
@@ -306,13 +306,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         frame, frame_name = tokenizer_frame(Tokenizer.load(args.tokenizer))
 
-    samples = [read_jet_files(paths, f"evaluate (the {what} sample)",
-                              skip_invalid=args.skip_invalid)
-               for what, paths in (("reference", args.reference), ("generated", args.generated))]
-    result = evaluate_batches(*samples, args.out_dir, n_bootstrap=args.n_bootstrap,
-                              seed=args.seed, html=args.html, plots=not args.no_plots,
-                              title=f"{_names(args.generated)} vs {_names(args.reference)}",
-                              frame=frame, frame_name=frame_name)
+    result = evaluate_files(args.reference, args.generated, args.out_dir,
+                            n_bootstrap=args.n_bootstrap, seed=args.seed, html=args.html,
+                            plots=not args.no_plots, frame=frame, frame_name=frame_name,
+                            skip_invalid=args.skip_invalid)
     print(result.format())
     console.print(f"{'report' if args.no_plots else 'plots and report'} in {args.out_dir}")
     return 0

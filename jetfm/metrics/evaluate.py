@@ -420,15 +420,18 @@ def evaluate_files(
     plots: bool = True,
     frame: Callable[[JetBatch], JetBatch] | None = None,
     frame_name: str | None = None,
+    skip_invalid: bool = False,
 ) -> EvaluationResult:
-    """Read both file lists (any jetfm format) and run :func:`evaluate_batches` (``frame``:
-    applied to the reference, see the module docstring)."""
+    """Read both file lists (any jetfm format; ``skip_invalid`` drops and counts invalid jets)
+    and run :func:`evaluate_batches` (``frame``: applied to the reference, see the module
+    docstring). Raises :class:`~jetfm.data.JetDataError` naming the files when a sample holds
+    no jet."""
     from jetfm.data.io import read_jets
 
     title = f"{', '.join(map(str, generated))} vs {', '.join(map(str, reference))}"
     batches = {}
     for what, paths in (("reference", reference), ("generated", generated)):
-        batches[what] = read_jets(list(paths))
+        batches[what] = read_jets([str(p) for p in paths], skip_invalid=skip_invalid)
         if len(batches[what]) == 0:
             raise JetDataError(f"{', '.join(map(str, paths))}: 0 jets; nothing to evaluate "
                                f"(the {what} sample)")
