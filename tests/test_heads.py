@@ -6,7 +6,10 @@ import torch
 from jetfm.models.heads import HEADS
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
+POOLING = sorted(set(HEADS) - {"global_token"})
+
+
+@pytest.mark.parametrize("name", POOLING)
 def test_invariant_to_permutation_and_padding(name):
     torch.manual_seed(0)
     head = HEADS[name](32, 3).eval()
@@ -37,3 +40,25 @@ def test_separates_two_populations(name):
         opt.step()
     accuracy = (head(x, mask).argmax(1) == y).float().mean()
     assert accuracy > 0.9
+
+
+def test_global_token_head_reads_only_token_zero():
+    torch.manual_seed(0)
+    head = HEADS["global_token"](8, 3)
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    changed = hidden.clone()
+    changed[:, 1:] = torch.randn(2, 4, 8)
+    torch.testing.assert_close(head(changed, mask), head(hidden, mask))
+    torch.testing.assert_close(head(hidden, mask), head.out(hidden[:, 0]))
+
+
+def test_build_head_names_bad_options():
+    from jetfm.models.heads import build_head
+
+    with pytest.raises(ValueError, match="unknown head 'mlp'.*class_attention"):
+        build_head("mlp", 8, 2)
+    with pytest.raises(ValueError, match=r"unknown options \['depth'\]"):
+        build_head("class_attention", 8, 2, {"depth": 3})
+    with pytest.raises(ValueError, match="not divisible"):
+        build_head("class_attention", 12, 2, {"n_heads": 8})

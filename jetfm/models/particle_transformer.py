@@ -58,6 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.models.backbone import Backbone, register_backbone
+from jetfm.models.features import FeatureSpec, ParticleInputs
+from jetfm.nn.normformer import ParTBlock
+
 PAIR_FEATURES = ("ln_kt", "ln_z", "ln_delta", "ln_m2")
 """Names of the pairwise features, in the reference's order."""
 
@@ -249,104 +253,6 @@ class PairEmbedding(nn.Module):
         return out.permute(0, 3, 1, 2)
 
 
-class ParTAttention(nn.Module):
-    """Multi-head attention with an additive per-head bias, parametrised as
-    ``nn.MultiheadAttention`` (packed q/k/v projection with Xavier init, zero biases)."""
-
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.dropout = dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        nn.init.xavier_uniform_(self.qkv.weight)
-        nn.init.zeros_(self.qkv.bias)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(
-        self,
-        query: torch.Tensor,
-        context: torch.Tensor,
-        key_mask: torch.Tensor,
-        bias: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``query`` (B, T, D) attends over ``context`` (B, S, D); ``key_mask`` (B, S) True for
-        real keys; ``bias`` (B, H, T, S) is added to the logits. Returns (B, T, D)."""
-        d = query.shape[-1]
-        w, b = self.qkv.weight, self.qkv.bias
-        q = F.linear(query, w[:d], b[:d])
-        k, v = F.linear(context, w[d:], b[d:]).chunk(2, dim=-1)
-        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (q, k, v))
-        logits_mask = torch.zeros_like(key_mask, dtype=q.dtype).masked_fill(~key_mask, -math.inf)
-        logits_mask = logits_mask[:, None, None, :]
-        if bias is not None:
-            logits_mask = logits_mask + bias
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=logits_mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.proj(y.transpose(1, 2).flatten(2))
-
-
-class ParTBlock(nn.Module):
-    """ParT's NormFormer-style block (``Block`` of the reference).
-
-    x + Dropout(LN(c_attn * Attn(LN(x)))), then
-    w_resid * x + Dropout(fc2(LN(Dropout(GELU(fc1(LN(x))))))).
-    ``c_attn`` (per head, init 1) scales the attention output split into heads; as in the
-    reference, the scaled output is then flattened in (head_dim, head) order (its
-    ``einsum('tbhd,h->tbdh')``), which permutes the channels fed to the post-attention norm.
-    With ``cls`` given it is a class-attention block: the raw class token is the query and the
-    normalised [cls; x] the keys and values.
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        ffn_ratio: int,
-        dropout: float,
-        attn_dropout: float,
-        activation_dropout: float,
-    ) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.attn_norm = nn.LayerNorm(dim)
-        self.attn = ParTAttention(dim, num_heads, attn_dropout)
-        self.attn_out_norm = nn.LayerNorm(dim)
-        self.mlp_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, dim * ffn_ratio)
-        self.mlp_inner_norm = nn.LayerNorm(dim * ffn_ratio)
-        self.fc2 = nn.Linear(dim * ffn_ratio, dim)
-        self.head_scale = nn.Parameter(torch.ones(num_heads))
-        self.resid_scale = nn.Parameter(torch.ones(dim))
-        self.dropout = nn.Dropout(dropout)
-        self.act_dropout = nn.Dropout(activation_dropout)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        bias: torch.Tensor | None = None,
-        cls: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """x (B, P, D), mask (B, P) True = real, bias (B, H, P, P); cls (B, 1, D) or None.
-        Returns the updated x, or the updated class token when ``cls`` is given."""
-        if cls is None:
-            residual, h = x, self.attn_norm(x)
-            a = self.attn(h, h, mask, bias)
-        else:
-            residual = cls
-            context = self.attn_norm(torch.cat((cls, x), dim=1))
-            key_mask = torch.cat((mask.new_ones(mask.shape[0], 1), mask), dim=1)
-            a = self.attn(cls, context, key_mask)
-        b, t, d = a.shape
-        a = (a.view(b, t, self.num_heads, -1) * self.head_scale[:, None]).transpose(2, 3)
-        x = self.dropout(self.attn_out_norm(a.reshape(b, t, d))) + residual
-        h = self.act_dropout(F.gelu(self.fc1(self.mlp_norm(x))))
-        h = self.dropout(self.fc2(self.mlp_inner_norm(h)))
-        return h + self.resid_scale * x
-
-
 # ---------------------------------------------------------------------------- network
 class ParticleTransformer(nn.Module):
     """ParT backbone and tagger (see the module docstring for the architecture and inputs)."""
@@ -372,9 +278,11 @@ class ParticleTransformer(nn.Module):
         self.cls_blocks = nn.ModuleList(
             ParTBlock(*block, 0.0, 0.0, 0.0) for _ in range(config.num_cls_layers)
         )
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        nn.init.trunc_normal_(self.cls_token, std=0.02, a=-2.0, b=2.0)
-        self.norm = nn.LayerNorm(dim)
+        self.cls_token = self.norm = None
+        if config.num_cls_layers:  # none: the backbone of jetfm's tasks (heads pool instead)
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+            nn.init.trunc_normal_(self.cls_token, std=0.02, a=-2.0, b=2.0)
+            self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, config.num_classes) if config.num_classes else None
 
     def _check(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> None:
@@ -418,7 +326,11 @@ class ParticleTransformer(nn.Module):
         return x.masked_fill(~mask[..., None], 0.0), mask
 
     def pool(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Class-attention blocks and the final LayerNorm: (B, P, D), (B, P) -> (B, D)."""
+        """Class-attention blocks and the final LayerNorm: (B, P, D), (B, P) -> (B, D).
+        Raises ValueError when the config has no class-attention blocks."""
+        if self.cls_token is None:
+            raise ValueError("this ParticleTransformer has num_cls_layers = 0: pool its "
+                             "embeddings with a head (jetfm.models.heads)")
         cls = self.cls_token.expand(embeddings.shape[0], 1, -1)
         for block in self.cls_blocks:
             cls = block(embeddings, mask, cls=cls)
@@ -433,6 +345,42 @@ class ParticleTransformer(nn.Module):
         """
         pooled = self.pool(*self.encode(features, p4, mask))
         return self.head(pooled) if self.head is not None else pooled
+
+
+# ---------------------------------------------------------------------------- backbone
+@register_backbone
+class ParTBackbone(Backbone):
+    """ParT as a jetfm backbone (``backbone: part``): the particle and pair embeddings and the
+    particle-attention blocks of :class:`ParticleTransformer`; a head pools the embeddings
+    (:class:`jetfm.models.heads.ClassAttentionHead` is ParT's own class attention, so
+    ParT backbone + class_attention head = the reference tagger, see
+    ``tests/test_backbones.py``).
+
+    Config: :class:`ParticleTransformerConfig` less ``input_dim`` (the number of particle
+    features of the spec), ``num_classes`` and ``num_cls_layers`` (the head's). Inputs: the
+    spec's features, four-momenta (E, px, py, pz) [GeV] for the pair features, the mask.
+    Default features: weaver's ``kin`` set (:data:`jetfm.models.features.KIN_FEATURES`).
+    """
+
+    name = "part"
+    config_class = ParticleTransformerConfig
+    derived_keys = ("input_dim", "num_classes", "num_cls_layers")
+
+    def __init__(self, config: ParticleTransformerConfig, features: FeatureSpec) -> None:
+        super().__init__(config, features)
+        self.model = ParticleTransformer(config)
+
+    @classmethod
+    def derived(cls, features: FeatureSpec) -> dict:
+        return {"input_dim": len(features.particle), "num_classes": None, "num_cls_layers": 0}
+
+    @property
+    def dim(self) -> int:
+        return self.config.embed_dim
+
+    def forward(self, inputs: ParticleInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P', embed_dim) embeddings and mask (:meth:`ParticleTransformer.encode`)."""
+        return self.model.encode(inputs.features, inputs.p4, inputs.mask)
 
 
 # ---------------------------------------------------------------------------- weaver weights
@@ -485,9 +433,11 @@ def weaver_name_map(config: ParticleTransformerConfig) -> dict[str, str]:
             names[f"{ours}attn.qkv.bias"] = f"{theirs}attn.in_proj_bias"
             names[f"{ours}head_scale"] = f"{theirs}c_attn"
             names[f"{ours}resid_scale"] = f"{theirs}w_resid"
-    names["cls_token"] = "cls_token"
+    if config.num_cls_layers:
+        names["cls_token"] = "cls_token"
     for p in wb:
-        names[f"norm.{p}"] = f"norm.{p}"
+        if config.num_cls_layers:
+            names[f"norm.{p}"] = f"norm.{p}"
         if config.num_classes:
             names[f"head.{p}"] = f"fc.0.{p}"
     return names
