@@ -19,15 +19,22 @@ Conventions, fixed once for all of jetfm:
 * JetClass per-class rejection: for class X the jets of X (signal) and QCD (background) are
   selected and scored with p_X / (p_X + p_QCD), evaluated at the standard working points of
   :data:`JETCLASS_WORKING_POINTS`. Score columns follow :data:`jetfm.data.classes.CLASSES`.
+* Multi-class summary of a tagger with its own class list (:func:`multiclass_summary`):
+  ``labels`` are positions 0..K-1 in that list and ``probs`` (n, K) its softmax outputs;
+  accuracy, macro one-vs-one AUC, the rejection of the background (QCD) at eps_S = 50 % for
+  every other class with p_X / (p_X + p_QCD), and the AUC of the pairs of
+  :data:`CLASS_PAIRS` (p_A / (p_A + p_B) on A and B jets), each with a bootstrap error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
 
-from jetfm.data.classes import CLASS_INDEX, JETCLASS_CLASSES
+from jetfm.data.classes import CLASS_INDEX, JETCLASS_CLASSES, class_index
+from jetfm.metrics.generation import Estimate, check_n_bootstrap
 from jetfm.metrics.inputs import binary_inputs, multiclass_inputs
 
 STANDARD_EFFICIENCIES: tuple[float, ...] = (0.3, 0.5, 0.99, 0.995)
@@ -197,8 +204,145 @@ def jetclass_rejections(labels: np.ndarray, probs: np.ndarray) -> dict[str, floa
         if not (labels == x).any():
             continue
         sel = (labels == x) | (labels == qcd)
-        p_x, p_qcd = probs[sel, x], probs[sel, qcd]
-        total = p_x + p_qcd
-        score = np.divide(p_x, total, out=np.full_like(p_x, 0.5), where=total > 0)
-        result[name] = rejection_at(labels[sel] == x, score, eff)
+        result[name] = rejection_at(labels[sel] == x, pair_score(probs[sel], x, qcd), eff)
     return result
+
+
+def pair_score(probs: np.ndarray, signal: int, background: int) -> np.ndarray:
+    """p_S / (p_S + p_B) of columns ``signal`` and ``background`` of ``probs`` (n, n_classes),
+    (n,): the two-class score of the Particle Transformer paper's JetClass table
+    (arXiv:2202.03772, Table 2); 0.5 where both probabilities are 0."""
+    p_s, p_b = probs[:, signal], probs[:, background]
+    total = p_s + p_b
+    return np.divide(p_s, total, out=np.full_like(p_s, 0.5), where=total > 0)
+
+
+# Class pairs whose separation :func:`multiclass_summary` quotes as its own AUC when both are
+# in the class list: the two hardest pairs of resonances of issue 12's 5-class benchmark
+# (W vs Z: mass difference ~ 11 GeV; H -> bb vs Z -> qq: Z -> bb is 15 % of Z -> qq).
+CLASS_PAIRS: tuple[tuple[str, str], ...] = (("Wqq", "Zqq"), ("Hbb", "Zqq"))
+# Largest |sum_k p_k - 1| of a row of probabilities: float32 softmax sums to within ~1e-6.
+PROB_SUM_TOLERANCE: float = 1e-4
+
+
+def check_class_probs(
+    labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], background: str = "QCD"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probs) checked for :func:`multiclass_summary`; ``ValueError`` for: a name not
+    in :data:`jetfm.data.classes.CLASSES` or listed twice, ``background`` not in ``classes``,
+    ``probs`` not (n, len(classes)), labels of another length or outside 0..K-1, NaN or
+    infinite probabilities, negative ones, rows not summing to 1 (within
+    :data:`PROB_SUM_TOLERANCE`), and a class of ``classes`` without test jets."""
+    classes = list(classes)
+    for name in classes:
+        try:
+            class_index(name)
+        except KeyError as err:
+            raise ValueError(str(err.args[0])) from None
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes {classes}: a class is listed twice")
+    if background not in classes:
+        raise ValueError(f"background class {background!r} is not in the classes {classes}")
+    shape = np.shape(probs)
+    if len(shape) == 2 and shape[1] != len(classes):
+        raise ValueError(f"probs have {shape[1]} columns for the {len(classes)} classes "
+                         f"{classes}")
+    labels, probs = multiclass_inputs(labels, probs)
+    n_negative = int((probs < 0).any(axis=1).sum())
+    if n_negative:
+        raise ValueError(f"probs: {n_negative} of {len(probs)} jets have negative "
+                         "probabilities: softmax outputs are expected, not logits")
+    sums = probs.sum(axis=1)
+    off = np.abs(sums - 1.0) > PROB_SUM_TOLERANCE
+    if off.any():
+        raise ValueError(f"probs: {int(off.sum())} of {len(probs)} rows do not sum to 1 "
+                         f"(within {PROB_SUM_TOLERANCE:g}; e.g. {sums[off][0]:.6g}): softmax "
+                         "outputs over the class list are expected")
+    counts = np.bincount(labels, minlength=len(classes))
+    missing = [name for name, n in zip(classes, counts, strict=True) if n == 0]
+    if missing:
+        raise ValueError(f"no test jets of class(es) {missing}; the test labels hold "
+                         f"{ {c: int(n) for c, n in zip(classes, counts, strict=True) if n} }")
+    return labels, probs
+
+
+def _summary_values(labels: np.ndarray, probs: np.ndarray, classes: list[str], background: int,
+                    signal_efficiency: float) -> dict[str, float]:
+    """The numbers of :func:`multiclass_summary` without errors (inputs already checked)."""
+    values = {"accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+              "macro_auc": multiclass_auc(labels, probs)}
+    for x, name in enumerate(classes):
+        if x == background:
+            continue
+        sel = (labels == x) | (labels == background)
+        values[f"rejection@{signal_efficiency:g}_{name}"] = rejection_at(
+            labels[sel] == x, pair_score(probs[sel], x, background), signal_efficiency)
+    for a, b in CLASS_PAIRS:
+        if a in classes and b in classes:
+            ia, ib = classes.index(a), classes.index(b)
+            sel = (labels == ia) | (labels == ib)
+            values[f"auc_{a}_vs_{b}"] = roc_auc(labels[sel] == ia, pair_score(probs[sel], ia, ib))
+    return values
+
+
+def multiclass_summary(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    background: str = "QCD",
+    signal_efficiency: float = 0.5,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Every number of a multi-class tagger on its test jets, each with a bootstrap error.
+
+    ``labels`` (n,) positions 0..K-1 in ``classes`` (K names of
+    :data:`jetfm.data.classes.CLASSES`, e.g. ``["QCD", "Tbqq", "Wqq", "Zqq", "Hbb"]``);
+    ``probs`` (n, K) softmax outputs (rows sum to 1). Keys:
+
+    * ``accuracy``: fraction with argmax = label;
+    * ``macro_auc``: macro one-vs-one AUC (Hand & Till; :func:`multiclass_auc`,
+      = scikit-learn's ``roc_auc_score(multi_class="ovo", average="macro")``);
+    * ``rejection@{eff}_{X}`` for every class X but ``background``: 1/eps_B of the background
+      at eps_S = ``signal_efficiency`` with the score p_X / (p_X + p_bkg) on X and background
+      jets only (the Particle Transformer paper's JetClass table, arXiv:2202.03772, Table 2;
+      interpolation as :func:`rejection_at`); ``inf`` when no background jet passes;
+    * ``auc_{A}_vs_{B}`` for the pairs of :data:`CLASS_PAIRS` in ``classes``
+      (``auc_Wqq_vs_Zqq``, ``auc_Hbb_vs_Zqq``): AUC of p_A / (p_A + p_B) on A and B jets.
+
+    Errors: the standard deviation of the numbers over ``n_bootstrap`` (>= 2) resamples of the
+    test jets, drawn with replacement **within each class** (every replica keeps each class's
+    count, so every number is defined in every replica), seeded by ``seed``. An infinite
+    rejection has error NaN, and so has a finite one when some replicas are infinite (the
+    spread is unbounded); the :class:`~jetfm.metrics.generation.Estimate`'s ``note`` says so.
+    Raises ``ValueError`` for bad inputs (:func:`check_class_probs`).
+    """
+    if not 0.0 < signal_efficiency <= 1.0:
+        raise ValueError(f"signal efficiency must be in (0, 1], got {signal_efficiency}")
+    check_n_bootstrap(n_bootstrap)
+    classes = list(classes)
+    labels, probs = check_class_probs(labels, probs, classes, background)
+    bkg = classes.index(background)
+    values = _summary_values(labels, probs, classes, bkg, signal_efficiency)
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(labels == k) for k in range(len(classes))]
+    replicas: dict[str, list[float]] = {key: [] for key in values}
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([rng.choice(m, len(m)) for m in members])
+        for key, value in _summary_values(labels[idx], probs[idx], classes, bkg,
+                                          signal_efficiency).items():
+            replicas[key].append(value)
+    summary = {}
+    for key, value in values.items():
+        spread = np.asarray(replicas[key])
+        n_inf = int(np.isinf(spread).sum())
+        if np.isinf(value):
+            summary[key] = Estimate(value, float("nan"), "no background jet passes the cut: "
+                                    "only a lower bound (~ the number of background jets)")
+        elif n_inf:
+            summary[key] = Estimate(value, float("nan"), f"{n_inf} of {n_bootstrap} bootstrap "
+                                    "replicas pass no background jet: error undefined")
+        else:
+            summary[key] = Estimate(value, float(np.std(spread, ddof=1)))
+    return summary
