@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from jetfm.data.batch import JetBatch
-from jetfm.data.classes import class_index, class_name
+from jetfm.models.tagger import Tagger, check_classes
 from jetfm.physics.observables import jet_observables
 
 GBDT_OBSERVABLES: tuple[str, ...] = ("mass", "tau21", "tau32", "sdmass", "n_particles")
@@ -82,23 +82,6 @@ class GBDTConfig:
             raise ValueError(f"{where}: {err}") from None
 
 
-def class_positions(jets: JetBatch, classes: Sequence[str], origin: str = "jets") -> np.ndarray:
-    """Position of each jet's class in ``classes``, (n,) int64. ``ValueError`` naming
-    ``origin``, the classes found and the list when a jet's class (or no class) is not in it."""
-    try:
-        lookup = {class_index(name): k for k, name in enumerate(classes)}
-    except KeyError as err:
-        raise ValueError(str(err.args[0])) from None
-    positions = np.array([lookup.get(int(label), -1) for label in jets.label], dtype=np.int64)
-    if (positions < 0).any():
-        found = {class_name(int(v)): int(n) for v, n in
-                 zip(*np.unique(jets.label, return_counts=True), strict=True)}
-        outside = sorted({class_name(int(v)) for v in jets.label[positions < 0]})
-        raise ValueError(f"{origin}: jets of class(es) {outside} are not in the class list "
-                         f"{list(classes)} (classes found: {found})")
-    return positions
-
-
 def observable_matrix(jets: JetBatch) -> tuple[np.ndarray, dict[str, int]]:
     """The baseline's features (n, 5) in the order of :data:`GBDT_OBSERVABLES` (float64, NaN
     where undefined) and the count of non-finite values per observable."""
@@ -113,7 +96,8 @@ class GBDTTagger:
     """Gradient-boosted trees on :data:`GBDT_OBSERVABLES` (see the module docstring).
 
     ``fit(train_jets, val_jets, classes)`` then ``predict_proba(jets)`` -> (n, K) with columns
-    in the order of ``classes``.
+    in the order of ``classes``: the interface of :class:`jetfm.models.tagger.Tagger`, so the
+    benchmark treats both alike.
     """
 
     name = "gbdt"
@@ -126,10 +110,11 @@ class GBDTTagger:
         self.model: Any = None
         self.nonfinite: dict[str, dict[str, int]] = {}
 
-    def labels_of(self, jets: JetBatch, origin: str = "jets") -> np.ndarray:
-        """Positions 0..K-1 of the jets' classes in :attr:`classes` (``ValueError`` for a jet
-        of another class)."""
-        return class_positions(jets, self.classes, origin)
+    def labels_of(self, jets: JetBatch, origin: str | None = None) -> np.ndarray:
+        """Positions 0..K-1 of the jets' classes in :attr:`classes`: the same lookup and error
+        (:class:`~jetfm.data.batch.JetDataError` naming ``origin`` and the classes found) as
+        :meth:`jetfm.models.tagger.Tagger.labels_of`, which needs only ``classes``."""
+        return Tagger.labels_of(self, jets, origin)  # type: ignore[arg-type]
 
     def fit(self, train_jets: JetBatch, val_jets: JetBatch, classes: Sequence[str]
             ) -> GBDTTagger:
@@ -138,9 +123,7 @@ class GBDTTagger:
         classes."""
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        self.classes = list(classes)
-        if len(self.classes) < 2:
-            raise ValueError(f"classes {self.classes}: a tagger needs at least two")
+        self.classes = list(check_classes(classes))
         y_train = self.labels_of(train_jets, "training jets")
         y_val = self.labels_of(val_jets, "validation jets")
         missing = [c for k, c in enumerate(self.classes) if not (y_train == k).any()]

@@ -1,0 +1,553 @@
+"""The tagging benchmark: every backbone and the gradient-boosted baseline on the same jets.
+
+    jetfm benchmark tagging --config configs/benchmark_tagging_cpu.yaml [--data FILES] [--out DIR]
+
+Orchestration only: models are built, trained and applied through the public API
+(:func:`jetfm.tasks.tagging.train_tagger`, :meth:`jetfm.models.tagger.Tagger.predict_proba`,
+:class:`jetfm.models.gbdt.GBDTTagger`); numbers come from
+:func:`jetfm.metrics.tagging.multiclass_summary`.
+
+**Data.** The built-in 5-class data (QCD, t -> bqq', W -> qq', Z -> qq, H -> bb: the processes
+``qcd, top, w, z, hbb`` of :func:`jetfm.data.generated.generated_files`, JetClass-like cuts),
+generated once per run folder and reused, or labelled jet files (``files`` / ``--data``, any
+format jetfm reads) whose classes must be exactly ``classes``.
+
+**Split** (fixed by ``seed``): each class is shuffled once and cut into ``n_test`` test jets,
+a validation pool and a training pool. For each D of ``sizes`` (training jets **per class**)
+a model trains on the first D jets of the training pool and validates (early stopping, best
+epoch) on the first ``max(1, round(val_fraction * D))`` of the validation pool: the same jets
+for every model at a given D, nested in D; the test jets are the same for every cell.
+
+**Budget rule: equal optimiser steps.** Every neural model trains for at most ``max_steps``
+optimiser steps (the same number for every model and D; ``max_epochs`` defaults to 10,000 so
+that the steps bind), stopping earlier only by early stopping on the validation loss
+(``patience``); the steps taken are in the table. The baseline stops by early stopping on
+the same validation jets (:mod:`jetfm.models.gbdt`).
+
+**Cells.** Each (model, D) is one resumable stage (:class:`jetfm.studies.Stage`,
+``stages/cells/D{D}/{model}.json``), reused only while the model's entry (its training block
+merged with the shared one), the split settings, the metric settings and the data files'
+digests are the same: a changed model entry redoes that model's cells only. A cell
+interrupted during training resumes from its checkpoint when its recorded settings
+(``cell.json``) are unchanged, and starts afresh otherwise.
+
+**Numbers** (on the test jets, each with a bootstrap error over ``n_bootstrap`` resamples of
+the test jets within each class): accuracy, macro one-vs-one AUC, the QCD rejection
+1/eps_B at eps_S = ``signal_efficiency`` for every other class with p_X / (p_X + p_QCD) (ParT
+paper's JetClass convention), the W-vs-Z and H-vs-Z AUC; and the parameters (the baseline:
+nodes of its trees), the training time (wall time from jets to a fitted model, including
+feature and observable computation) and the inference rate (test jets per second from jets to
+probabilities on ``device``, feature computation included).
+
+Layout of ``out``::
+
+    data/                    generated jets (without --data)
+    cells/D{D}/{model}/      result.json, test_probs.npz, cell.json, tagger.safetensors
+                             (neural models), checkpoints/ and logs/
+    plots/roc_D{D}.png       QCD rejection vs eps_S, one panel per class, one curve per model
+    table.md, table.json     every number of every cell
+    stages/                  what each stage was made from
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from jetfm.atomic import write_text_atomic
+from jetfm.checks import POSITIVE_INT, Rule, check_fields
+from jetfm.data.batch import JetBatch, JetDataError
+from jetfm.data.classes import class_index, class_name
+from jetfm.data.generated import generated_files
+from jetfm.data.io import read_jets
+from jetfm.data.pythia import PROCESSES
+from jetfm.metrics.tagging import multiclass_summary
+from jetfm.models.gbdt import GBDTConfig, GBDTTagger
+from jetfm.models.tagger import check_classes
+from jetfm.plots.roc import plot_multiclass_roc
+from jetfm.report import format_value, markdown_table
+from jetfm.studies import Stage, file_digest, generated_stage, read_config, training_log, write_json
+from jetfm.tasks.tagging import TaggingConfig, tagging_config, train_tagger
+from jetfm.tasks.training import TRAIN_KEYS, check_keys
+
+console = Console(soft_wrap=True, emoji=False)
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+GBDT = "gbdt"  # the ``backbone`` key of the gradient-boosted baseline's model entry
+BUDGET_KEYS = ("max_steps", "seed")  # set by the benchmark, not by a training block
+DEFAULT_MAX_EPOCHS = 10_000  # so that max_steps, not the epochs, ends training
+CLASS_PROCESS = {name: process for process, name in PROCESSES.items()}
+MODEL_KEYS = {"name", *asdict(TaggingConfig())} - {"classes"}
+
+
+def default_models() -> list[dict[str, Any]]:
+    """The baseline and ParT with its default configuration."""
+    return [{"name": "GBDT", "backbone": GBDT}, {"name": "ParT", "backbone": "part"}]
+
+
+@dataclass
+class BenchmarkConfig:
+    """Everything the benchmark needs; ``configs/benchmark_tagging_{tiny,cpu,gpu}.yaml`` fill
+    it. Model entries: ``name`` (unique; the cell folder), ``backbone`` (``gbdt`` for the
+    baseline, whose options are its ``backbone_config``: :class:`~jetfm.models.gbdt.GBDTConfig`
+    keys) and the keys of :class:`~jetfm.tasks.tagging.TaggingConfig` but ``classes``; a
+    model's ``training`` overrides the shared ``training`` key by key."""
+
+    classes: list[str] = field(default_factory=lambda: ["QCD", "Tbqq", "Wqq", "Zqq", "Hbb"])
+    sizes: list[int] = field(default_factory=lambda: [1000, 10000])  # D: training jets/class
+    n_test: int = 2000  # test jets per class
+    val_fraction: float = 0.2  # validation jets per class = max(1, round(val_fraction * D))
+    files: list[str] = field(default_factory=list)  # labelled jet files instead of generated
+    workers: int = 2  # generator processes
+    seed: int = 1  # data generation, split and training
+    max_steps: int = 2000  # the budget: optimiser steps of every neural model
+    training: dict[str, Any] = field(default_factory=dict)  # shared TrainConfig keys
+    models: list[dict[str, Any]] = field(default_factory=default_models)
+    n_bootstrap: int = 100
+    signal_efficiency: float = 0.5
+    inference_batch: int = 512
+    device: str = "cpu"  # inference: cpu, cuda, auto
+
+    def __post_init__(self) -> None:
+        self.classes = list(check_classes(self.classes, "classes"))
+        if "QCD" not in self.classes:
+            raise ValueError(f"classes {self.classes}: QCD is needed (rejections are quoted "
+                             "against QCD)")
+        self.sizes = [_count(v, "sizes") for v in self.sizes]
+        self.n_test = _count(self.n_test, "n_test")
+        if not self.sizes:
+            raise ValueError("sizes: give at least one D (training jets per class)")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        check_fields(self, {"workers": POSITIVE_INT, "max_steps": POSITIVE_INT,
+                            "n_bootstrap": Rule(int, low=2), "inference_batch": POSITIVE_INT,
+                            "signal_efficiency": Rule(float, low=0, low_open=True, high=1)})
+        if isinstance(self.files, str):
+            self.files = [self.files]
+        check_keys(self.training, TRAIN_KEYS - set(BUDGET_KEYS), "training")
+        if not self.models:
+            raise ValueError("models: list at least one model")
+        names = [m.get("name") if isinstance(m, dict) else None for m in self.models]
+        for i, (entry, name) in enumerate(zip(self.models, names, strict=True)):
+            model = self.model_config(entry, f"models[{i}]")
+            if isinstance(model, TaggingConfig) and model.init is None:
+                try:  # a bad backbone or head value stops here, before any work
+                    model.build()
+                except ValueError as err:
+                    raise ValueError(f"models[{i}] ({name}): {err}") from None
+        if len(set(names)) != len(names):
+            raise ValueError(f"models: names must be unique, got {names}")
+
+    def n_val(self, size: int) -> int:
+        """Validation jets per class at D = ``size``."""
+        return max(1, round(self.val_fraction * size))
+
+    @property
+    def n_per_class(self) -> int:
+        """Jets needed per class: test + the largest validation and training sets."""
+        return self.n_test + self.n_val(max(self.sizes)) + max(self.sizes)
+
+    def training_block(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The shared training keys, the model's own, and the budget (``max_steps``; the
+        seed is the benchmark's)."""
+        block = {"max_epochs": DEFAULT_MAX_EPOCHS, **self.training, **entry.get("training", {}),
+                 "max_steps": self.max_steps}
+        return block
+
+    def model_config(self, entry: Any, where: str) -> GBDTConfig | TaggingConfig:
+        """The model entry as the baseline's or a tagger's configuration; ``ValueError``
+        naming ``where``, the key and the problem."""
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping with name and backbone, got {entry!r}")
+        check_keys(entry, MODEL_KEYS, where)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name or not name.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum():
+            raise ValueError(f"{where}: name {name!r} must be a non-empty string of letters, "
+                             "digits, '-', '_', '.' (it names the cell folder)")
+        if "backbone" not in entry:
+            raise ValueError(f"{where} ({name}): no backbone (part, lgatr, pet, omnijet or "
+                             f"{GBDT})")
+        if entry["backbone"] == GBDT:
+            unused = sorted(set(entry) - {"name", "backbone", "backbone_config"})
+            if unused:
+                raise ValueError(f"{where} ({name}): keys {unused} do not apply to the "
+                                 "gradient-boosted baseline (its options: backbone_config)")
+            return GBDTConfig.from_dict(entry.get("backbone_config"), f"{where} ({name}): "
+                                        "backbone_config")
+        check_keys(entry.get("training") or {}, TRAIN_KEYS - set(BUDGET_KEYS),
+                   f"{where} ({name}): training (max_steps is the benchmark's budget, seed "
+                   "the benchmark's seed)")
+        data = {k: v for k, v in entry.items() if k != "name"}
+        data["training"] = self.training_block(entry)
+        return tagging_config({**data, "classes": self.classes}, f"{where} ({name})")
+
+    def cell_config(self, entry: dict[str, Any], size: int) -> dict[str, Any]:
+        """What the numbers of cell (``entry``, D = ``size``) depend on (its stage record)."""
+        model = deepcopy(entry)
+        if entry["backbone"] != GBDT:
+            model["training"] = self.training_block(entry)
+        keys = ("classes", "n_test", "seed", "n_bootstrap", "signal_efficiency")
+        return {"model": model, "D": size, "n_val": self.n_val(size),
+                **{k: getattr(self, k) for k in keys}}
+
+
+def _count(value: Any, name: str) -> int:
+    """A positive whole number of jets; YAML's '1e4' (a string) and 1.0e4 are accepted."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number >= 1 or number != int(number):
+        raise ValueError(f"{name}: {value!r} is not a positive whole number of jets")
+    return int(number)
+
+
+def load_config(path: str | Path) -> BenchmarkConfig:
+    """The benchmark config in the YAML file ``path``; ``ValueError`` naming the file and
+    the bad key or value."""
+    data = read_config(path, BenchmarkConfig)
+    try:
+        return BenchmarkConfig(**data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+# ----------------------------------------------------------------------------- data
+def load_data(config: BenchmarkConfig, out_dir: Path
+              ) -> tuple[dict[str, JetBatch], dict[str, str]]:
+    """Jets per class (the config's files, or generated ones reused while the generator
+    settings are the same) and the digest of the data (the input every cell records).
+
+    Raises ``ValueError`` naming the files and the classes found when the files' labels do
+    not match ``classes``, and when a class has fewer jets than the split needs."""
+    if config.files:
+        jets = read_jets(config.files)
+        check_labels(jets, config.classes)
+        per_class = {name: jets[jets.label == class_index(name)] for name in config.classes}
+        digests = {"data": "+".join(file_digest(f) for f in config.files)}
+        origin = {name: ", ".join(np.asarray(jets.source_files)[np.unique(
+            jets.source[jets.label == class_index(name)])]) for name in config.classes}
+    else:
+        missing = [c for c in config.classes if c not in CLASS_PROCESS]
+        if missing:
+            raise ValueError(f"classes {missing} have no built-in generator (built-in: "
+                             f"{sorted(CLASS_PROCESS)}); give labelled files with --data")
+        processes = [CLASS_PROCESS[c] for c in config.classes]
+        paths = generated_stage(
+            out_dir, "data", {"processes": processes, "n_jets": config.n_per_class,
+                              "seed": config.seed, "workers": config.workers},
+            partial(generated_files, processes, config.n_per_class, out_dir / "data",
+                    seed=config.seed, workers=config.workers))
+        per_class = {c: read_jets([str(p)]) for c, p in zip(config.classes, paths, strict=True)}
+        digests = {f"data/{c}": file_digest(p) for c, p in zip(config.classes, paths,
+                                                                strict=True)}
+        origin = {c: str(p) for c, p in zip(config.classes, paths, strict=True)}
+    for name, batch in per_class.items():
+        if len(batch) < config.n_per_class:
+            raise ValueError(
+                f"{origin[name]}: {len(batch)} jets of class {name}; the benchmark needs "
+                f"{config.n_per_class} per class (n_test {config.n_test} + validation "
+                f"{config.n_val(max(config.sizes))} + the largest D {max(config.sizes)})")
+    return per_class, digests
+
+
+def check_labels(jets: JetBatch, classes: list[str]) -> None:
+    """``ValueError`` naming each file whose jets hold classes outside ``classes`` (or
+    unlabelled ones) and the classes found, and the classes of ``classes`` no file holds."""
+    problems = []
+    for k, path in enumerate(jets.source_files):
+        labels = jets.label[jets.source == k]
+        found = {class_name(int(v)): int(n) for v, n in
+                 zip(*np.unique(labels, return_counts=True), strict=True)}
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            problems.append(f"{path} holds jets of {extra} (classes found: {found})")
+    present = {class_name(int(v)) for v in np.unique(jets.label)}
+    absent = [c for c in classes if c not in present]
+    if absent:
+        problems.append(f"no file holds jets of {absent} (classes found in "
+                        f"{', '.join(jets.source_files)}: {sorted(present)})")
+    if problems:
+        raise JetDataError(f"the data do not match the class list {classes}: "
+                           + "; ".join(problems))
+
+
+@dataclass
+class Split:
+    """Jet indices per class: test, validation pool and training pool (fixed by the seed)."""
+
+    test: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+    train: dict[str, np.ndarray]
+
+
+def make_split(jets: dict[str, JetBatch], config: BenchmarkConfig) -> Split:
+    """Each class shuffled once (seed: (``seed``, class index)) and cut into ``n_test`` test
+    jets, the validation pool of the largest D and the training pool."""
+    n_val = config.n_val(max(config.sizes))
+    test, val, train = {}, {}, {}
+    for name, batch in jets.items():
+        order = np.random.default_rng([config.seed, class_index(name)]).permutation(len(batch))
+        test[name] = order[:config.n_test]
+        val[name] = order[config.n_test:config.n_test + n_val]
+        train[name] = order[config.n_test + n_val:]
+    return Split(test, val, train)
+
+
+def select(jets: dict[str, JetBatch], indices: dict[str, np.ndarray], n: int | None = None
+           ) -> JetBatch:
+    """The first ``n`` (all: None) jets of each class's ``indices``, classes in order."""
+    return JetBatch.concatenate([jets[c][idx[:n]] for c, idx in indices.items()])
+
+
+# ----------------------------------------------------------------------------- cells
+def _fit_gbdt(entry: dict[str, Any], train: JetBatch, val: JetBatch, config: BenchmarkConfig,
+              cell_dir: Path) -> tuple[GBDTTagger, dict[str, Any]]:
+    model = GBDTTagger(entry.get("backbone_config"), seed=config.seed)
+    model.fit(train, val, config.classes)
+    bad = {split: {k: v for k, v in counts.items() if v} for split, counts in
+           model.nonfinite.items()}
+    if any(bad.values()):
+        console.print(f"  observables undefined (NaN, kept: trees route them): {bad}")
+    return model, {"parameters": model.n_parameters, "iterations": model.n_iterations,
+                   "nonfinite_observables": bad}
+
+
+def _fit_tagger(entry: dict[str, Any], train: JetBatch, val: JetBatch,
+                config: BenchmarkConfig, cell_dir: Path) -> tuple[Any, dict[str, Any]]:
+    tagger = train_tagger(train, val, config.model_config(entry, entry["name"]), cell_dir,
+                          seed=config.seed)
+    info: dict[str, Any] = {"parameters": sum(p.numel() for p in tagger.parameters())}
+    try:
+        info.update(training_log(cell_dir))
+    except KeyError:  # no validation ran (max_steps within the first epoch)
+        log = pd.read_csv(cell_dir / "logs" / "metrics.csv")
+        info.update(steps=int(log["step"].max()) + 1, epochs=int(log["epoch"].max()) + 1)
+    except FileNotFoundError:
+        pass  # no Lightning log (a non-zero DDP rank): steps unknown
+    return tagger, info
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_cell(entry: dict[str, Any], size: int, jets: dict[str, JetBatch], split: Split,
+             config: BenchmarkConfig, cell_dir: Path) -> dict[str, Any]:
+    """Train model ``entry`` on D = ``size`` jets per class, predict the test jets, write
+    ``test_probs.npz`` and ``result.json``; returns the result."""
+    train = select(jets, split.train, size)
+    val = select(jets, split.val, config.n_val(size))
+    test = select(jets, split.test)
+    start = time.perf_counter()
+    fit = _fit_gbdt if entry["backbone"] == GBDT else _fit_tagger
+    model, info = fit(entry, train, val, config, cell_dir)
+    seconds = time.perf_counter() - start
+    if entry["backbone"] != GBDT:
+        model = model.to(_device(config.device))
+    start = time.perf_counter()
+    probs = (model.predict_proba(test) if entry["backbone"] == GBDT
+             else model.predict_proba(test, batch_size=config.inference_batch))
+    rate = len(test) / (time.perf_counter() - start)
+    labels = model.labels_of(test, "test jets")
+    np.savez(cell_dir / "test_probs.npz", labels=labels, probs=probs)
+    summary = multiclass_summary(labels, probs, config.classes,
+                                 signal_efficiency=config.signal_efficiency,
+                                 n_bootstrap=config.n_bootstrap, seed=config.seed)
+    result = {"model": entry["name"], "backbone": entry["backbone"], "D": size,
+              "n_train": len(train), "n_val": len(val), "n_test": len(test),
+              "training_seconds": seconds, "inference_jets_per_second": rate, **info,
+              "metrics": {k: asdict(v) for k, v in summary.items()}}
+    write_json(cell_dir / "result.json", result)
+    return result
+
+
+def cell_stage(entry: dict[str, Any], size: int, config: BenchmarkConfig, out_dir: Path,
+               data: dict[str, str]) -> Stage:
+    """The record of cell (``entry``, D = ``size``): its configuration subset and inputs (the
+    data digests and, with ``init``, the digest of that file)."""
+    cell_dir = out_dir / "cells" / f"D{size}" / entry["name"]
+    inputs = dict(data)
+    if entry.get("init"):
+        inputs["init"] = file_digest(entry["init"])
+    return Stage(out_dir, f"cells/D{size}/{entry['name']}", config.cell_config(entry, size),
+                 inputs, [cell_dir / "result.json", cell_dir / "test_probs.npz"])
+
+
+def _start_cell(stage: Stage, cell_dir: Path) -> bool:
+    """Prepare ``cell_dir`` for a (re)run: kept (True: training resumes from its checkpoint)
+    when its ``cell.json`` shows the settings of ``stage``, emptied otherwise."""
+    marker = cell_dir / "cell.json"
+    wanted = {"config": stage.config, "inputs": stage.inputs}
+    if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):
+        return True
+    shutil.rmtree(cell_dir, ignore_errors=True)
+    cell_dir.mkdir(parents=True)
+    write_json(marker, wanted)
+    return False
+
+
+def check_models(config: BenchmarkConfig, sample: JetBatch) -> None:
+    """Build every neural model once and prepare ``sample`` with it, so that features
+    missing from the data (or an ``init`` file of another backbone) stop the run before any
+    training."""
+    for entry in config.models:
+        if entry["backbone"] != GBDT:
+            tagger = config.model_config(entry, entry["name"]).build()
+            tagger.prepare(sample, f"{entry['name']}: the benchmark's jets")
+
+
+# ----------------------------------------------------------------------------- the run
+def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Every cell (reused where its record matches), then ``table.md``, ``table.json`` and
+    the ROC plots; returns the table data."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jets, data = load_data(config, out_dir)
+    split = make_split(jets, config)
+    console.print(f"classes {config.classes}: {config.n_test} test jets per class; D = "
+                  f"{config.sizes} training jets per class; budget: {config.max_steps} "
+                  "optimiser steps per neural model")
+    check_models(config, select(jets, split.test, 2))
+    cells = [(entry, size) for size in config.sizes for entry in config.models]
+    rows, counts = [], {"run": 0, "reused": 0}
+    for i, (entry, size) in enumerate(cells, start=1):
+        label = f"[{i}/{len(cells)}] {entry['name']} at D = {size:,}"
+        cell_dir = out_dir / "cells" / f"D{size}" / entry["name"]
+        stage = cell_stage(entry, size, config, out_dir, data)
+        if stage.prepare():
+            counts["reused"] += 1
+            console.print(f"{label}: reused ({cell_dir})")
+        else:
+            resumed = _start_cell(stage, cell_dir)
+            console.rule(f"{label}: {'resuming' if resumed else 'training'} on "
+                         f"{size * len(config.classes):,} jets, validating on "
+                         f"{config.n_val(size) * len(config.classes):,}")
+            result = run_cell(entry, size, jets, split, config, cell_dir)
+            stage.finish()
+            counts["run"] += 1
+            console.print(f"{label}: accuracy {result['metrics']['accuracy']['value']:.4f}, "
+                          f"macro AUC {result['metrics']['macro_auc']['value']:.4f}, "
+                          f"{result['training_seconds']:.0f} s")
+        rows.append(json.loads((cell_dir / "result.json").read_text()))
+    table = write_outputs(rows, config, out_dir)
+    console.print(f"cells: {counts['run']} run, {counts['reused']} reused")
+    return {**table, "cells": counts}
+
+
+def budget_text(config: BenchmarkConfig) -> str:
+    """The budget rule as stated under the table."""
+    return (f"Budget: equal optimiser steps. Every neural model trains for at most "
+            f"{config.max_steps} optimiser steps at every D (early stopping on the validation "
+            "loss may end it earlier: column steps); the gradient-boosted baseline (GBDT, "
+            "five jet observables) stops by early stopping on the same validation jets.")
+
+
+def write_outputs(rows: list[dict[str, Any]], config: BenchmarkConfig, out_dir: Path
+                  ) -> dict[str, Any]:
+    """``table.json`` (values and errors), ``table.md`` (value ± error) and one ROC plot per
+    D; returns the table data."""
+    metric_keys = list(rows[0]["metrics"]) if rows else []
+    flat = []
+    for row in rows:
+        entry = {k: row.get(k) for k in ("model", "backbone", "D", "n_train", "n_val",
+                                         "n_test", "parameters", "steps",
+                                         "training_seconds", "inference_jets_per_second")}
+        for key in metric_keys:
+            estimate = row["metrics"][key]
+            entry[key], entry[f"{key}_error"] = estimate["value"], estimate["error"]
+            if estimate.get("note"):
+                entry[f"{key}_note"] = estimate["note"]
+        flat.append(entry)
+    table = {"title": "Tagging benchmark", "classes": config.classes,
+             "n_test_per_class": config.n_test, "n_bootstrap": config.n_bootstrap,
+             "signal_efficiency": config.signal_efficiency, "budget": budget_text(config),
+             "max_steps": config.max_steps, "rows": flat}
+    write_json(out_dir / "table.json", table)
+    plots = []
+    for size in config.sizes:
+        taggers = {}
+        for row in rows:
+            if row["D"] == size:
+                with np.load(out_dir / "cells" / f"D{size}" / row["model"] / "test_probs.npz"
+                             ) as saved:
+                    taggers[row["model"]] = (saved["labels"], saved["probs"])
+        if taggers:
+            plots.append(plot_multiclass_roc(taggers, config.classes,
+                                             out_dir / "plots" / f"roc_D{size}.png"))
+    write_text_atomic(out_dir / "table.md", markdown(flat, metric_keys, config, plots,
+                                                     out_dir))
+    return table
+
+
+def _pm(row: dict[str, Any], key: str, n_background: int) -> str:
+    """``value ± error`` of ``key`` in ``row``; an infinite rejection (stored as null with its
+    note) as the lower bound ``> n_background``."""
+    value, error = row.get(key), row.get(f"{key}_error")
+    if value is None:
+        return f"> {n_background:,}" if "no background jet" in row.get(f"{key}_note", "") \
+            else format_value(value)
+    if error is None or not math.isfinite(error):
+        return f"{format_value(value)} ± n/a"
+    return f"{format_value(value)} ± {error:.2g}"
+
+
+def column_name(key: str) -> str:
+    """Table heading of a :func:`~jetfm.metrics.tagging.multiclass_summary` key."""
+    if key.startswith("rejection@"):
+        return f"1/eps_B {key.split('_', 1)[1]}"
+    if key.startswith("auc_"):
+        return "AUC " + key.removeprefix("auc_").replace("_vs_", " vs ")
+    return {"macro_auc": "macro AUC"}.get(key, key)
+
+
+def markdown(flat: list[dict[str, Any]], metric_keys: list[str], config: BenchmarkConfig,
+             plots: list[Path], out_dir: Path) -> str:
+    """The table page: settings, budget rule, one row per cell, notes and plot links."""
+    columns = {"model": "model", "D": "D / class"}
+    columns.update({key: column_name(key) for key in metric_keys})
+    columns.update({"parameters": "parameters", "steps": "steps",
+                    "training_seconds": "training [s]",
+                    "inference_jets_per_second": "inference [jets/s]"})
+    cells = []
+    for row in flat:
+        cell = {name: _pm(row, key, config.n_test) if key in metric_keys else row.get(key)
+                for key, name in columns.items()}
+        cell["training [s]"] = f"{row['training_seconds']:.0f}"
+        cell["inference [jets/s]"] = f"{row['inference_jets_per_second']:,.0f}"
+        if row.get("parameters") is not None:
+            cell["parameters"] = f"{row['parameters']:,}"
+        cells.append(cell)
+    notes = sorted({f"{row['model']} D={row['D']} {key}: {row[f'{key}_note']}"
+                    for row in flat for key in metric_keys if row.get(f"{key}_note")})
+    lines = ["# Tagging benchmark", "",
+             f"Classes {', '.join(config.classes)}; {config.n_test:,} test jets per class; "
+             f"D training jets per class with {config.val_fraction:g} D validation jets; "
+             f"errors: standard deviation over {config.n_bootstrap} bootstrap resamples of "
+             "the test jets (within each class). 1/eps_B X: rejection of QCD at eps_S = "
+             f"{config.signal_efficiency:g} with p_X / (p_X + p_QCD) on X and QCD jets "
+             "('> n': no QCD test jet passes; n/a error: some resamples pass none). AUC W vs "
+             "Z: p_W / (p_W + p_Z) on W and Z jets.", "",
+             budget_text(config), "", markdown_table(cells, list(columns.values())), "",
+             "Parameters of GBDT: nodes of its trees. Training time: from jets to a fitted "
+             "model (features and observables included); inference: test jets per second "
+             f"from jets to probabilities ({config.device}).", ""]
+    lines += [f"- {note}" for note in notes]
+    lines += [f"![ROC]({p.relative_to(out_dir)})" for p in plots]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,191 @@
+"""The tagging benchmark (``jetfm benchmark tagging``): the tiny preset end to end through
+the CLI on tiny generated 5-class data, its resume (a rerun reuses every cell; a changed
+model entry redoes only that model's cells), the split, labelled files (``--data``) and the
+bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from jetfm.cli import main
+from jetfm.data.batch import JetBatch
+from jetfm.data.io import write_jets
+from jetfm.metrics.tagging import multiclass_summary
+from jetfm.models.tagger import load_tagger
+from jetfm.studies.benchmark_tagging import (
+    PRESETS_DIR,
+    load_config,
+    load_data,
+    make_split,
+    select,
+)
+from tests.tagging_jets import prong_jets
+
+TINY = PRESETS_DIR / "benchmark_tagging_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmark")
+    assert main(["benchmark", "tagging", "--config", str(TINY), "--out", str(out)]) == 0
+    return load_config(TINY), out
+
+
+def test_tiny_preset_writes_every_cell_and_its_numbers(tiny_run):
+    config, out = tiny_run
+    table = json.loads((out / "table.json").read_text())
+    assert [(r["model"], r["D"]) for r in table["rows"]] == [
+        (m["name"], d) for d in config.sizes for m in config.models]
+    assert table["max_steps"] == config.max_steps and "4 optimiser steps" in table["budget"]
+    jets, _ = load_data(config, out)
+    test = select(jets, make_split(jets, config).test)
+    labels = np.repeat(np.arange(5), config.n_test)
+    for row in table["rows"]:
+        cell = out / "cells" / f"D{row['D']}" / row["model"]
+        assert row["n_train"] == 5 * row["D"] and row["n_val"] == 5 * config.n_val(row["D"])
+        with np.load(cell / "test_probs.npz") as saved:
+            np.testing.assert_array_equal(saved["labels"], labels)  # the same test jets
+            probs = saved["probs"]
+        # the table's numbers are those of the saved test probabilities
+        again = multiclass_summary(labels, probs, config.classes,
+                                   n_bootstrap=config.n_bootstrap, seed=config.seed)
+        assert row["macro_auc"] == pytest.approx(again["macro_auc"].value, abs=1e-12)
+        assert row["accuracy_error"] == pytest.approx(again["accuracy"].error, abs=1e-12)
+        if row["backbone"] == "part":
+            # the saved tagger is the evaluated one; the budget bounds its steps
+            tagger = load_tagger(cell / "tagger.safetensors")
+            np.testing.assert_allclose(tagger.predict_proba(test), probs, atol=1e-5)
+            assert row["parameters"] == sum(p.numel() for p in tagger.parameters())
+            assert 1 <= row["steps"] <= config.max_steps
+        else:
+            assert row["parameters"] > 0
+    page = (out / "table.md").read_text()
+    assert "AUC Wqq vs Zqq" in page and "at most 4 optimiser steps" in page
+    for size in config.sizes:
+        assert (out / "plots" / f"roc_D{size}.png").stat().st_size > 0
+
+
+def test_rerun_reuses_every_cell_and_a_changed_model_redoes_only_its_cells(tiny_run, tmp_path,
+                                                                            capsys):
+    config, out = tiny_run
+    before = {p: p.read_bytes() for p in (out / "cells").glob("D*/*/result.json")}
+    capsys.readouterr()
+    assert main(["benchmark", "tagging", "--config", str(TINY), "--out", str(out)]) == 0
+    assert "cells: 0 run, 4 reused" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in before} == before
+
+    data = yaml.safe_load(TINY.read_text())
+    data["models"][1]["training"] = {"lr": 0.001}  # ParT only
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    assert main(["benchmark", "tagging", "--config", str(changed), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cells: 2 run, 2 reused" in printed
+    assert "stage cells/D20/ParT: redone (config model.training.lr: 0.003 -> 0.001)" in printed
+    for path, content in before.items():
+        assert (path.read_bytes() == content) == (path.parent.name == "GBDT")
+
+
+def test_split_is_fixed_nested_and_disjoint(tmp_path):
+    config = load_config(TINY)
+    jets = {c: prong_jets(config.n_per_class, 1 + k % 3, c, seed=k)
+            for k, c in enumerate(config.classes)}
+    split, again = make_split(jets, config), make_split(jets, config)
+    for c in config.classes:
+        assert (split.train[c] == again.train[c]).all()  # fixed by the seed
+        parts = [split.test[c], split.val[c], split.train[c]]
+        assert len(np.unique(np.concatenate(parts))) == config.n_per_class  # disjoint, all
+        assert len(split.test[c]) == config.n_test
+        assert len(split.val[c]) == config.n_val(max(config.sizes))
+    small, big = (select(jets, split.train, d) for d in config.sizes)
+    assert small.label.tolist() == big[np.concatenate(
+        [np.arange(k * 40, k * 40 + 20) for k in range(5)])].label.tolist()
+
+
+def _write(tmp_path, name, *parts):
+    path = tmp_path / name
+    write_jets(JetBatch.concatenate(list(parts)), path)
+    return str(path)
+
+
+def _config(tmp_path, **changes):
+    data = {"classes": ["QCD", "Tbqq"], "sizes": [30], "n_test": 30, "val_fraction": 0.5,
+            "seed": 2, "n_bootstrap": 3,
+            "models": [{"name": "GBDT", "backbone": "gbdt",
+                        "backbone_config": {"max_iter": 40, "min_samples_leaf": 5}}],
+            **changes}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_labelled_files_are_benchmarked(tmp_path):
+    qcd = _write(tmp_path, "qcd.parquet", prong_jets(80, 1, "QCD", seed=1))
+    top = _write(tmp_path, "top.parquet", prong_jets(80, 3, "Tbqq", seed=2))
+    out = tmp_path / "run"
+    assert main(["benchmark", "tagging", "--config", _config(tmp_path), "--data", qcd, top,
+                 "--out", str(out)]) == 0
+    (row,) = json.loads((out / "table.json").read_text())["rows"]
+    assert row["n_test"] == 60 and row["n_train"] == 60
+    assert row["accuracy"] > 0.9 and row["macro_auc"] > 0.95  # 1 vs 3 prongs: mass separates
+
+
+def test_bad_inputs_name_the_file_and_the_problem(tmp_path, capsys):
+    qcd = _write(tmp_path, "qcd.parquet", prong_jets(80, 1, "QCD", seed=1))
+    top = _write(tmp_path, "top.parquet", prong_jets(80, 3, "Tbqq", seed=2))
+    mixed = _write(tmp_path, "mixed.parquet", prong_jets(80, 3, "Tbqq", seed=2),
+                   prong_jets(5, 2, "Hcc", seed=3))
+    few = _write(tmp_path, "few.parquet", prong_jets(20, 3, "Tbqq", seed=2))
+    config = _config(tmp_path)
+    cases = [
+        ([qcd, mixed], rf"{mixed} holds jets of \['Hcc'\] \(classes found: "
+                       r"\{'Hcc': 5, 'Tbqq': 80\}\)"),
+        ([qcd], r"no file holds jets of \['Tbqq'\] \(classes found in .*qcd.parquet: "
+                r"\['QCD'\]\)"),
+        ([qcd, few], rf"error: {few}: 20 jets of class Tbqq; the benchmark needs 75 per class"),
+    ]
+    for files, message in cases:
+        assert main(["benchmark", "tagging", "--config", config, "--data", *files,
+                     "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert "jetfm benchmark tagging: error:" in err
+        assert re.search(message, err), err
+    # features the data lack: named before any training
+    part = {"name": "ParT", "backbone": "part", "features": ["d0val"],
+            "backbone_config": {"embed_dims": [8], "pair_embed_dims": [4], "num_heads": 1,
+                                "num_layers": 1}, "head_config": {"n_heads": 1, "n_blocks": 1}}
+    config = _config(tmp_path, models=[part])
+    assert main(["benchmark", "tagging", "--config", config, "--data", qcd, top,
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "ParT" in err and "d0val" in err and not (tmp_path / "run" / "cells").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"models": [{"name": "GBDT", "backbone": "gbdt", "head": "summation"}]},
+     r"models\[0\] \(GBDT\): keys \['head'\] do not apply to the gradient-boosted baseline"),
+    ({"models": [{"name": "A", "backbone": "part", "training": {"max_steps": 5}}]},
+     r"models\[0\] \(A\): training \(max_steps is the benchmark's budget.*unknown keys "
+     r"\['max_steps'\]"),
+    ({"models": [{"name": "A", "backbone": "gbdt"}, {"name": "A", "backbone": "gbdt"}]},
+     "names must be unique"),
+    ({"models": [{"name": "A", "backbone": "parT"}]}, "unknown backbone 'parT'"),
+    ({"models": [{"name": "A", "backbone": "part", "backbone_config": {"depth": 2}}]},
+     r"models\[0\] \(A\): .*unknown keys \['depth'\] for backbone 'part'"),
+    ({"classes": ["Tbqq", "Wqq"]}, "QCD is needed"),
+    ({"classes": ["QCD", "Hcc"]}, r"classes \['Hcc'\] have no built-in generator"),
+    ({"sizes": ["1e1", 0]}, "sizes: 0 is not a positive whole number"),
+    ({"sizez": [10]}, r"unknown keys \['sizez'\]"),
+])
+def test_bad_configs_raise_clear_errors(tmp_path, change, message, capsys):
+    config = _config(tmp_path, **change)
+    assert main(["benchmark", "tagging", "--config", config, "--out",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "bench.yaml") in err or "no built-in generator" in err
+    assert re.search(message, err), err
