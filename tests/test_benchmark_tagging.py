@@ -98,13 +98,22 @@ def test_split_is_fixed_nested_and_disjoint(tmp_path):
     split, again = make_split(jets, config), make_split(jets, config)
     for c in config.classes:
         assert (split.train[c] == again.train[c]).all()  # fixed by the seed
-        parts = [split.test[c], split.val[c], split.train[c]]
-        assert len(np.unique(np.concatenate(parts))) == config.n_per_class  # disjoint, all
-        assert len(split.test[c]) == config.n_test
-        assert len(split.val[c]) == config.n_val(max(config.sizes))
-    small, big = (select(jets, split.train, d) for d in config.sizes)
-    assert small.label.tolist() == big[np.concatenate(
-        [np.arange(k * 40, k * 40 + 20) for k in range(5)])].label.tolist()
+        for size in config.sizes:  # each cell: test, D training and n_val validation jets
+            parts = [split.test[c], split.train[c][:size], split.val[c][:config.n_val(size)]]
+            assert len(np.unique(np.concatenate(parts))) == sum(map(len, parts))
+            assert len(parts[0]) == config.n_test and len(parts[1]) == size
+    # nested in D: the small cell's jets are among the big cell's
+    small, big = (config.sizes[0], config.n_val(config.sizes[0])), (config.sizes[1],
+                                                                     config.n_val(config.sizes[1]))
+    for c in config.classes:
+        assert set(split.train[c][:small[0]]) <= set(split.train[c][:big[0]])
+        assert set(split.val[c][:small[1]]) <= set(split.val[c][:big[1]])
+    # the other sizes of the config do not move a cell's jets
+    config.sizes = [config.sizes[0]]
+    alone = make_split(jets, config)
+    for c in config.classes:
+        assert (alone.train[c][:small[0]] == split.train[c][:small[0]]).all()
+        assert (alone.val[c][:small[1]] == split.val[c][:small[1]]).all()
 
 
 def _write(tmp_path, name, *parts):
@@ -189,3 +198,12 @@ def test_bad_configs_raise_clear_errors(tmp_path, change, message, capsys):
     err = capsys.readouterr().err
     assert str(tmp_path / "bench.yaml") in err or "no built-in generator" in err
     assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "gpu"])
+def test_presets_load_with_one_budget_for_every_neural_model(preset):
+    config = load_config(PRESETS_DIR / f"benchmark_tagging_{preset}.yaml")
+    assert config.models[0]["backbone"] == "gbdt" and config.classes[0] == "QCD"
+    budgets = {config.model_config(m, m["name"]).train_config(config.seed).max_steps
+               for m in config.models if m["backbone"] != "gbdt"}
+    assert budgets == {config.max_steps}

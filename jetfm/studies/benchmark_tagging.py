@@ -12,11 +12,14 @@ Orchestration only: models are built, trained and applied through the public API
 generated once per run folder and reused, or labelled jet files (``files`` / ``--data``, any
 format jetfm reads) whose classes must be exactly ``classes``.
 
-**Split** (fixed by ``seed``): each class is shuffled once and cut into ``n_test`` test jets,
-a validation pool and a training pool. For each D of ``sizes`` (training jets **per class**)
-a model trains on the first D jets of the training pool and validates (early stopping, best
-epoch) on the first ``max(1, round(val_fraction * D))`` of the validation pool: the same jets
-for every model at a given D, nested in D; the test jets are the same for every cell.
+**Split** (fixed by ``seed``): each class is shuffled once; the first ``n_test`` jets are the
+test set. For each D of ``sizes`` (training jets **per class**) a model trains on the next D
+jets and validates (early stopping, best epoch) on the last ``max(1, round(val_fraction *
+D))`` jets of the shuffled class: the same jets for every model at a given D, nested in D,
+disjoint from each other and from the test jets, which are the same for every cell
+(:func:`make_split`). Generated data are made with ``n_test`` + the largest D and its
+validation jets per class, so a config that changes these makes new data and redoes every
+cell (announced, as every redone stage).
 
 **Budget rule: equal optimiser steps.** Every neural model trains for at most ``max_steps``
 optimiser steps (the same number for every model and D; ``max_epochs`` defaults to 10,000 so
@@ -29,7 +32,8 @@ the same validation jets (:mod:`jetfm.models.gbdt`).
 merged with the shared one), the split settings, the metric settings and the data files'
 digests are the same: a changed model entry redoes that model's cells only. A cell
 interrupted during training resumes from its checkpoint when its recorded settings
-(``cell.json``) are unchanged, and starts afresh otherwise.
+(``cell.json``) are unchanged, and starts afresh otherwise (its training time then counts
+the last attempt only).
 
 **Numbers** (on the test jets, each with a bootstrap error over ``n_bootstrap`` resamples of
 the test jets within each class): accuracy, macro one-vs-one AUC, the QCD rejection
@@ -286,7 +290,8 @@ def check_labels(jets: JetBatch, classes: list[str]) -> None:
 
 @dataclass
 class Split:
-    """Jet indices per class: test, validation pool and training pool (fixed by the seed)."""
+    """Jet indices per class: test jets, and the pools whose first D (training) and first
+    n_val (validation) jets a cell uses; fixed by the seed."""
 
     test: dict[str, np.ndarray]
     val: dict[str, np.ndarray]
@@ -294,15 +299,17 @@ class Split:
 
 
 def make_split(jets: dict[str, JetBatch], config: BenchmarkConfig) -> Split:
-    """Each class shuffled once (seed: (``seed``, class index)) and cut into ``n_test`` test
-    jets, the validation pool of the largest D and the training pool."""
-    n_val = config.n_val(max(config.sizes))
+    """Each class shuffled once (seed: (``seed``, class index)): the first ``n_test`` jets are
+    the test set, the training pool runs forward from there and the validation pool backward
+    from the end. So a cell's jets depend only on the seed, ``n_test``, its D and the class's
+    jets, not on the other sizes of the config (adding a D reuses the other cells), and they
+    are disjoint while ``n_test`` + D + n_val fits (checked by :func:`load_data`)."""
     test, val, train = {}, {}, {}
     for name, batch in jets.items():
         order = np.random.default_rng([config.seed, class_index(name)]).permutation(len(batch))
         test[name] = order[:config.n_test]
-        val[name] = order[config.n_test:config.n_test + n_val]
-        train[name] = order[config.n_test + n_val:]
+        train[name] = order[config.n_test:]
+        val[name] = order[config.n_test:][::-1]
     return Split(test, val, train)
 
 
