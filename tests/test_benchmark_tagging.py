@@ -90,6 +90,21 @@ def test_rerun_reuses_every_cell_and_a_changed_model_redoes_only_its_cells(tiny_
     for path, content in before.items():
         assert (path.read_bytes() == content) == (path.parent.name == "GBDT")
 
+    # a cell interrupted after training (no result, no record) resumes from its checkpoint
+    cell = out / "cells" / "D20" / "ParT"
+    (cell / "result.json").unlink()
+    (out / "stages" / "cells" / "D20" / "ParT.json").unlink()
+    assert (cell / "checkpoints" / "last.ckpt").exists()
+    assert main(["benchmark", "tagging", "--config", str(changed), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ParT at D = 20: resuming" in printed and "cells: 1 run, 3 reused" in printed
+    # ... but not when its settings changed meanwhile: then it starts afresh
+    (cell / "result.json").unlink()
+    (out / "stages" / "cells" / "D20" / "ParT.json").unlink()
+    assert main(["benchmark", "tagging", "--config", str(TINY), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ParT at D = 20: training" in printed and "cells: 2 run, 2 reused" in printed
+
 
 def test_split_is_fixed_nested_and_disjoint(tmp_path):
     config = load_config(TINY)
