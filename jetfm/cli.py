@@ -636,6 +636,7 @@ def _cmd_benchmark_tagging(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.data:
         config.files = list(args.data)
+    config.skip_invalid = config.skip_invalid or args.skip_invalid
     table = run(config, args.out)
     console.print(Path(args.out, "table.md").read_text(), markup=False)
     console.print(f"{len(table['rows'])} cells; table, plots and models in {args.out}")
@@ -838,6 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "config's) instead of the built-in generated jets")
     bt.add_argument("--out", default="runs/benchmark_tagging", help="output folder (rerun to "
                     "resume)")
+    skip_invalid_option(bt)
     bt.set_defaults(func=_cmd_benchmark_tagging)
 
     demo = sub.add_parser("demo", help="the built-in default job: the OmniJet-alpha chain")

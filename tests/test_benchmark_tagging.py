@@ -222,3 +222,23 @@ def test_presets_load_with_one_budget_for_every_neural_model(preset):
     budgets = {config.model_config(m, m["name"]).train_config(config.seed).max_steps
                for m in config.models if m["backbone"] != "gbdt"}
     assert budgets == {config.max_steps}
+
+
+def test_awkward_files_give_one_clear_line(tmp_path, capsys):
+    """--data files that hold no jet or an invalid one: exit 2, one line naming the file;
+    with --skip-invalid the invalid jet is dropped (and the rest judged: here too few)."""
+    from awkward_files import EXPECTED, write_awkward_files
+
+    paths = write_awkward_files(tmp_path / "files")
+    empty = str(paths["parquet/zero_jets"])
+    bad = str(next(paths[k] for k, v in sorted(EXPECTED.items()) if v == "error"
+                   and k.endswith("nan_momenta")))
+    config = _config(tmp_path)
+    for files, extra, wanted in (([empty], [], "0 jets; nothing to benchmark"),
+                                 ([bad], [], "non-finite"),
+                                 ([bad], ["--skip-invalid"], "do not match the class list")):
+        assert main(["benchmark", "tagging", "--config", config, "--data", *files, *extra,
+                     "--out", str(tmp_path / "run")]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith("jetfm benchmark tagging: error: ") and files[0] in line
+        assert wanted in line, line

@@ -103,6 +103,6 @@ def test_every_jet_reading_command_has_skip_invalid():
 def test_command_list_is_complete():
     """A new subcommand that reads jet files must be added above."""
     readers = {"info", "plot", "trees", "evaluate", "tokenize", "tokenizer", "omnijet", "demo",
-               "generate", "pretrain", "sample", "finetune", "evolution", "study"}
+               "generate", "pretrain", "sample", "finetune", "evolution", "study", "benchmark"}
     subcommands = set(cli.build_parser()._subparsers._group_actions[0].choices)
     assert subcommands == readers

@@ -13,6 +13,7 @@ from io_jets import random_jets
 from jetfm.models.backbone import backbone_from_meta
 from jetfm.models.features import ParticleInputs
 from jetfm.models.tagger import Tagger
+from jetfm.studies.benchmark_tagging import load_config as benchmark_config
 from jetfm.studies.evolution import EvolutionStudyConfig
 from jetfm.studies.omnijet import OmniJetConfig
 from jetfm.studies.transfer import load_config
@@ -46,6 +47,8 @@ def load_any(path: Path) -> object:
         return EvolutionStudyConfig.from_yaml(path)
     if kind == "transfer":
         return load_config(path.stem.split("_", 1)[1])
+    if kind == "benchmark":
+        return benchmark_config(path)
     if kind == "tagging":  # `jetfm finetune --config`: TaggingConfig keys and the seed
         data = yaml.safe_load(path.read_text())
         seed = data.pop("seed")

@@ -10,7 +10,8 @@ Orchestration only: models are built, trained and applied through the public API
 **Data.** The built-in 5-class data (QCD, t -> bqq', W -> qq', Z -> qq, H -> bb: the processes
 ``qcd, top, w, z, hbb`` of :func:`jetfm.data.generated.generated_files`, JetClass-like cuts),
 generated once per run folder and reused, or labelled jet files (``files`` / ``--data``, any
-format jetfm reads) whose classes must be exactly ``classes``.
+format jetfm reads; ``skip_invalid`` / ``--skip-invalid`` drops and counts invalid jets) whose
+classes must be exactly ``classes``.
 
 **Split** (fixed by ``seed``): each class is shuffled once; the first ``n_test`` jets are the
 test set. For each D of ``sizes`` (training jets **per class**) a model trains on the next D
@@ -70,7 +71,7 @@ import pandas as pd
 from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
-from jetfm.checks import POSITIVE_INT, Rule, check_fields
+from jetfm.checks import POSITIVE_INT, Rule, check_fields, check_flag
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index, class_name
 from jetfm.data.generated import generated_files
@@ -113,6 +114,7 @@ class BenchmarkConfig:
     n_test: int = 2000  # test jets per class
     val_fraction: float = 0.2  # validation jets per class = max(1, round(val_fraction * D))
     files: list[str] = field(default_factory=list)  # labelled jet files instead of generated
+    skip_invalid: bool = False  # files: drop (and count) invalid jets instead of stopping
     workers: int = 2  # generator processes
     seed: int = 1  # data generation, split and training
     max_steps: int = 2000  # the budget: optimiser steps of every neural model
@@ -139,6 +141,7 @@ class BenchmarkConfig:
                             "signal_efficiency": Rule(float, low=0, low_open=True, high=1)})
         if isinstance(self.files, str):
             self.files = [self.files]
+        check_flag("skip_invalid", self.skip_invalid)
         check_keys(self.training, TRAIN_KEYS - set(BUDGET_KEYS), "training")
         if not self.models:
             raise ValueError("models: list at least one model")
@@ -202,7 +205,7 @@ class BenchmarkConfig:
         model = deepcopy(entry)
         if entry["backbone"] != GBDT:
             model["training"] = self.training_block(entry)
-        keys = ("classes", "n_test", "seed", "n_bootstrap", "signal_efficiency")
+        keys = ("classes", "n_test", "seed", "n_bootstrap", "signal_efficiency", "skip_invalid")
         return {"model": model, "D": size, "n_val": self.n_val(size),
                 **{k: getattr(self, k) for k in keys}}
 
@@ -237,7 +240,11 @@ def load_data(config: BenchmarkConfig, out_dir: Path
     Raises ``ValueError`` naming the files and the classes found when the files' labels do
     not match ``classes``, and when a class has fewer jets than the split needs."""
     if config.files:
-        jets = read_jets(config.files)
+        jets = read_jets(config.files, skip_invalid=config.skip_invalid)
+        if len(jets) == 0:
+            after = " after dropping invalid jets" if config.skip_invalid else ""
+            raise JetDataError(f"{', '.join(config.files)}: 0 jets{after}; nothing to "
+                               "benchmark")
         check_labels(jets, config.classes)
         per_class = {name: jets[jets.label == class_index(name)] for name in config.classes}
         digests = {"data": "+".join(file_digest(f) for f in config.files)}
