@@ -30,8 +30,9 @@ DEFAULT_CONFIGS = [CONFIGS / "omnijet_cpu.yaml", CONFIGS / "omnijet_gpu.yaml"]
 
 
 def gpt_config_from(path: Path) -> GPTConfig:
-    """The GPT of the OmniJet config file ``path``, as :func:`jetfm.studies.omnijet.gpt_config_for`
-    sets it from the trained tokenizer (codebook + 2 tokens, n_max + 2 positions)."""
+    """The GPT of the OmniJet config file ``path``, as
+    :class:`jetfm.models.omnijet.OmniJetBackboneConfig` sets it from the trained tokenizer
+    (codebook + 2 tokens, n_max + 2 positions)."""
     config = OmniJetConfig.from_yaml(path)
     codebook = VQVAEConfig(**config.vqvae).codebook_size
     return GPTConfig(**{**config.gpt, "vocab_size": codebook + 2,

@@ -502,7 +502,8 @@ def _tagging_split(labels: np.ndarray, classes: Sequence[str], test_fraction: fl
     return train, val, test
 
 
-def _tagging_config(args: argparse.Namespace, classes: list[str]) -> tuple[Any, int]:
+def _tagging_config(args: argparse.Namespace, classes: list[str], quiet: bool = False
+                    ) -> tuple[Any, int]:
     """The :class:`~jetfm.tasks.tagging.TaggingConfig` of ``--config`` with the command-line
     choices, and the seed; ``ValueError`` naming the config file and key for a bad value."""
     from jetfm.checkpoint import load_model
@@ -524,7 +525,7 @@ def _tagging_config(args: argparse.Namespace, classes: list[str]) -> tuple[Any, 
             raise ValueError(f"--init {args.init}: not a backbone, tagger or pre-trained "
                              f"OmniJet file (kind={meta.get('kind')!r})")
         dropped = [k for k in ("backbone_config", "features") if data.pop(k, None) is not None]
-        if dropped:
+        if dropped and not quiet:
             console.print(f"--init {args.init}: the backbone's configuration and features come "
                           f"from the file; {args.config}'s {', '.join(dropped)} not used")
         data["backbone"] = args.backbone or meta["backbone"]
@@ -533,8 +534,9 @@ def _tagging_config(args: argparse.Namespace, classes: list[str]) -> tuple[Any, 
         if args.backbone != data.get("backbone", args.backbone):
             data.pop("backbone_config", None)
             data.pop("features", None)
-            console.print(f"--backbone {args.backbone}: {args.config} configures backbone "
-                          f"{data['backbone']!r}; using {args.backbone}'s defaults")
+            if not quiet:
+                console.print(f"--backbone {args.backbone}: {args.config} configures backbone "
+                              f"{data['backbone']!r}; using {args.backbone}'s defaults")
         data["backbone"] = args.backbone
     data["mode"] = args.mode or ("finetune" if args.init else "scratch")
     data["classes"] = classes
@@ -544,6 +546,18 @@ def _tagging_config(args: argparse.Namespace, classes: list[str]) -> tuple[Any, 
     return tagging_config(data, str(args.config)), seed
 
 
+def _refuse_repeated_files(paths: Sequence[str]) -> None:
+    """``ValueError`` naming two of ``paths`` that are the same file (its jets would count
+    twice, and could land in both the training and the test set)."""
+    seen: dict[Path, str] = {}
+    for path in paths:
+        key = Path(path).resolve()
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {path} are the same file: each file once, "
+                             "please")
+        seen[key] = path
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from jetfm.data.classes import CLASSES, class_name
     from jetfm.metrics.evaluate import evaluate_tagging
@@ -551,6 +565,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from jetfm.report import write_json
     from jetfm.tasks.tagging import train_tagger
 
+    if args.mode in ("finetune", "frozen") and not args.init:
+        raise ValueError(f"--mode {args.mode} starts from a saved backbone: pass --init FILE "
+                         "(a backbone, tagger or pre-trained OmniJet file), or use --mode "
+                         "scratch")
+    _refuse_repeated_files(args.files)
+    _tagging_config(args, args.classes or ["QCD", "Tbqq"], quiet=True)  # before the jets
     jets = read_jet_files(args.files, "train a tagger on", skip_invalid=args.skip_invalid)
     present = [class_name(int(i)) for i in np.unique(jets.label)]
     if "unlabelled" in present:

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import uproot
 from cli_models import tiny_backbone, tiny_config, tiny_tokenizer, token_file
+from tagging_jets import two_class_jets
 
 import jetfm.cli as cli
-import jetfm.studies.omnijet as omnijet
+import jetfm.tasks.tagging as tagging
 from jetfm.cli import LOG_DIR_ENV, main
 from jetfm.data.classes import class_index
 from jetfm.data.generated import SEEDING
-from jetfm.data.io import read_jets
+from jetfm.data.io import read_jets, write_jets
+from jetfm.models.tagger import load_tagger
 from jetfm.models.tokenizer import Tokenizer
 
 
@@ -106,60 +108,81 @@ def models(tmp_path_factory):
         "signal": token_file(d / "sig.parquet", tok_a, 30, 1, seed=1),
         "background": token_file(d / "bkg.parquet", tok_a, 30, 0, seed=2),
         "config": tiny_config(d / "config.yaml"),
+        "jets": d / "jets.parquet",
+        "tagging_config": d / "tagging.yaml",
     }
+    paths["tagging_config"].write_text(TAGGING_TINY)
+    write_jets(two_class_jets(30), paths["jets"])
     return {k: str(v) for k, v in paths.items()}
 
 
+TAGGING_TINY = """\
+head_config: {n_heads: 2, n_blocks: 1}
+training: {max_epochs: 1, batch_size: 16, progress: false}
+seed: 5
+"""
+
+
 def _finetune(models, out, *extra):
-    return ["finetune", "--signal", models["signal"], "--background", models["background"],
-            "--config", models["config"], "--out-dir", str(out), *extra]
+    return ["finetune", models["jets"], "--config", models["tagging_config"],
+            "--out-dir", str(out), *extra]
 
 
 def test_finetune_without_seed_uses_the_config_seed_and_reports(models, tmp_path, capsys,
                                                                  monkeypatch):
     seeds = []
-    real = omnijet.fit_tagger
+    real = tagging.train_tagger
 
     def recording(*args, **kwargs):
         seeds.append(kwargs["seed"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(omnijet, "fit_tagger", recording)
+    monkeypatch.setattr(tagging, "train_tagger", recording)
     out = tmp_path / "ft"
-    argv = _finetune(models, out, "--tokenizer", models["tok_a"], "--backbone",
-                     models["backbone"], "--n-train", "1000")
+    argv = _finetune(models, out, "--init", models["backbone"], "--n-train", "1000")
     assert main(argv) == 0  # was RuntimeError from manual_seed(None)
-    assert seeds == [5]  # tiny config: seed 5
+    assert seeds == [5]  # the config's seed
     printed = capsys.readouterr().out
     # 60 jets: 18 test, 42 left of which 8 validate -> 34 available for training
     assert "--n-train 1000: only 34 training jets available" in printed
     assert "using 34" in printed
-    assert "tested on 18 jets" in printed and f"results in {out}" in printed
+    assert "backbone omnijet (finetune, from" in printed
+    assert "tested on 18 jets" in printed and f"results in {out}/result.json" in printed
     assert (out / "tagging.table.json").exists() and (out / "roc.png").exists()
+    result = json.loads((out / "result.json").read_text())
+    assert result["classes"] == ["QCD", "Tbqq"] and result["n_test"] == 18
+    tagger = load_tagger(out / "tagger.safetensors")
+    assert tagger.backbone.name == "omnijet" and tagger.classes == ("QCD", "Tbqq")
 
 
 def test_finetune_mode_needs_a_backbone(models, tmp_path, capsys):
     out = tmp_path / "ft"
-    assert main(_finetune(models, out, "--tokenizer", models["tok_a"])) == 2
+    assert main(_finetune(models, out, "--mode", "frozen")) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("jetfm finetune: error: --mode finetune starts from a pre-trained backbone: "
-                   "pass --backbone backbone.safetensors (or use --mode scratch)")
+    assert err == ("jetfm finetune: error: --mode frozen starts from a saved backbone: pass "
+                   "--init FILE (a backbone, tagger or pre-trained OmniJet file), or use "
+                   "--mode scratch")
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", ["finetune", "sample"])
-def test_backbone_of_another_tokenizer_is_refused(models, tmp_path, capsys, command):
-    tok_b = Tokenizer.load(models["tok_b"])
-    tok_a = Tokenizer.load(models["tok_a"])
-    if command == "finetune":
-        argv = _finetune(models, tmp_path / "ft", "--tokenizer", models["tok_b"],
-                         "--backbone", models["backbone"])
-    else:
-        argv = ["sample", "--model", models["backbone"], "--tokenizer", models["tok_b"],
-                "--n-jets", "4", "--out", str(tmp_path / "gen.parquet")]
+def test_finetune_classes_must_match_the_labels(models, tmp_path, capsys):
+    out = tmp_path / "ft"
+    argv = _finetune(models, out, "--backbone", "part", "--classes", "QCD", "Wqq")
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"jetfm {command}: error: ") and "\n" not in err
+    assert err.startswith(f"jetfm finetune: error: {models['jets']}: jets of classes ")
+    assert "{'QCD': 30, 'Tbqq': 30} do not match the class list ['QCD', 'Wqq']" in err
+    assert not out.exists()
+
+
+def test_backbone_of_another_tokenizer_is_refused(models, tmp_path, capsys):
+    tok_b = Tokenizer.load(models["tok_b"])
+    tok_a = Tokenizer.load(models["tok_a"])
+    argv = ["sample", "--model", models["backbone"], "--tokenizer", models["tok_b"],
+            "--n-jets", "4", "--out", str(tmp_path / "gen.parquet")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jetfm sample: error: ") and "\n" not in err
     assert str(models["backbone"]) in err
     assert tok_a.fingerprint in err and tok_b.fingerprint in err  # the one shared check
     assert not list(tmp_path.iterdir())

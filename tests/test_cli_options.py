@@ -55,8 +55,7 @@ def one_line_error(capsys, command: str) -> str:
     (["pretrain", "x.parquet", "--tokenizer", "t", "--lr", "-1"], "--lr", "must be > 0"),
     (["pretrain", "x.parquet", "--tokenizer", "t", "--max-epochs", "0"], "--max-epochs",
      "must be >= 1"),
-    (["finetune", "--signal", "s", "--background", "b", "--tokenizer", "t",
-      "--test-fraction", "1"], "--test-fraction", "must be < 1"),
+    (["finetune", "j.root", "--test-fraction", "1"], "--test-fraction", "must be < 1"),
     (["generate", "--n-jets", "0"], "--n-jets", "must be >= 1"),
 ])
 def test_bad_option_is_a_one_line_usage_error(tmp_path, monkeypatch, capsys, argv, option,
@@ -135,9 +134,6 @@ def test_bad_config_value_names_file_block_and_key(tmp_path, capsys, changes, me
     ("pretrain", {"gpt": {"dropout": 1.5}}, "gpt: dropout: 1.5 must be < 1"),
     ("pretrain", {"pretraining": {"weight_decay": -0.1}},
      "pretraining: weight_decay: -0.1 must be >= 0"),
-    ("finetune", {"gpt": {"dim": "big"}}, "gpt: dim: 'big' is not an integer"),
-    ("finetune", {"tagging_training": {"patience": -1}},
-     "tagging_training: patience: -1 must be >= 0"),
     ("omnijet", {"pretraining": {"batch_size": 0}}, "pretraining: batch_size: 0 must be >= 1"),
     ("omnijet", {"vqvae": {"n_heads": 0}}, "vqvae: n_heads: 0 must be >= 1"),
     ("demo", {"tagging_training": {"lr": "fast"}}, "tagging_training: lr: 'fast' is not a number"),
@@ -148,8 +144,6 @@ def test_bad_block_of_every_omnijet_config_command(tmp_path, capsys, command, ch
     """Checked when the config is read, before any jets are made or read."""
     config = _config(tmp_path, **changes)
     argv = {"pretrain": ["pretrain", "x.parquet", "--tokenizer", "t"],
-            "finetune": ["finetune", "--signal", "s", "--background", "b", "--tokenizer", "t",
-                         "--mode", "scratch"],
             "omnijet": ["omnijet", "--out", str(tmp_path / "run")],
             "demo": ["demo", "--out", str(tmp_path / "run")]}[command]
     assert main([*argv, "--config", config]) == 2
@@ -204,14 +198,34 @@ def test_number_rejects(value, rule, message):
         number("key", value, rule)
 
 
-def test_finetune_with_one_file_as_signal_and_background_is_refused(tmp_path, capsys):
-    tokens = tmp_path / "top.tokens.parquet"
-    tokens.write_bytes(b"")
-    (tmp_path / "link.parquet").symlink_to(tokens)
-    assert main(["finetune", "--signal", str(tokens), "--background",
-                 str(tmp_path / "link.parquet"), "--tokenizer", "t", "--mode", "scratch"]) == 2
+def test_finetune_with_one_file_twice_is_refused(tmp_path, capsys):
+    jets = tmp_path / "top.parquet"
+    jets.write_bytes(b"")
+    (tmp_path / "link.parquet").symlink_to(jets)
+    assert main(["finetune", str(jets), str(tmp_path / "link.parquet")]) == 2
     line = one_line_error(capsys, "finetune")
-    assert "are the same file" in line and str(tokens) in line
+    assert "are the same file" in line and str(jets) in line
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"backbone_config": {"num_heads": "big"}}, "num_heads: 'big'"),
+    ({"backbone_config": {"depth": 3}}, "unknown keys ['depth'] for backbone 'part'"),
+    ({"training": {"patience": -1}}, "training: patience: -1 must be >= 0"),
+    ({"head": "mlp"}, "head: unknown head 'mlp'"),
+    ({"features": {"particle": ["log_pt", {"name": "eta_rel", "clip": [1, -1]}]}},
+     "eta_rel: clip must be [low, high] with low < high"),
+    ({"backbone": "transformer"}, "unknown backbone 'transformer'"),
+])
+def test_bad_tagging_config_is_refused_before_reading_jets(tmp_path, capsys, changes, message):
+    """``jetfm finetune --config``: checked before the jets are read (the file here does not
+    exist), one line naming the config file and the key."""
+    config = tmp_path / "tagging.yaml"
+    config.write_text(yaml.safe_dump({"seed": 1, **changes}))
+    assert main(["finetune", "missing.root", "--config", str(config), "--out-dir",
+                 str(tmp_path / "run")]) == 2
+    line = one_line_error(capsys, "finetune")
+    assert line.startswith(f"jetfm finetune: error: {config}: ") and message in line
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_from_a_finished_run_says_nothing_was_trained(tmp_path, capsys):

@@ -13,9 +13,9 @@ from io_jets import random_jets
 
 from jetfm.data.tokens import TokenDataset, write_tokens
 from jetfm.data.transforms import omnijet_preprocessing
+from jetfm.models.omnijet import load_generative
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
-from jetfm.studies.omnijet import load_generative
 
 CONFIG = """
 n_max: 16
@@ -45,8 +45,8 @@ def test_pretrain_with_ddp_on_two_cpu_processes(tmp_path: Path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "gloo" in result.stderr + result.stdout or "GLOBAL_RANK: 1" in result.stderr
     assert result.stdout.count("backbone -> ") == 1  # rank 0 reports, the other is silent
-    backbone, head, meta = load_generative(out / "backbone.safetensors")
-    assert meta["tokenizer_fingerprint"] == tokenizer.fingerprint
+    backbone, _ = load_generative(out / "backbone.safetensors", tokenizer)  # checks it
+    assert backbone.tokenizer.fingerprint == tokenizer.fingerprint
     metrics = (out / "logs" / "metrics.csv").read_text()
     assert "val/loss" in metrics
     # two processes, each saw half of the training batches: 86 training jets -> 3 steps each

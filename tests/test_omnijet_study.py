@@ -9,11 +9,17 @@ import json
 import numpy as np
 import pytest
 import yaml
+from cli_models import omnijet_meta
 from sklearn.metrics import roc_auc_score
 
 from jetfm.cli import main
 from jetfm.data.io import read_jets
-from jetfm.studies.omnijet import OmniJetConfig, fit_tagger, make_splits, predict_scores
+from jetfm.models.backbone import backbone_from_meta
+from jetfm.models.features import ParticleInputs
+from jetfm.models.tagger import Tagger
+from jetfm.studies.omnijet import OmniJetConfig, make_splits
+from jetfm.tasks.tagging import InputsDataset, TaggingTask
+from jetfm.tasks.training import TrainConfig, fit
 
 TINY = {
     "n_jets": {"top": 90, "qcd": 60},
@@ -86,23 +92,26 @@ def test_chain_writes_every_stage_and_resumes(tmp_path, capsys):
     assert again["tagging"] == tagging and again["generation"] == summary["generation"]
 
 
-def test_tagger_separates_separable_toy_tokens(tmp_path):
-    """A from-scratch tagger on token sequences whose classes use disjoint halves of the
-    vocabulary must separate held-out sequences almost perfectly (a broken head, label order
-    or score column would not)."""
+def test_omnijet_tagger_separates_separable_toy_tokens(tmp_path):
+    """A from-scratch OmniJet tagger (TaggingTask on token inputs) on sequences whose classes
+    use disjoint halves of the vocabulary must separate held-out sequences almost perfectly (a
+    broken head, label order or score column would not)."""
     rng = np.random.default_rng(0)
 
-    def toy(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def toy(n: int) -> InputsDataset:
         labels = np.repeat([1, 0], n)
         codes = np.where(labels[:, None] == 1, rng.integers(1, 6, (2 * n, 8)),
                          rng.integers(6, 11, (2 * n, 8)))
         tokens = np.concatenate([np.zeros((2 * n, 1), dtype=np.int64), codes], axis=1)
-        return tokens, np.ones_like(tokens, dtype=bool), labels
+        return InputsDataset(ParticleInputs(np.ones_like(tokens, dtype=bool), tokens=tokens),
+                             labels)
 
     gpt = {"dim": 16, "n_blocks": 1, "n_heads": 2, "vocab_size": 12, "max_length": 10}
-    task = fit_tagger(toy(80), toy(20), gpt, None, mode="scratch", head="class_attention",
-                      backbone_lr_factor=1.0, out_dir=tmp_path, seed=1,
-                      training={"max_epochs": 4, "batch_size": 16, "lr": 3e-3,
-                                "progress": False, "accelerator": "cpu"})
-    tokens, mask, labels = toy(100)
-    assert roc_auc_score(labels, predict_scores(task, tokens, mask)) > 0.95
+    tagger = Tagger(backbone_from_meta(omnijet_meta(gpt), "test"), ["QCD", "Tbqq"])
+    task = TaggingTask(tagger.meta(), mode="scratch", lr=3e-3)
+    fit(task, toy(80), toy(20), TrainConfig(max_epochs=4, batch_size=16, lr=3e-3,
+                                            progress=False, accelerator="cpu"), tmp_path)
+    test = toy(100)
+    probs = task.tagger.predict_proba(ParticleInputs(test.inputs.mask.numpy(),
+                                                     tokens=test.inputs.tokens.numpy()))
+    assert roc_auc_score(test.labels.numpy(), probs[:, 1]) > 0.95

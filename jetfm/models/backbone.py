@@ -151,8 +151,9 @@ def build_backbone(name: str, config: Mapping[str, Any] | None = None,
     (a :class:`FeatureSpec`, a config value for :func:`~jetfm.models.features.feature_spec`, or
     None for the backbone's default)."""
     cls = backbone_class(name)
-    spec = feature_spec(features, cls.default_features, f"{where}: features")
-    return cls.from_config(config, spec, f"{where}: backbone_config")
+    prefix = f"{where}: " if where else ""
+    spec = feature_spec(features, cls.default_features, f"{prefix}features")
+    return cls.from_config(config, spec, f"{prefix}backbone_config")
 
 
 def backbone_from_meta(meta: Mapping[str, Any], where: str) -> Backbone:

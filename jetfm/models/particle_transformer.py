@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jetfm.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, check_flag, number
 from jetfm.models.backbone import Backbone, register_backbone
 from jetfm.models.features import FeatureSpec, ParticleInputs
 from jetfm.nn.normformer import ParTBlock
@@ -94,23 +95,32 @@ class ParticleTransformerConfig:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "embed_dims", tuple(int(d) for d in self.embed_dims))
-        object.__setattr__(self, "pair_embed_dims", tuple(int(d) for d in self.pair_embed_dims))
-        if self.input_dim < 1:
-            raise ValueError(f"input_dim must be >= 1, got {self.input_dim}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1 or None, got {self.num_classes}")
-        if not self.embed_dims or min(self.embed_dims) < 1:
-            raise ValueError(f"embed_dims must be positive sizes, got {self.embed_dims}")
-        if self.pair_input_dim not in (0, len(PAIR_FEATURES)):
+        """Sizes integers >= 1 (``num_cls_layers`` >= 0), dropouts in [0, 1), ``eps`` > 0;
+        ``ValueError`` naming the key otherwise."""
+        rules = {**dict.fromkeys(("input_dim", "num_heads", "num_layers", "ffn_ratio"),
+                                 POSITIVE_INT),
+                 "num_cls_layers": NON_NEGATIVE_INT, "eps": POSITIVE,
+                 "num_classes": Rule(int, low=1, optional=True)}
+        for key, rule in rules.items():
+            object.__setattr__(self, key, number(key, getattr(self, key), rule))
+        for key in ("embed_dims", "pair_embed_dims"):
+            value = getattr(self, key)
+            if isinstance(value, str) or not hasattr(value, "__iter__"):
+                raise ValueError(f"{key}: expected a list of sizes, got {value!r}")
+            object.__setattr__(self, key, tuple(number(key, d, POSITIVE_INT) for d in value))
+        if not self.embed_dims:
+            raise ValueError("embed_dims: at least one size")
+        check_flag("use_pre_activation_pair", self.use_pre_activation_pair)
+        if self.pair_input_dim not in (0, len(PAIR_FEATURES)) or isinstance(
+                self.pair_input_dim, bool):
             raise ValueError(f"pair_input_dim must be 0 or 4, got {self.pair_input_dim}")
         if self.embed_dim % self.num_heads:
             raise ValueError(
                 f"embedding size {self.embed_dim} is not divisible by num_heads {self.num_heads}"
             )
         for name in ("dropout", "attn_dropout", "activation_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+            object.__setattr__(self, name, number(name, getattr(self, name), Rule(
+                float, low=0, high=1, high_open=True)))
 
     @property
     def embed_dim(self) -> int:

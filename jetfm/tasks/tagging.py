@@ -82,6 +82,8 @@ class TaggingConfig:
                              "configuration and features; remove backbone_config/features")
         check_fields(self, {"backbone_lr_factor": POSITIVE})
         TrainConfig.from_overrides(self.training, 1, "training")
+        if self.init is None:  # every backbone and head key checked now, not mid-run
+            self.build()
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig.from_overrides(self.training, seed, "training")
@@ -90,7 +92,8 @@ class TaggingConfig:
         """The tagger to train: backbone from ``init`` (weights loaded unless ``scratch``) or
         built afresh, and a new head."""
         if self.init is None:
-            backbone = build_backbone(self.backbone, self.backbone_config, self.features)
+            backbone = build_backbone(self.backbone, self.backbone_config, self.features,
+                                      where="")
         else:
             backbone = load_backbone(self.init, expect=self.backbone).train()
             if self.mode == "scratch":
