@@ -56,6 +56,28 @@ def test_bootstrap_error_is_the_spread_of_resampled_test_sets() -> None:
     assert big["macro_auc"].error < 0.75 * s["macro_auc"].error
     again = multiclass_summary(labels, probs, CLASSES, n_bootstrap=60, seed=3)
     assert again["macro_auc"].error == s["macro_auc"].error  # seeded
+    # rejection R = 1/eps_B: error R^2 sigma(eps_B), and eps_B ~ k / n_B is binomial
+    for name in CLASSES[1:]:
+        r = s[f"rejection@0.5_{name}"]
+        eps_b, n_b = 1 / r.value, 300
+        binomial = r.value**2 * np.sqrt(eps_b * (1 - eps_b) / n_b)
+        assert 0.5 * binomial < r.error < 2 * binomial, (name, r, binomial)
+
+
+def test_rejection_error_stays_finite_when_some_resamples_pass_no_background() -> None:
+    # 100 QCD jets of which exactly one scores above half the signal: eps_B = 1 %, and a
+    # resample misses that jet with probability (1 - 1/100)^100 ~ 37 %
+    rng = np.random.default_rng(4)
+    qcd = np.full(100, 0.1)
+    qcd[7] = 0.95
+    signal = rng.uniform(0.2, 1.0, 100)
+    probs = np.column_stack([1 - np.r_[qcd, signal], np.r_[qcd, signal]])
+    labels = np.repeat([0, 1], 100)
+    r = multiclass_summary(labels, probs, ["QCD", "Tbqq"], n_bootstrap=200, seed=1)[
+        "rejection@0.5_Tbqq"]
+    assert r.value == pytest.approx(100.0)
+    # sigma(eps_B) of 1 in 100 is sqrt(0.01 * 0.99 / 100) ~ 0.01: error ~ 100^2 * 0.01 = 100
+    assert 60 < r.error < 140 and r.note == ""
 
 
 def test_perfect_and_random_taggers() -> None:

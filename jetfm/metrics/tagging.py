@@ -313,9 +313,11 @@ def multiclass_summary(
 
     Errors: the standard deviation of the numbers over ``n_bootstrap`` (>= 2) resamples of the
     test jets, drawn with replacement **within each class** (every replica keeps each class's
-    count, so every number is defined in every replica), seeded by ``seed``. An infinite
-    rejection has error NaN, and so has a finite one when some replicas are infinite (the
-    spread is unbounded); the :class:`~jetfm.metrics.generation.Estimate`'s ``note`` says so.
+    count, so every number is defined in every replica), seeded by ``seed``. A rejection's
+    error is propagated from the spread of eps_B (delta method, sigma_R = R^2 sigma_eps_B),
+    which stays finite when a replica passes no background jet (1/eps_B infinite there); an
+    infinite rejection has error NaN, and its :class:`~jetfm.metrics.generation.Estimate`'s
+    ``note`` says that only a lower bound is known.
     Raises ``ValueError`` for bad inputs (:func:`check_class_probs`).
     """
     if not 0.0 < signal_efficiency <= 1.0:
@@ -336,13 +338,11 @@ def multiclass_summary(
     summary = {}
     for key, value in values.items():
         spread = np.asarray(replicas[key])
-        n_inf = int(np.isinf(spread).sum())
         if np.isinf(value):
             summary[key] = Estimate(value, float("nan"), "no background jet passes the cut: "
                                     "only a lower bound (~ the number of background jets)")
-        elif n_inf:
-            summary[key] = Estimate(value, float("nan"), f"{n_inf} of {n_bootstrap} bootstrap "
-                                    "replicas pass no background jet: error undefined")
+        elif key.startswith("rejection@"):  # spread of eps_B (finite in every replica)
+            summary[key] = Estimate(value, float(np.std(1.0 / spread, ddof=1)) * value**2)
         else:
             summary[key] = Estimate(value, float(np.std(spread, ddof=1)))
     return summary

@@ -556,8 +556,8 @@ def markdown(flat: list[dict[str, Any]], metric_keys: list[str], config: Benchma
              f"errors: standard deviation over {config.n_bootstrap} bootstrap resamples of "
              "the test jets (within each class). 1/eps_B X: rejection of QCD at eps_S = "
              f"{config.signal_efficiency:g} with p_X / (p_X + p_QCD) on X and QCD jets "
-             "('> n': no QCD test jet passes; n/a error: some resamples pass none). AUC W vs "
-             "Z: p_W / (p_W + p_Z) on W and Z jets.", "",
+             "('> n': no QCD test jet passes; the error of a rejection R is R^2 times the "
+             "bootstrap spread of eps_B). AUC W vs Z: p_W / (p_W + p_Z) on W and Z jets.", "",
              budget_text(config), "", markdown_table(cells, list(columns.values())), "",
              "Parameters of GBDT: nodes of its trees. Training time: from jets to a fitted "
              "model (features and observables included); inference: test jets per second "
