@@ -205,6 +205,7 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path, capsys):
     ({"classes": ["QCD", "Hcc"]}, r"classes \['Hcc'\] have no built-in generator"),
     ({"sizes": ["1e1", 0]}, "sizes: 0 is not a positive whole number"),
     ({"sizez": [10]}, r"unknown keys \['sizez'\]"),
+    ({"device": "gpu0"}, r"device: 'gpu0' is not a device"),
 ])
 def test_bad_configs_raise_clear_errors(tmp_path, change, message, capsys):
     config = _config(tmp_path, **change)

@@ -142,7 +142,16 @@ class BenchmarkConfig:
         if isinstance(self.files, str):
             self.files = [self.files]
         check_flag("skip_invalid", self.skip_invalid)
+        self.training = self.training or {}
         check_keys(self.training, TRAIN_KEYS - set(BUDGET_KEYS), "training")
+        if self.device != "auto":
+            import torch
+
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError, ValueError):
+                raise ValueError(f"device: {self.device!r} is not a device; use auto, cpu, "
+                                 "cuda or cuda:N") from None
         if not self.models:
             raise ValueError("models: list at least one model")
         names = [m.get("name") if isinstance(m, dict) else None for m in self.models]
@@ -168,9 +177,8 @@ class BenchmarkConfig:
     def training_block(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The shared training keys, the model's own, and the budget (``max_steps``; the
         seed is the benchmark's)."""
-        block = {"max_epochs": DEFAULT_MAX_EPOCHS, **self.training, **entry.get("training", {}),
-                 "max_steps": self.max_steps}
-        return block
+        return {"max_epochs": DEFAULT_MAX_EPOCHS, **self.training,
+                **(entry.get("training") or {}), "max_steps": self.max_steps}
 
     def model_config(self, entry: Any, where: str) -> GBDTConfig | TaggingConfig:
         """The model entry as the baseline's or a tagger's configuration; ``ValueError``
@@ -354,12 +362,17 @@ def _fit_tagger(entry: dict[str, Any], train: JetBatch, val: JetBatch,
     return tagger, info
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
+def inference_device(name: str) -> str:
+    """The device of ``device`` (``auto``: CUDA when available, else the CPU); ``ValueError``
+    when it asks for CUDA on a machine without."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(name).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name} is not available on this machine (set device: cpu "
+                         "or auto in the config)")
+    return name
 
 
 def run_cell(entry: dict[str, Any], size: int, jets: dict[str, JetBatch], split: Split,
@@ -374,7 +387,7 @@ def run_cell(entry: dict[str, Any], size: int, jets: dict[str, JetBatch], split:
     model, info = fit(entry, train, val, config, cell_dir)
     seconds = time.perf_counter() - start
     if entry["backbone"] != GBDT:
-        model = model.to(_device(config.device))
+        model = model.to(inference_device(config.device))
     start = time.perf_counter()
     probs = (model.predict_proba(test) if entry["backbone"] == GBDT
              else model.predict_proba(test, batch_size=config.inference_batch))
@@ -432,6 +445,7 @@ def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
     """Every cell (reused where its record matches), then ``table.md``, ``table.json`` and
     the ROC plots; returns the table data."""
     out_dir = Path(out_dir)
+    inference_device(config.device)  # no CUDA: said before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     jets, data = load_data(config, out_dir)
     split = make_split(jets, config)
