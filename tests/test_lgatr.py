@@ -229,6 +229,8 @@ def test_bad_inputs_raise_clear_errors():
         model(ParticleInputs(inputs.mask, inputs.features, nan))
     with pytest.raises(ValueError, match="features must be"):
         backbone(SMALL, TWO_FEATURES)(inputs)  # the spec has 2 features, the inputs 0
+    with pytest.raises(ValueError, match=r"jet features \['jet_mass'\]"):
+        build_backbone("lgatr", SMALL, {"particle": [], "jet": ["jet_mass"]})
 
 
 def test_bad_config_raises_naming_the_key():

@@ -1,5 +1,5 @@
-"""L-GATr backbone: the Lorentz-equivariant geometric-algebra transformer (Spinner, Brehmer,
-Bresciani, Plehn, Thaler et al. 2024, arXiv:2405.14806 / arXiv:2411.00446) through the
+"""L-GATr backbone: the Lorentz-equivariant geometric-algebra transformer (Spinner et al. 2024,
+arXiv:2405.14806; Brehmer et al., arXiv:2411.00446) through the
 ``lgatr`` package (heidelberg-hepml/lgatr, PyPI ``lgatr==2.0.0``).
 
 Inputs, following the tagging code of heidelberg-hepml/lorentz-gatr (HEAD 35aca2a,
@@ -43,8 +43,8 @@ defaults to (1, 4) is undone explicitly). ``out_mv_channels=1``, ``out_s_channel
 reference's binary tagger (its JetClass tagger sets ``out_mv_channels`` to the number of
 classes: set it to at least the number of classes for a multi-class ``global_token`` head).
 No dropout. With the default features (none) the backbone has **1,077,026** parameters
-(counted; ``tests/test_lgatr.py::test_default_parameter_count``), about the 1.1M recalled for the
-paper's top tagger (not verified against the PDF here; the reference notes quote no count).
+(counted; ``tests/test_lgatr.py::test_default_parameter_count``); not compared with the paper's
+count, which the reference notes do not quote and which could not be read here.
 
 ``default_features``: none (:data:`LGATR_FEATURES`, up to 128 particles), as the paper's top
 tagger (``config_paper/toptagging.yaml``: ``add_scalar_features: false``), which keeps the
@@ -161,6 +161,11 @@ class LGATrBackbone(Backbone):
     default_features = LGATR_FEATURES
 
     def __init__(self, config: LGATrConfig, features: FeatureSpec) -> None:
+        """Raises ``ValueError`` for a spec with jet features (the network has no input for
+        them)."""
+        if features.jet:
+            raise ValueError(f"lgatr backbone: jet features {[f.name for f in features.jet]} "
+                             "are not used by L-GATr; remove them from the feature spec")
         super().__init__(config, features)
         self.n_features = len(features.particle)
         in_s = self.n_features + config.global_token
