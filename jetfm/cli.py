@@ -9,7 +9,7 @@
     jetfm tokenize   jet files -> token parquet (records the tokenizer)
     jetfm pretrain   generative GPT pre-training on token files (CPU, GPU, DDP; resumable)
     jetfm sample     sample jets from a pre-trained GPT (KV cache) and decode them
-    jetfm finetune   top-vs-QCD style tagger from a pre-trained backbone or from scratch
+    jetfm finetune   jet tagger: any backbone (part, lgatr, pet, omnijet), any classes
     jetfm omnijet    the whole OmniJet-alpha chain from a YAML config
     jetfm evolution  jet-evolution generator (and thesis baseline) on declustering trees
     jetfm study      studies from presets: ``jetfm study transfer`` (AOJ -> JetClass transfer)
@@ -54,7 +54,12 @@ if TYPE_CHECKING:
 
 console = Console(soft_wrap=True, emoji=False)
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "omnijet_cpu.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEMO_CONFIG = CONFIGS / "omnijet_cpu.yaml"
+TAGGING_CONFIG = CONFIGS / "tagging_cpu.yaml"
+# names the parser offers; the modules behind them load only when a command needs them
+BACKBONES = ("lgatr", "omnijet", "part", "pet")
+HEAD_NAMES = ("class_attention", "global_token", "pooled_mlp", "summation")
 LOG_DIR_ENV = "JETFM_LOG_DIR"
 
 
@@ -365,7 +370,7 @@ def _rank_zero() -> bool:
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from jetfm.studies.omnijet import fit_tokenizer
+    from jetfm.tasks.omnijet import fit_tokenizer
 
     config = _omnijet_config(args.config)
     training, seed = _training(args, config, "tokenizer_training")
@@ -409,7 +414,7 @@ def _read_token_files(paths: Sequence[str], tokenizer: Tokenizer, purpose: str) 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from jetfm.models.tokenizer import Tokenizer
-    from jetfm.studies.omnijet import fit_generative
+    from jetfm.tasks.omnijet import fit_generative
     from jetfm.tasks.training import TrainConfig
 
     config = _omnijet_config(args.config)
@@ -446,14 +451,14 @@ def _epochs_done(checkpoint: str | Path) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from jetfm.data.classes import class_index
     from jetfm.data.io import write_jets
+    from jetfm.models.omnijet import load_generative, sample_jets
     from jetfm.models.tokenizer import Tokenizer
-    from jetfm.studies.omnijet import load_generative, sample_jets
 
     label = None if args.label is None else class_index(args.label)
     check_output(args.out, label)
-    tokenizer = Tokenizer.load(args.tokenizer)
-    backbone, head, meta = load_generative(args.model, tokenizer)
-    jets, stats = sample_jets(backbone, head, tokenizer, args.n_jets,
+    tokenizer = Tokenizer.load(args.tokenizer) if args.tokenizer else None
+    backbone, head = load_generative(args.model, tokenizer)
+    jets, stats = sample_jets(backbone, head, args.n_jets,
                               temperature=args.temperature, top_k=args.top_k,
                               batch_size=args.batch_size, seed=args.seed,
                               use_cache=not args.no_cache, label=label, device=args.device)
@@ -467,11 +472,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tagging_split(labels: np.ndarray, test_fraction: float, n_train: int | None, seed: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tagging_split(labels: np.ndarray, classes: Sequence[str], test_fraction: float,
+                   n_train: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded (train, validation, test) indices: ``test_fraction`` for the test, 20 % of the
     rest for validation, at most ``n_train`` of the rest for training (the number used and
-    available is printed). ``ValueError`` when a part lacks signal or background jets."""
+    available is printed). ``ValueError`` when a part lacks a class (``labels``: positions in
+    ``classes``)."""
     from jetfm.tasks.training import split_indices
 
     rest, test = split_indices(len(labels), test_fraction, seed)
@@ -483,68 +489,103 @@ def _tagging_split(labels: np.ndarray, test_fraction: float, n_train: int | None
                       f"using {available}[/]")
     train, val = rest[fit_idx][:n_train], rest[val_idx]
     for name, part in (("training", train), ("validation", val), ("test", test)):
-        n_signal = int(labels[part].sum())
-        if n_signal == 0 or n_signal == len(part):
-            raise ValueError(f"the {name} set has {n_signal} signal and {len(part) - n_signal} "
-                             f"background jets (of {len(labels)} in all); it needs both: give "
-                             "more jets or change --test-fraction")
+        counts = np.bincount(labels[part], minlength=len(classes))
+        if (counts == 0).any():
+            found = ", ".join(f"{c} {n}" for c, n in zip(classes, counts, strict=True))
+            raise ValueError(f"the {name} set has no jet of some class ({found}; "
+                             f"{len(labels)} jets in all); it needs every class: give more "
+                             "jets or change --test-fraction")
     console.print(f"{len(train)} training jets (of {available} available), {len(val)} "
                   f"validation, {len(test)} test")
     return train, val, test
 
 
-def _cmd_finetune(args: argparse.Namespace) -> int:
-    from jetfm.checkpoint import prefixed
-    from jetfm.metrics.evaluate import evaluate_tagging
-    from jetfm.models.tokenizer import Tokenizer
-    from jetfm.studies.omnijet import (
-        fit_tagger,
-        gpt_config_for,
-        load_backbone,
-        predict_scores,
-    )
+def _tagging_config(args: argparse.Namespace, classes: list[str]) -> tuple[Any, int]:
+    """The :class:`~jetfm.tasks.tagging.TaggingConfig` of ``--config`` with the command-line
+    choices, and the seed; ``ValueError`` naming the config file and key for a bad value."""
+    from jetfm.checkpoint import load_model
+    from jetfm.studies import load_yaml
+    from jetfm.tasks.tagging import tagging_config
 
-    if args.mode != "scratch" and not args.backbone:
-        raise ValueError(f"--mode {args.mode} starts from a pre-trained backbone: pass "
-                         "--backbone backbone.safetensors (or use --mode scratch)")
-    signal, background = Path(args.signal), Path(args.background)
-    if signal.resolve() == background.resolve() or (
-            signal.exists() and background.exists() and signal.samefile(background)):
-        raise ValueError(f"--signal {args.signal} and --background {args.background} are the "
-                         "same file: a tagger needs two different samples")
-    config = _omnijet_config(args.config)
-    training, seed = _training(args, config, "tagging_training")
-    tokenizer = Tokenizer.load(args.tokenizer)
-    state, gpt = None, config.gpt
-    if args.backbone:
-        tensors, meta = load_backbone(args.backbone, tokenizer)
-        gpt = meta["gpt"]  # the backbone's own size, whatever --config says
-        if args.mode != "scratch":
-            state = prefixed(tensors, "backbone")
-    tokens, masks, labels = [], [], []
-    for label, path in enumerate((args.background, args.signal)):
-        data = _read_token_files([path], tokenizer, "fine-tune on")
-        seq, seq_mask = tokenizer.to_sequences(data.codes, data.mask)
-        tokens.append(seq)
-        masks.append(seq_mask)
-        labels.append(np.full(len(seq), label))
-    tokens_np, masks_np, labels_np = (np.concatenate(x) for x in (tokens, masks, labels))
-    train, val, test = _tagging_split(labels_np, args.test_fraction, args.n_train, seed)
-    task = fit_tagger(
-        (tokens_np[train], masks_np[train], labels_np[train]),
-        (tokens_np[val], masks_np[val], labels_np[val]),
-        gpt_config_for(gpt, tokenizer), state, mode=args.mode, head=args.head,
-        backbone_lr_factor=config.backbone_lr_factor, training=training,
-        out_dir=Path(args.out_dir), seed=seed,
-    )
-    scores = predict_scores(task, tokens_np[test], masks_np[test])
-    result = evaluate_tagging(labels_np[test], scores, args.out_dir,
-                              name=f"{args.mode}, D={len(train)}")
-    print(result.format())
-    n_signal = int(labels_np[test].sum())
-    console.print(f"tested on {len(test)} jets ({n_signal} signal, {len(test) - n_signal} "
-                  f"background); results in {args.out_dir}: "
-                  f"{', '.join(Path(f).name for f in result.files)}, checkpoints/")
+    data = load_yaml(args.config) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{args.config}: expected a mapping of config keys")
+    seed = data.pop("seed", 1)
+    training = {**(data.get("training") or {}), **_training_overrides(args)}
+    seed = training.pop("seed", seed)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"{args.config}: seed: {seed!r} is not an integer")
+    data["training"] = training
+    if args.init:
+        meta = load_model(args.init)[1]
+        if "backbone" not in meta:
+            raise ValueError(f"--init {args.init}: not a backbone, tagger or pre-trained "
+                             f"OmniJet file (kind={meta.get('kind')!r})")
+        dropped = [k for k in ("backbone_config", "features") if data.pop(k, None) is not None]
+        if dropped:
+            console.print(f"--init {args.init}: the backbone's configuration and features come "
+                          f"from the file; {args.config}'s {', '.join(dropped)} not used")
+        data["backbone"] = args.backbone or meta["backbone"]
+        data["init"] = args.init
+    elif args.backbone:
+        if args.backbone != data.get("backbone", args.backbone):
+            data.pop("backbone_config", None)
+            data.pop("features", None)
+            console.print(f"--backbone {args.backbone}: {args.config} configures backbone "
+                          f"{data['backbone']!r}; using {args.backbone}'s defaults")
+        data["backbone"] = args.backbone
+    data["mode"] = args.mode or ("finetune" if args.init else "scratch")
+    data["classes"] = classes
+    if args.head:
+        data["head"] = args.head
+        data.pop("head_config", None)
+    return tagging_config(data, str(args.config)), seed
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from jetfm.data.classes import CLASSES, class_name
+    from jetfm.metrics.evaluate import evaluate_tagging
+    from jetfm.metrics.tagging import multiclass_auc
+    from jetfm.report import write_json
+    from jetfm.tasks.tagging import train_tagger
+
+    jets = read_jet_files(args.files, "train a tagger on", skip_invalid=args.skip_invalid)
+    present = [class_name(int(i)) for i in np.unique(jets.label)]
+    if "unlabelled" in present:
+        n = int((jets.label < 0).sum())
+        raise ValueError(f"{_names(args.files)}: {n} unlabelled jets; a tagger needs labelled "
+                         "jets (label branches, or files of the generator)")
+    classes = args.classes or [c for c in CLASSES if c in present]
+    if len(classes) < 2:
+        raise ValueError(f"{_names(args.files)}: jets of one class only ({present}); a tagger "
+                         "needs at least two classes")
+    config, seed = _tagging_config(args, classes)
+    console.print(f"backbone {config.backbone} ({config.mode}"
+                  f"{', from ' + config.init if config.init else ''}), head {config.head}, "
+                  f"classes {classes}")
+    tagger = config.build()
+    labels = tagger.labels_of(jets, _names(args.files))
+    train, val, test = _tagging_split(labels, classes, args.test_fraction, args.n_train, seed)
+    tagger = train_tagger(jets[train], jets[val], config, Path(args.out_dir), seed=seed)
+    if not _rank_zero():
+        return 0
+    probs = tagger.predict_proba(jets[test])
+    summary = {"classes": classes, "n_train": len(train), "n_val": len(val),
+               "n_test": len(test),
+               "accuracy": float((probs.argmax(axis=1) == labels[test]).mean())}
+    if len(classes) == 2:
+        result = evaluate_tagging(labels[test], probs[:, 1], args.out_dir,
+                                  name=f"{config.mode}, D={len(train)}", signal=classes[1],
+                                  background=classes[0])
+        print(result.format())
+        summary.update(result.summary)
+    else:
+        summary["macro_auc_ovo"] = multiclass_auc(labels[test], probs)
+        console.print(f"accuracy {summary['accuracy']:.4f}, macro one-vs-one AUC "
+                      f"{summary['macro_auc_ovo']:.4f}")
+    write_json(Path(args.out_dir) / "result.json", summary)
+    console.print(f"tested on {len(test)} jets; tagger -> {args.out_dir}/tagger.safetensors, "
+                  f"results in {args.out_dir}/result.json")
     return 0
 
 
@@ -673,8 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
     skip_invalid_option(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
-    def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML config")
+    def training_options(p: argparse.ArgumentParser, config: Path = DEMO_CONFIG) -> None:
+        p.add_argument("--config", type=Path, default=config,
+                       help=f"YAML config (default: configs/{config.name})")
         p.add_argument("--max-epochs", type=POSITIVE_INT_OPTION)
         p.add_argument("--batch-size", type=POSITIVE_INT_OPTION)
         p.add_argument("--lr", type=POSITIVE_OPTION)
@@ -709,7 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     smp = sub.add_parser("sample", help="sample jets from a pre-trained GPT")
     smp.add_argument("--model", required=True, help="backbone.safetensors")
-    smp.add_argument("--tokenizer", required=True)
+    smp.add_argument("--tokenizer", help="check that the model holds this tokenizer (the "
+                     "model file carries its own)")
     smp.add_argument("--n-jets", type=POSITIVE_INT_OPTION, default=1000, help="sequences "
                      "sampled; those that stop before their first particle are left out "
                      "(counted)")
@@ -728,21 +771,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cpu, cuda, cuda:1, ...; auto: CUDA if available")
     smp.set_defaults(func=_cmd_sample)
 
-    ft = sub.add_parser("finetune", help="binary tagger: signal vs background token files")
-    ft.add_argument("--signal", required=True, help="token parquet of class 1")
-    ft.add_argument("--background", required=True, help="token parquet of class 0")
-    ft.add_argument("--tokenizer", required=True)
-    ft.add_argument("--backbone", help="backbone.safetensors (not needed with --mode scratch)")
-    ft.add_argument("--mode", choices=("finetune", "frozen", "scratch"), default="finetune")
-    ft.add_argument("--head", choices=("class_attention", "summation"),
-                    default="class_attention")
+    ft = sub.add_parser("finetune", help="jet tagger (any backbone, any classes) from a "
+                        "saved backbone or from scratch")
+    ft.add_argument("files", nargs="+", help="labelled jet files (every class of --classes)")
+    ft.add_argument("--backbone", choices=sorted(BACKBONES),
+                    help="backbone (default: the --init file's, else the config's)")
+    ft.add_argument("--init", help="backbone, tagger or pre-trained OmniJet file to start from")
+    ft.add_argument("--mode", choices=("finetune", "frozen", "scratch"),
+                    help="default: finetune with --init, else scratch")
+    ft.add_argument("--classes", nargs="+", choices=CLASSES, metavar="CLASS",
+                    help="classes to separate, in output order (default: those in the files)")
+    ft.add_argument("--head", choices=sorted(HEAD_NAMES), help="default: the config's")
     ft.add_argument("--n-train", type=POSITIVE_INT_OPTION, help="training jets (default: all "
                     "available)")
     ft.add_argument("--test-fraction", type=option(Rule(float, low=0, low_open=True, high=1,
                                                          high_open=True)), default=0.3,
                     help="share of the jets kept for the test, in (0, 1)")
     ft.add_argument("--out-dir", default="finetune")
-    training_options(ft)
+    skip_invalid_option(ft)
+    training_options(ft, TAGGING_CONFIG)
     ft.set_defaults(func=_cmd_finetune)
 
     omni = sub.add_parser("omnijet", help="the whole OmniJet-alpha chain from a config")

@@ -217,3 +217,10 @@ def report_from_run_dir(
         for figure in figures:
             report.add_image(figure, figure.stem)
     return report.write(run_dir, html=html)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename): a file that exists is complete. Non-finite
+    numbers are written as null (:func:`jetfm.report.json_safe`), never as NaN / Infinity."""
+    text = json.dumps(json_safe(data), indent=2, default=float, allow_nan=False)
+    write_text_atomic(path, text + "\n")

@@ -6,17 +6,16 @@ runs in about a second; they exercise the command line, not the physics.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from io_jets import random_jets
 
-from jetfm.checkpoint import save_model
 from jetfm.data.tokens import TokenDataset, write_tokens
 from jetfm.data.transforms import omnijet_preprocessing
-from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead
+from jetfm.models.gpt import NextTokenHead
+from jetfm.models.omnijet import omnijet_backbone, save_generative
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 
@@ -40,21 +39,27 @@ def tiny_tokenizer(path: Path, seed: int = 0) -> Tokenizer:
 
 
 def tiny_backbone(path: Path, tokenizer: Tokenizer, *, stop_bias: float = 0.0) -> Path:
-    """A random GPT backbone + head for ``tokenizer``'s tokens, saved to ``path``.
+    """A random generative OmniJet model (GPT + head) for ``tokenizer``, saved to ``path``.
 
     ``stop_bias``: added to the stop token's logit (large: every sequence stops at once).
     """
     torch.manual_seed(1)
-    config = GPTConfig(**GPT_SIZE, vocab_size=tokenizer.vocab_size,
-                       max_length=tokenizer.n_max + 2)
-    backbone, head = GPT(config), NextTokenHead(config.dim, config.vocab_size)
-    tensors = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
-    head_state = head.state_dict()
-    bias = next(k for k in head_state if k.endswith("bias"))
-    head_state[bias][tokenizer.stop_token] += stop_bias
-    tensors.update({f"head.{k}": v for k, v in head_state.items()})
-    return save_model(path, tensors, {"kind": "gpt", "gpt": asdict(config),
-                                      "tokenizer_fingerprint": tokenizer.fingerprint})
+    backbone = omnijet_backbone(tokenizer, GPT_SIZE)
+    head = NextTokenHead(backbone.dim, tokenizer.vocab_size)
+    with torch.no_grad():
+        head.linear.bias[tokenizer.stop_token] += stop_bias
+    return save_generative(path, backbone, head)
+
+
+def omnijet_meta(gpt: dict, seed: int = 0) -> dict:
+    """Plain-data metadata of a random OmniJet backbone whose tokenizer matches the GPT
+    config ``gpt`` (codebook = vocab_size - 2 codes, n_max = max_length - 2 particles): what
+    :class:`jetfm.tasks.omnijet.GenerativeTask` and tagger metadata take."""
+    torch.manual_seed(seed)
+    config = VQVAEConfig(dim=16, n_blocks=1, n_heads=2, codebook_size=gpt["vocab_size"] - 2)
+    tokenizer = Tokenizer(VQVAE(config), omnijet_preprocessing(n_max=gpt["max_length"] - 2))
+    size = {k: v for k, v in gpt.items() if k not in ("vocab_size", "max_length")}
+    return omnijet_backbone(tokenizer, size).meta()
 
 
 def token_file(path: Path, tokenizer: Tokenizer, n_jets: int, label: int, seed: int) -> Path:

@@ -11,7 +11,8 @@ import pytest
 from cli_models import tiny_backbone, tiny_config, tiny_tokenizer, token_file
 from io_jets import random_jets
 
-import jetfm.studies.omnijet as omnijet
+import jetfm.tasks.omnijet as omnijet
+import jetfm.tasks.tagging as tagging
 from jetfm.cli import main
 from jetfm.data.io import write_jets
 
@@ -44,8 +45,9 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         pytest.fail("a model was built for an empty input")
 
-    for name in ("fit_tokenizer", "fit_generative", "fit_tagger"):
+    for name in ("fit_tokenizer", "fit_generative"):
         monkeypatch.setattr(omnijet, name, refuse)
+    monkeypatch.setattr(tagging, "train_tagger", refuse)
 
 
 def _error(capsys) -> str:
@@ -84,16 +86,16 @@ def test_empty_file_among_others_is_named_and_skipped(files, capsys, tmp_path):
     assert f"0 jets in {files['root']}" in out and "20 jets -> trees" in out
 
 
-def test_pretrain_and_finetune_refuse_empty_token_files(files, capsys, tmp_path):
+def test_pretrain_and_finetune_refuse_empty_files(files, capsys, tmp_path):
     tok = ["--tokenizer", files["tokenizer"], "--config", files["config"]]
     assert main(["pretrain", files["no_tokens"], *tok, "--out-dir", str(tmp_path / "p")]) == 2
     err = _error(capsys)
     assert f"{files['no_tokens']}: 0 tokenized jets; nothing to pre-train on" in err
-    for role, other in (("--signal", "--background"), ("--background", "--signal")):
-        argv = ["finetune", role, files["no_tokens"], other, files["tokens"], *tok,
-                "--backbone", files["backbone"], "--out-dir", str(tmp_path / "f")]
+    for suffix in ("root", "parquet", "h5"):
+        argv = ["finetune", files[suffix], "--init", files["backbone"],
+                "--out-dir", str(tmp_path / "f")]
         assert main(argv) == 2
-        assert f"{files['no_tokens']}: 0 tokenized jets; nothing to fine-tune on" in _error(capsys)
+        assert f"{files[suffix]}: 0 jets; nothing to train a tagger on" in _error(capsys)
     assert not (tmp_path / "p").exists() and not (tmp_path / "f").exists()
 
 

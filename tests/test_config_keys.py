@@ -7,17 +7,33 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cli_models import omnijet_meta
 from io_jets import random_jets
 
+from jetfm.models.backbone import backbone_from_meta
+from jetfm.models.features import ParticleInputs
+from jetfm.models.tagger import Tagger
 from jetfm.studies.evolution import EvolutionStudyConfig
-from jetfm.studies.omnijet import OmniJetConfig, fit_tokenizer
+from jetfm.studies.omnijet import OmniJetConfig
 from jetfm.studies.transfer import load_config
-from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
+from jetfm.tasks.omnijet import GenerativeTask, TokenizerTask, fit_tokenizer
+from jetfm.tasks.tagging import InputsDataset, TaggingTask, tagging_config
 from jetfm.tasks.thesis_evolution import check_thesis_config
 from jetfm.tasks.training import TrainConfig, fit, tensor_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GPT_SMALL = {"vocab_size": 12, "dim": 16, "n_blocks": 1, "n_heads": 2, "max_length": 8}
+
+
+def token_tagger_meta(head: str) -> dict:
+    return Tagger(backbone_from_meta(omnijet_meta(GPT_SMALL), "test"), ["QCD", "Tbqq"],
+                  head).meta()
+
+
+def token_inputs(tokens: np.ndarray, mask: np.ndarray, label: np.ndarray) -> InputsDataset:
+    return InputsDataset(ParticleInputs(mask=mask, tokens=tokens), label)
+
+
 QUIET = {"progress": False, "accelerator": "cpu"}
 
 
@@ -30,6 +46,12 @@ def load_any(path: Path) -> object:
         return EvolutionStudyConfig.from_yaml(path)
     if kind == "transfer":
         return load_config(path.stem.split("_", 1)[1])
+    if kind == "tagging":  # `jetfm finetune --config`: TaggingConfig keys and the seed
+        data = yaml.safe_load(path.read_text())
+        seed = data.pop("seed")
+        config = tagging_config(data, str(path))
+        config.seed = seed
+        return config
     raise AssertionError(f"no loader for {path}")
 
 
@@ -129,10 +151,10 @@ def test_weight_decay_of_the_block_reaches_adamw(tmp_path, kind):
         task = TokenizerTask({"dim": 16, "n_blocks": 1, "n_heads": 2, "codebook_size": 8})
         data = tensor_dataset(np.random.default_rng(0).normal(size=(32, 6, 3)), mask[:, :6])
     elif kind == "generative":
-        task, data = GenerativeTask(GPT_SMALL), tensor_dataset(tokens, mask)
+        task, data = GenerativeTask(omnijet_meta(GPT_SMALL)), tensor_dataset(tokens, mask)
     else:
-        task = ClassifierTask(GPT_SMALL, n_classes=2, mode=kind)
-        data = tensor_dataset(tokens, mask, label)
+        task = TaggingTask(token_tagger_meta("class_attention"), mode=kind)
+        data = token_inputs(tokens, mask, label)
     config = TrainConfig.from_overrides({"weight_decay": 0.3, "lr": 0.004, "max_epochs": 1,
                                          "batch_size": 16, **QUIET}, seed=1)
     trainer = fit(task, data, data, config, tmp_path)
@@ -145,7 +167,7 @@ def test_weight_decay_of_the_block_reaches_adamw(tmp_path, kind):
 
 def test_weight_decay_none_keeps_each_task_default(tmp_path):
     tokens, mask, _ = toy_tokens()
-    task = GenerativeTask(GPT_SMALL)
+    task = GenerativeTask(omnijet_meta(GPT_SMALL))
     config = TrainConfig(max_epochs=1, batch_size=16, **QUIET)
     trainer = fit(task, tensor_dataset(tokens, mask), tensor_dataset(tokens, mask), config,
                   tmp_path)

@@ -5,7 +5,6 @@ import torch
 
 from jetfm.models.heads import HEADS
 
-
 POOLING = sorted(set(HEADS) - {"global_token"})
 
 

@@ -14,6 +14,7 @@ import torch
 from io_jets import random_jets
 
 from jetfm.checkpoint import load_model
+from jetfm.data.classes import class_index
 from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset, read_tokens
 from jetfm.data.transforms import omnijet_preprocessing
@@ -92,14 +93,14 @@ def chain(tmp_path_factory):
     folder = tmp_path_factory.mktemp("omnijet")
     files = write_inputs(folder / "in", 90)
     calls = []
-    original = omnijet.fit_tagger
+    original = omnijet.train_tagger
 
-    def recording(train, val, *args, **kwargs):
-        calls.append({"mode": kwargs["mode"], "train": train, "val": val})
-        return original(train, val, *args, **kwargs)
+    def recording(train, val, config, *args, **kwargs):
+        calls.append({"mode": config.mode, "train": train, "val": val})
+        return original(train, val, config, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(omnijet, "fit_tagger", recording)
+        patch.setattr(omnijet, "train_tagger", recording)
         summary = omnijet.run(tiny_config(files), folder / "run")
     return folder, files, summary, calls
 
@@ -111,15 +112,18 @@ def test_taggers_see_exactly_d_labelled_jets(chain):
     for row in summary["tagging"]:
         assert row["n_train"] + row["n_val"] == row["D"]
     assert len(calls) == 2
+    top = class_index("Tbqq")
     for call in calls:
-        n_train, n_val = len(call["train"][2]), len(call["val"][2])
+        n_train, n_val = len(call["train"]), len(call["val"])
         assert n_train + n_val == 20  # validation jets are counted in D
         assert n_val == 4  # 20 % of the 10 jets per class, per class
-        assert call["train"][2].sum() == n_train // 2 and call["val"][2].sum() == n_val // 2
+        assert (call["train"].label == top).sum() == n_train // 2
+        assert (call["val"].label == top).sum() == n_val // 2
     # the fine-tuned and the from-scratch tagger see the same labelled jets
     for part in ("train", "val"):
-        for a, b in zip(calls[0][part], calls[1][part], strict=True):
-            np.testing.assert_array_equal(a, b)
+        a, b = calls[0][part], calls[1][part]
+        for field in ("label", "source", "entry"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     # the test jets are not among them
     assert summary["tagging"][0]["n_test"] == summary["tagging"][1]["n_test"] > 0
 
@@ -238,14 +242,10 @@ def test_a_backbone_never_meets_another_tokenizers_tokens(tmp_path):
     fails(omnijet.pretrain, tokens_b, np.arange(40), tok_b, config, tmp_path / "b")
     splits = Splits({}, np.array([], dtype=np.int64), {"top": np.arange(40),
                                                        "qcd": np.arange(40)})
-    fails(omnijet.train_taggers, {"top": tokens_b, "qcd": tokens_b}, splits, tok_b, config,
+    fails(omnijet.train_taggers, {"top": jets, "qcd": jets}, splits, tok_b, config,
           tmp_path / "b", backbone)
-    # the transfer study's tagging cell
-    order = np.arange(40)
-    targets = {n: transfer.Target(n, jets, order[:10], order[10:]) for n in ("qcd", "top")}
-    fails(transfer.tagging_cell, transfer.Cell("tagging", 20, 1, "finetune"), targets,
-          {"qcd": tokens_b, "top": tokens_b}, tok_b, backbone, transfer.load_config("tiny"),
-          tmp_path / "cell")
+    # (a tagger, e.g. the transfer study's tagging cell, takes the tokenizer the backbone file
+    # carries: there is no other tokenizer to mix up)
     assert not list((tmp_path / "b").rglob("*.safetensors"))  # nothing was trained
 
 

@@ -3,11 +3,27 @@
 import numpy as np
 import pandas as pd
 import torch
+from cli_models import omnijet_meta
 
-from jetfm.tasks.omnijet import ClassifierTask, GenerativeTask, TokenizerTask
+from jetfm.models.backbone import backbone_from_meta
+from jetfm.models.features import ParticleInputs
+from jetfm.models.tagger import Tagger
+from jetfm.tasks.omnijet import GenerativeTask, TokenizerTask
+from jetfm.tasks.tagging import InputsDataset, TaggingTask
 from jetfm.tasks.training import TrainConfig, fit, split_indices, tensor_dataset
 
 GPT_SMALL = {"vocab_size": 12, "dim": 32, "n_blocks": 1, "n_heads": 4, "max_length": 8}
+OMNIJET_SMALL = omnijet_meta(GPT_SMALL)
+
+
+def token_tagger_meta(head: str = "summation") -> dict:
+    """Tagger metadata: the small OmniJet backbone with ``head`` over QCD vs top."""
+    backbone = backbone_from_meta(OMNIJET_SMALL, "test")
+    return Tagger(backbone, ["QCD", "Tbqq"], head).meta()
+
+
+def token_inputs(tokens: np.ndarray, mask: np.ndarray, label: np.ndarray) -> InputsDataset:
+    return InputsDataset(ParticleInputs(mask=mask, tokens=tokens), label)
 
 
 def toy_sequences(n: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,31 +50,33 @@ def config(**kw) -> TrainConfig:
 def test_classifier_learns_and_checkpoint_is_plain_data(tmp_path):
     tokens, mask, label = toy_sequences()
     train, val = split_indices(len(label), 0.25, seed=0)
-    task = ClassifierTask(GPT_SMALL, n_classes=2, head="summation", mode="scratch")
-    fit(task, tensor_dataset(tokens[train], mask[train], label[train]),
-        tensor_dataset(tokens[val], mask[val], label[val]), config(max_epochs=6), tmp_path)
+    task = TaggingTask(token_tagger_meta(), mode="scratch")
+    fit(task, token_inputs(tokens[train], mask[train], label[train]),
+        token_inputs(tokens[val], mask[val], label[val]), config(max_epochs=6), tmp_path)
+    inputs = ParticleInputs(mask=mask[val], tokens=tokens[val]).to_torch()
     with torch.no_grad():
-        logits = task(torch.as_tensor(tokens[val]), torch.as_tensor(mask[val]))
+        logits = task(inputs)
     accuracy = (logits.argmax(1).numpy() == label[val]).mean()
     assert accuracy > 0.9
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["hyper_parameters"]["gpt"] == GPT_SMALL
+    gpt = ckpt["hyper_parameters"]["tagger"]["backbone_config"]["gpt"]
+    assert {k: gpt[k] for k in GPT_SMALL} == GPT_SMALL
     assert (tmp_path / "logs" / "metrics.csv").exists()
 
 
 def test_resume_continues_from_last_epoch_and_seed_reproduces(tmp_path):
     tokens, mask, _ = toy_sequences(128)
     data = tensor_dataset(tokens, mask)
-    first = GenerativeTask(GPT_SMALL)
+    first = GenerativeTask(OMNIJET_SMALL)
     fit(first, data, data, config(max_epochs=1), tmp_path / "a")
-    resumed = GenerativeTask(GPT_SMALL)
+    resumed = GenerativeTask(OMNIJET_SMALL)
     trainer = fit(resumed, data, data, config(max_epochs=2), tmp_path / "a",
                   resume=tmp_path / "a" / "checkpoints" / "last.ckpt")
     assert trainer.current_epoch == 2
     torch.manual_seed(123)
-    again = GenerativeTask(GPT_SMALL)
+    again = GenerativeTask(OMNIJET_SMALL)
     torch.manual_seed(123)
-    twin = GenerativeTask(GPT_SMALL)
+    twin = GenerativeTask(OMNIJET_SMALL)
     fit(again, data, data, config(max_epochs=1), tmp_path / "b")
     fit(twin, data, data, config(max_epochs=1), tmp_path / "c")
     for p, q in zip(again.parameters(), twin.parameters(), strict=True):
@@ -67,11 +85,11 @@ def test_resume_continues_from_last_epoch_and_seed_reproduces(tmp_path):
 
 def test_frozen_backbone_does_not_change(tmp_path):
     tokens, mask, label = toy_sequences(64)
-    task = ClassifierTask(GPT_SMALL, n_classes=2, mode="frozen")
-    before = {k: v.clone() for k, v in task.backbone.state_dict().items()}
-    data = tensor_dataset(tokens, mask, label)
+    task = TaggingTask(token_tagger_meta("class_attention"), mode="frozen")
+    before = {k: v.clone() for k, v in task.tagger.backbone.state_dict().items()}
+    data = token_inputs(tokens, mask, label)
     fit(task, data, data, config(max_epochs=1), tmp_path)
-    for k, v in task.backbone.state_dict().items():
+    for k, v in task.tagger.backbone.state_dict().items():
         torch.testing.assert_close(v, before[k])
 
 
@@ -91,9 +109,9 @@ def test_resume_keeps_the_metrics_history(tmp_path):
     of the earlier epochs (train 2 epochs, resume to 4: four epochs of validation loss)."""
     tokens, mask, _ = toy_sequences(64)
     data = tensor_dataset(tokens, mask)
-    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=2), tmp_path)
+    fit(GenerativeTask(OMNIJET_SMALL), data, data, config(max_epochs=2), tmp_path)
     first = pd.read_csv(tmp_path / "logs" / "metrics.csv")
-    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=4), tmp_path,
+    fit(GenerativeTask(OMNIJET_SMALL), data, data, config(max_epochs=4), tmp_path,
         resume=tmp_path / "checkpoints" / "last.ckpt")
     log = pd.read_csv(tmp_path / "logs" / "metrics.csv")
     val = log.dropna(subset=["val/loss"])
@@ -102,12 +120,12 @@ def test_resume_keeps_the_metrics_history(tmp_path):
     old = first.dropna(subset=["val/loss"])
     np.testing.assert_array_equal(val["val/loss"].to_numpy()[:2], old["val/loss"].to_numpy())
     # a resume from an older checkpoint replaces the epochs it logs again, no duplicates
-    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=4), tmp_path,
+    fit(GenerativeTask(OMNIJET_SMALL), data, data, config(max_epochs=4), tmp_path,
         resume=tmp_path / "checkpoints" / "best.ckpt")
     again = pd.read_csv(tmp_path / "logs" / "metrics.csv").dropna(subset=["val/loss"])
     assert again["epoch"].tolist() == sorted(set(again["epoch"])) and again["epoch"].max() == 3
     # resumed into another folder: the history of the checkpoint's run comes along
-    fit(GenerativeTask(GPT_SMALL), data, data, config(max_epochs=5), tmp_path / "more",
+    fit(GenerativeTask(OMNIJET_SMALL), data, data, config(max_epochs=5), tmp_path / "more",
         resume=tmp_path / "checkpoints" / "last.ckpt")
     more = pd.read_csv(tmp_path / "more" / "logs" / "metrics.csv").dropna(subset=["val/loss"])
     assert more["epoch"].tolist() == [0, 1, 2, 3, 4]
@@ -117,7 +135,7 @@ def test_max_steps_before_the_first_validation_ends_cleanly(tmp_path):
     """A step cap inside the first epoch (no validation yet) stops training, no error; the
     module keeps the weights of its last step."""
     tokens, mask, _ = toy_sequences(64)
-    task = GenerativeTask(GPT_SMALL)
+    task = GenerativeTask(OMNIJET_SMALL)
     before = [p.clone() for p in task.parameters()]
     trainer = fit(task, tensor_dataset(tokens, mask), tensor_dataset(tokens, mask),
                   config(max_steps=1, batch_size=16), tmp_path)

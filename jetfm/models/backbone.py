@@ -105,6 +105,11 @@ class Backbone(nn.Module):
         return {"backbone": self.name, "backbone_config": self.config_dict(),
                 "features": self.features.to_dict()}
 
+    def scratch(self) -> Backbone:
+        """A randomly initialised backbone of the same architecture and features (training
+        "from scratch"); parts that are not trained (a token backbone's tokenizer) are kept."""
+        return type(self).from_config(self.config_dict(), self.features)
+
     # ---------------------------------------------------------------- use
     @property
     def dim(self) -> int:

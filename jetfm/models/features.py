@@ -263,14 +263,14 @@ KIN_FEATURES = FeatureSpec(_kin(), n_max=128)
 def feature_spec(value: FeatureSpec | Mapping[str, Any] | Sequence[Any] | None,
                  default: FeatureSpec, where: str = "features") -> FeatureSpec:
     """A spec from a config value: None -> ``default``; a list -> particle features with the
-    default's jet features and ``n_max``; a mapping -> :meth:`FeatureSpec.from_dict` with
-    the default's ``n_max`` unless given."""
+    default's jet features and ``n_max``; a mapping -> :meth:`FeatureSpec.from_dict` with the
+    default's ``particle``, ``jet`` and ``n_max`` where not given (``{n_max: 64}``)."""
     if value is None:
         return default
     if isinstance(value, FeatureSpec):
         return value
-    if isinstance(value, Mapping):
-        return FeatureSpec.from_dict({"n_max": default.n_max, **value}, where)
+    if isinstance(value, Mapping):  # keys not given keep the default's
+        return FeatureSpec.from_dict({**default.to_dict(), **value}, where)
     if isinstance(value, Sequence) and not isinstance(value, str):
         return FeatureSpec(_features(value, where), default.jet, default.n_max)
     raise ValueError(f"{where}: expected a list of features or a mapping, got {value!r}")

@@ -249,3 +249,14 @@ def format_resolution(resolution: dict[str, float | None]) -> str:
         f"used, perplexity {r['codebook_perplexity']:.0f}",
     ])
 
+
+def check_fingerprint(expected: str, found: str | None, what: str) -> None:
+    """Raise ValueError unless ``found`` (the tokenizer fingerprint a backbone or token file
+    records) is ``expected`` (that of the tokenizer in use); the message names both and
+    ``what`` (the backbone, checkpoint or file)."""
+    if found is None:
+        raise ValueError(f"{what} records no tokenizer fingerprint (made by an older jetfm?), "
+                         f"so it cannot be checked against the tokenizer in use, {expected}")
+    if found != expected:
+        raise ValueError(f"{what} was made with tokenizer {found}, but the tokenizer in use is "
+                         f"{expected}: a backbone only understands its own tokenizer's tokens")

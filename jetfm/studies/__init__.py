@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from jetfm.atomic import write_text_atomic
+from jetfm.models.tokenizer import check_fingerprint  # noqa: F401  (re-exported)
+from jetfm.report import write_json  # noqa: F401  (re-exported)
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -79,15 +80,6 @@ def check_config_values(where: str | Path, checks: Iterable[tuple[str, Callable[
             raise ValueError(prefix + str(err)) from None
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename): a file that exists is complete. Non-finite
-    numbers are written as null (:func:`jetfm.report.json_safe`), never as NaN / Infinity."""
-    from jetfm.report import json_safe
-
-    text = json.dumps(json_safe(data), indent=2, default=float, allow_nan=False)
-    write_text_atomic(path, text + "\n")
-
-
 # ----------------------------------------------------------------------------- stages
 STAGES_DIR = "stages"
 
@@ -103,18 +95,6 @@ def file_digest(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
-
-
-def check_fingerprint(expected: str, found: str | None, what: str) -> None:
-    """Raise ValueError unless ``found`` (the tokenizer fingerprint a backbone or token file
-    records) is ``expected`` (that of the tokenizer in use); the message names both and
-    ``what`` (the backbone, checkpoint or file)."""
-    if found is None:
-        raise ValueError(f"{what} records no tokenizer fingerprint (made by an older jetfm?), "
-                         f"so it cannot be checked against the tokenizer in use, {expected}")
-    if found != expected:
-        raise ValueError(f"{what} was made with tokenizer {found}, but the tokenizer in use is "
-                         f"{expected}: a backbone only understands its own tokenizer's tokens")
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

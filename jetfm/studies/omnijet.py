@@ -35,18 +35,15 @@ import json
 import logging
 import time
 from copy import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from textwrap import indent
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
-from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
 from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index
@@ -55,9 +52,10 @@ from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
 from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.metrics.evaluate import evaluate_batches, evaluate_tagging, tokenizer_frame
-from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, sample
+from jetfm.models.gpt import GPTConfig
 from jetfm.models.heads import HEADS
-from jetfm.models.tokenizer import Tokenizer, format_resolution, resolution_warnings
+from jetfm.models.omnijet import load_generative, sample_jets
+from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
@@ -65,29 +63,17 @@ from jetfm.report import METRIC_COLUMNS, format_value, markdown_table
 from jetfm.studies import (
     Stage,
     check_config_values,
-    check_fingerprint,
     file_digest,
     generated_stage,
     read_config,
     write_json,
 )
-from jetfm.tasks.omnijet import (
-    FINETUNE_MODES,
-    GPT_KEYS,
-    VQVAE_KEYS,
-    ClassifierTask,
-    GenerativeTask,
-    TokenizerTask,
-)
+from jetfm.tasks.omnijet import GPT_KEYS, VQVAE_KEYS, fit_generative, fit_tokenizer
+from jetfm.tasks.tagging import FINETUNE_MODES, TaggingConfig, train_tagger
 from jetfm.tasks.training import (
     TRAIN_KEYS,
     TrainConfig,
     check_blocks,
-    check_keys,
-    fit,
-    seed_all,
-    split_indices,
-    tensor_dataset,
 )
 
 console = Console(soft_wrap=True, emoji=False)
@@ -242,42 +228,6 @@ def make_splits(jets: dict[str, JetBatch], config: OmniJetConfig) -> Splits:
     return Splits(pretrain, evaluation, tagging)
 
 
-def fit_tokenizer(
-    batch: JetBatch, vqvae: dict[str, Any], training: dict[str, Any], n_max: int,
-    out_dir: Path, seed: int = 1, pt_min: float | None = None,
-) -> Tokenizer:
-    """Train a VQ-VAE on ``batch`` (OmniJet-alpha preprocessing, 10 % validation jets);
-    writes ``tokenizer.safetensors`` and ``resolution.json`` (on the validation jets), prints
-    the resolution summary and logs a warning per figure beyond
-    :data:`jetfm.models.tokenizer.RESOLUTION_LIMITS` (a poorly trained tokenizer).
-
-    ``vqvae``: :class:`VQVAEConfig` fields but ``n_features`` (set by the preprocessing);
-    ``training``: :class:`TrainConfig` fields. Unknown keys raise ``ValueError``.
-    """
-    check_keys(vqvae, VQVAE_KEYS, "vqvae")
-    train_config = TrainConfig.from_overrides(training, seed, "tokenizer_training")
-    preprocessing = omnijet_preprocessing(n_max, pt_min)
-    values, mask, reports = preprocessing.apply(batch)
-    for report in reports:
-        console.print(f"  {report}")
-    train_idx, val_idx = split_indices(len(values), 0.1, seed)
-    seed_all(seed)
-    vq_config = VQVAEConfig(**{**vqvae, "n_features": len(preprocessing.features)})
-    task = TokenizerTask(asdict(vq_config), **train_config.optimiser())
-    trainer = fit(task, tensor_dataset(values[train_idx], mask[train_idx]),
-                  tensor_dataset(values[val_idx], mask[val_idx]), train_config, out_dir)
-    tokenizer = Tokenizer(task.model.cpu(), preprocessing)
-    if trainer.global_rank == 0:
-        tokenizer.save(out_dir / "tokenizer.safetensors")
-        resolution = tokenizer.resolution(batch[val_idx])
-        write_json(out_dir / "resolution.json", resolution)
-        console.print(f"tokenizer resolution on {len(val_idx)} validation jets:")
-        console.print(indent(format_resolution(resolution), "  "))
-        for message in resolution_warnings(resolution):
-            log.warning("%s: %s", out_dir / "tokenizer.safetensors", message)
-    return tokenizer
-
-
 def train_tokenizer(
     jets: dict[str, JetBatch], splits: Splits, config: OmniJetConfig, out_dir: Path
 ) -> Tokenizer:
@@ -352,79 +302,6 @@ def tokenize_all(
     return datasets
 
 
-def gpt_config_for(gpt: dict[str, Any], tokenizer: Tokenizer) -> dict[str, Any]:
-    """GPT size from ``gpt`` with vocabulary and length set by the tokenizer."""
-    return asdict(GPTConfig(**{**gpt, "vocab_size": tokenizer.vocab_size,
-                               "max_length": tokenizer.n_max + 2}))
-
-
-def fit_generative(
-    tokens: TokenDataset, tokenizer: Tokenizer, gpt: dict[str, Any], training: dict[str, Any],
-    out_dir: Path, seed: int = 1, resume: str | Path | None = None,
-    init: str | Path | None = None,
-) -> Path:
-    """Generative training on token sequences; writes ``backbone.safetensors``.
-
-    ``init``: a ``backbone.safetensors`` to start from (generative fine-tuning); its GPT size
-    replaces ``gpt``. ``resume``: a Lightning checkpoint of this training. Both, and
-    ``tokens``, must come from ``tokenizer`` (fingerprints checked; ValueError naming both
-    otherwise); checkpoints record the fingerprint in their hyperparameters.
-    """
-    what = f"token set ({tokens.tokenizer.get('tokenizer', 'no path recorded')})"
-    check_fingerprint(tokenizer.fingerprint, tokens.tokenizer.get("fingerprint"), what)
-    if resume is not None:
-        hparams = torch.load(resume, map_location="cpu", weights_only=True).get(
-            "hyper_parameters", {})
-        check_fingerprint(tokenizer.fingerprint, hparams.get("tokenizer_fingerprint"),
-                          f"checkpoint {resume}")
-    seq, seq_mask = tokenizer.to_sequences(tokens.codes, tokens.mask)
-    train_idx, val_idx = split_indices(len(seq), 0.1, seed)
-    if init is not None:
-        backbone, head, meta = load_generative(init, tokenizer)
-        gpt = meta["gpt"]
-    seed_all(seed)
-    task = GenerativeTask(gpt_config_for(gpt, tokenizer), lr=training.get("lr", 1e-3))
-    task.hparams["tokenizer_fingerprint"] = tokenizer.fingerprint  # saved in checkpoints
-    if init is not None:
-        task.backbone.load_state_dict(backbone.state_dict())
-        task.head.load_state_dict(head.state_dict())
-    trainer = fit(task, tensor_dataset(seq[train_idx], seq_mask[train_idx]),
-                  tensor_dataset(seq[val_idx], seq_mask[val_idx]),
-                  TrainConfig.from_overrides(training, seed), out_dir, resume=resume)
-    path = out_dir / "backbone.safetensors"
-    if trainer.global_rank == 0:
-        tensors = {f"backbone.{k}": v for k, v in task.backbone.state_dict().items()}
-        tensors.update({f"head.{k}": v for k, v in task.head.state_dict().items()})
-        save_model(path, tensors, {"kind": "gpt", "gpt": task.hparams["gpt"],
-                                   "tokenizer_fingerprint": tokenizer.fingerprint})
-    return path
-
-
-def load_backbone(path: str | Path, tokenizer: Tokenizer | None = None
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and metadata of a ``backbone.safetensors``; with ``tokenizer``, a ValueError
-    naming both fingerprints unless the backbone was trained on that tokenizer's tokens."""
-    tensors, meta = load_model(path)
-    if meta.get("kind") != "gpt":
-        raise ValueError(f"{path}: not a GPT model file (kind={meta.get('kind')!r})")
-    if tokenizer is not None:
-        check_fingerprint(tokenizer.fingerprint, meta.get("tokenizer_fingerprint"),
-                          f"backbone {path}")
-    return tensors, meta
-
-
-def load_generative(path: str | Path, tokenizer: Tokenizer | None = None
-                    ) -> tuple[GPT, NextTokenHead, dict[str, Any]]:
-    """Backbone and generative head from ``backbone.safetensors`` (on CPU, eval mode); with
-    ``tokenizer``, checked to be the one it was trained with (:func:`load_backbone`)."""
-    tensors, meta = load_backbone(path, tokenizer)
-    gpt_config = GPTConfig(**meta["gpt"])
-    backbone, head = GPT(gpt_config), NextTokenHead(gpt_config.dim, gpt_config.vocab_size)
-    backbone.load_state_dict(prefixed(tensors, "backbone"))
-    head.load_state_dict(prefixed(tensors, "head"))
-    return backbone.eval(), head.eval(), meta
-
-
 def pretrain(
     tokens: TokenDataset, idx: np.ndarray, tokenizer: Tokenizer, config: OmniJetConfig,
     out_dir: Path,
@@ -432,7 +309,7 @@ def pretrain(
     """The backbone file: the config's, or pre-trained on the top-jet tokens ``idx`` (reused
     while its configuration and token file are the same). Its tokenizer is checked."""
     if config.backbone is not None:
-        load_backbone(config.backbone, tokenizer)
+        load_generative(config.backbone, tokenizer)
         console.print(f"backbone from {config.backbone}")
         return Path(config.backbone)
     path = out_dir / "pretrain" / "backbone.safetensors"
@@ -449,43 +326,8 @@ def pretrain(
         fit_generative(subset, tokenizer, config.gpt, config.pretraining, out_dir / "pretrain",
                        config.seed)
         stage.finish()
-    load_backbone(path, tokenizer)
+    load_generative(path, tokenizer)
     return path
-
-
-def sample_jets(
-    backbone: GPT, head: NextTokenHead, tokenizer: Tokenizer, n_jets: int, *,
-    temperature: float = 1.0, top_k: int | None = None, batch_size: int = 256, seed: int = 1,
-    use_cache: bool = True, label: int | None = None, device: str = "auto",
-) -> tuple[JetBatch, dict[str, Any]]:
-    """Sample ``n_jets`` token sequences and decode them; returns jets and sampling figures.
-
-    ``device``: where the GPT runs ("auto": CUDA when available, else the CPU); ``backbone``
-    and ``head`` are moved there. The random stream is seeded on that device, so a seed
-    reproduces a sample on the same kind of device.
-    Sequences that stop before their first particle cannot be decoded into a jet: they are
-    left out of the returned batch and counted in ``n_empty``.
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    backbone, head = backbone.to(device), head.to(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    codes, masks = [], []
-    start = time.perf_counter()
-    for first in range(0, n_jets, batch_size):
-        n = min(batch_size, n_jets - first)
-        c, m = sample(backbone, head, n, tokenizer.n_max, temperature=temperature, top_k=top_k,
-                      generator=generator, use_cache=use_cache)
-        codes.append(c.cpu().numpy())
-        masks.append(m.cpu().numpy())
-    elapsed = time.perf_counter() - start
-    codes_np, mask_np = np.concatenate(codes), np.concatenate(masks)
-    empty = mask_np.sum(axis=1) == 0
-    labels = None if label is None else np.full(int((~empty).sum()), label)
-    jets = tokenizer.decode(codes_np[~empty], mask_np[~empty], label=labels)
-    stats = {"n_requested": n_jets, "n_empty": int(empty.sum()),
-             "jets_per_second": n_jets / elapsed, "seconds": elapsed, "device": str(device)}
-    return jets, stats
 
 
 def generate_jets(
@@ -500,9 +342,9 @@ def generate_jets(
                   [path, path.parent / "sampling.json"], path.parent)
     if stage.prepare():
         return read_jets([str(path)])
-    backbone, head, _ = load_generative(backbone_file, tokenizer)
+    backbone, head = load_generative(backbone_file, tokenizer)
     console.rule(f"sampling {config.n_generate} jets (KV cache)")
-    jets, stats = sample_jets(backbone, head, tokenizer, config.n_generate,
+    jets, stats = sample_jets(backbone, head, config.n_generate,
                               temperature=config.temperature, top_k=config.top_k,
                               batch_size=config.sample_batch, seed=config.seed,
                               label=class_index("Tbqq"))
@@ -515,43 +357,52 @@ def generate_jets(
     return jets
 
 
-def train_taggers(
-    tokens: dict[str, TokenDataset], splits: Splits, tokenizer: Tokenizer,
-    config: OmniJetConfig, out_dir: Path, backbone_file: Path | None = None,
-) -> list[dict[str, Any]]:
-    """Top (1) vs QCD (0) taggers on ``D`` labelled jets per size, each mode; test metrics.
+TAGGING_CLASSES = ("QCD", "Tbqq")  # the tagger's outputs: QCD (0) and top (1)
 
-    D = training + validation jets (:func:`tagging_split`); the test jets are the same for
-    every row. Each row is a stage ``tagging/D{D}_{mode}`` (reused while its configuration,
-    token files and, fine-tuned, the backbone are the same); ``tagging/summary.json`` lists
-    the rows of this config only. ``backbone_file`` (default ``pretrain/backbone.safetensors``)
-    must have been trained on ``tokenizer``'s tokens (ValueError naming both fingerprints).
+
+def tagging_config(config: OmniJetConfig, mode: str, backbone_file: Path) -> TaggingConfig:
+    """The top-vs-QCD tagger of ``mode`` on the OmniJet backbone of ``backbone_file`` (from
+    scratch: its architecture and tokenizer, new GPT weights)."""
+    return TaggingConfig(backbone="omnijet", head=config.tagging_head,
+                         classes=list(TAGGING_CLASSES), mode=mode, init=str(backbone_file),
+                         backbone_lr_factor=config.backbone_lr_factor,
+                         training=config.tagging_training)
+
+
+def train_taggers(
+    jets: dict[str, JetBatch], splits: Splits, tokenizer: Tokenizer,
+    config: OmniJetConfig, out_dir: Path, backbone_file: Path | None = None,
+    data: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Top vs QCD taggers (:func:`jetfm.tasks.tagging.train_tagger`, ``backbone: omnijet``)
+    on ``D`` labelled jets per size, each mode; test metrics.
+
+    The jets' class is their role (``top`` or ``qcd``), whatever their files' labels. D =
+    training + validation jets (:func:`tagging_split`); the test jets are the same for every
+    row. Each row is a stage ``tagging/D{D}_{mode}`` (reused while its configuration, the jet
+    files (``data``: their digests) and the backbone are the same); ``tagging/summary.json``
+    lists the rows of this config only. ``backbone_file`` (default
+    ``pretrain/backbone.safetensors``) must hold ``tokenizer`` (ValueError naming both
+    fingerprints).
     """
     backbone_file = backbone_file or out_dir / "pretrain" / "backbone.safetensors"
+    load_generative(backbone_file, tokenizer)  # checks the tokenizer
     rng = np.random.default_rng(config.seed + 7)
     pools = {n: rng.permutation(splits.tagging[n]) for n in ("top", "qcd")}
     n_pool = min(len(p) for p in pools.values())
     n_test = max(n_pool // 5, 1)
+    roles = {"top": class_index("Tbqq"), "qcd": class_index("QCD")}
 
-    def pick(part: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        seqs, masks, labels = [], [], []
-        for label, name in ((1, "top"), (0, "qcd")):
-            idx = pools[name][part]
-            s, m = tokenizer.to_sequences(tokens[name].codes[idx], tokens[name].mask[idx])
-            seqs.append(s)
-            masks.append(m)
-            labels.append(np.full(len(idx), label))
-        return np.concatenate(seqs), np.concatenate(masks), np.concatenate(labels)
+    def pick(part: slice) -> JetBatch:
+        picked = []
+        for name in ("top", "qcd"):
+            batch = jets[name][pools[name][part]]
+            batch.label = np.full(len(batch), roles[name])
+            picked.append(batch)
+        return JetBatch.concatenate(picked)
 
-    for name in ("top", "qcd"):
-        check_fingerprint(tokenizer.fingerprint, tokens[name].tokenizer.get("fingerprint"),
-                          f"{name} tokens ({tokens[name].tokenizer.get('tokenizer')})")
     test = pick(slice(0, n_test))
     n_labelled_max = n_pool - n_test
-    state, meta = load_backbone(backbone_file, tokenizer)
-    backbone_state = prefixed(state, "backbone")
-    inputs = {f"tokens/{n}": file_digest(out_dir / "tokens" / f"{n}.parquet")
-              for n in ("top", "qcd")}
     keys = ("tagging_head", "backbone_lr_factor", "tagging_training", "tagging_val_fraction",
             "seed", "pretrain_fraction", "eval_fraction")
     rows = []
@@ -566,29 +417,23 @@ def train_taggers(
         train = pick(slice(start + n_val, start + n_val + n_train))
         for mode in config.tagging_modes:
             run_dir = out_dir / "tagging" / f"D{size}_{mode}"
-            stage_inputs = dict(inputs)
-            if mode != "scratch":
-                stage_inputs["backbone"] = file_digest(backbone_file)
             stage = Stage(out_dir, f"tagging/D{size}_{mode}",
-                          {"D": size, "mode": mode, "gpt": meta["gpt"],
-                           **{k: getattr(config, k) for k in keys}},
-                          stage_inputs, [run_dir / "result.json", run_dir / "test_scores.npz"],
-                          run_dir)
+                          {"D": size, "mode": mode, **{k: getattr(config, k) for k in keys}},
+                          {**(data or {}), "backbone": file_digest(backbone_file)},
+                          [run_dir / "result.json", run_dir / "test_scores.npz"], run_dir)
             if not stage.prepare():
                 console.rule(f"tagger: D = {size} ({2 * n_train} train + {2 * n_val} "
                              f"validation), {mode}")
-                task = fit_tagger(train, val, meta["gpt"], backbone_state, mode=mode,
-                                  head=config.tagging_head,
-                                  backbone_lr_factor=config.backbone_lr_factor,
-                                  training=config.tagging_training, out_dir=run_dir,
-                                  seed=config.seed)
-                scores = predict_scores(task, test[0], test[1])
-                np.savez(run_dir / "test_scores.npz", labels=test[2], scores=scores)
-                result = evaluate_tagging(test[2], scores, run_dir, name=f"{mode}, D={size}",
+                tagger = train_tagger(train, val, tagging_config(config, mode, backbone_file),
+                                      run_dir, seed=config.seed)
+                labels = tagger.labels_of(test)
+                scores = tagger.predict_proba(test)[:, 1]
+                np.savez(run_dir / "test_scores.npz", labels=labels, scores=scores)
+                result = evaluate_tagging(labels, scores, run_dir, name=f"{mode}, D={size}",
                                           signal="top", background="QCD")
                 write_json(run_dir / "result.json",
-                           {"D": size, "mode": mode, "n_train": len(train[2]),
-                            "n_val": len(val[2]), "n_test": len(test[2]), **result.summary})
+                           {"D": size, "mode": mode, "n_train": len(train), "n_val": len(val),
+                            "n_test": len(test), **result.summary})
                 stage.finish()
             rows.append(json.loads((run_dir / "result.json").read_text()))
     write_json(out_dir / "tagging" / "summary.json", rows)
@@ -607,39 +452,6 @@ def plot_taggers(tagging_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
     if not taggers:
         return None
     return plot_roc(taggers, tagging_dir / "roc_all.png", signal="top", background="QCD")
-
-
-def fit_tagger(
-    train: tuple[np.ndarray, ...], val: tuple[np.ndarray, ...], gpt: dict[str, Any],
-    backbone_state: dict[str, torch.Tensor] | None, *, mode: str, head: str,
-    backbone_lr_factor: float, training: dict[str, Any], out_dir: Path, seed: int = 1,
-    n_classes: int = 2,
-) -> ClassifierTask:
-    """Train a classifier on (tokens, mask, label) arrays; ``backbone_state`` initialises the
-    backbone unless ``mode == "scratch"``."""
-    seed_all(seed)
-    task = ClassifierTask(gpt, n_classes=n_classes, head=head, mode=mode,
-                          lr=training.get("lr", 1e-3), backbone_lr_factor=backbone_lr_factor)
-    if mode != "scratch":
-        if backbone_state is None:
-            raise ValueError(f"mode {mode!r} needs a pre-trained backbone")
-        task.backbone.load_state_dict(backbone_state)
-    fit(task, tensor_dataset(*train), tensor_dataset(*val),
-        TrainConfig.from_overrides(training, seed), out_dir)
-    return task
-
-
-@torch.no_grad()
-def predict_scores(task: ClassifierTask, tokens: np.ndarray, mask: np.ndarray,
-                   batch_size: int = 512) -> np.ndarray:
-    """Softmax probability of class 1 (top)."""
-    task.eval()
-    scores = []
-    for start in range(0, len(tokens), batch_size):
-        logits = task(torch.as_tensor(tokens[start : start + batch_size]),
-                      torch.as_tensor(mask[start : start + batch_size]))
-        scores.append(torch.softmax(logits, dim=1)[:, 1].numpy())
-    return np.concatenate(scores)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -662,7 +474,7 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
                                   frame=frame, frame_name=frame_name,
                                   title="OmniJet-alpha generated top jets vs held-out truth")
     print(evaluation.format())
-    tagging = train_taggers(tokens, splits, tokenizer, config, out_dir, backbone)
+    tagging = train_taggers(jets, splits, tokenizer, config, out_dir, backbone, data)
     resolution = (json.loads(resolution_path.read_text()) if resolution_path.exists()
                   else {})
     observables = {"truth": jet_observables(truth),

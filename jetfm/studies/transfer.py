@@ -69,27 +69,18 @@ import numpy as np
 from rich.console import Console
 from tqdm import tqdm
 
-from jetfm.checkpoint import prefixed
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
 from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset
 from jetfm.metrics.evaluate import JET_OBSERVABLES, evaluate_batches, evaluate_tagging
+from jetfm.models.omnijet import load_generative, sample_jets
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.physics.observables import jet_observables
 from jetfm.report import json_safe
 from jetfm.studies import Stage, file_digest, generated_stage, read_config, training_log, write_json
-from jetfm.studies.omnijet import (
-    fit_generative,
-    fit_tagger,
-    fit_tokenizer,
-    load_backbone,
-    load_generative,
-    predict_scores,
-    sample_jets,
-    tokenize_all,
-)
+from jetfm.studies.omnijet import tokenize_all
 from jetfm.studies.transfer_summary import (
     METRICS,
     MODE_LABELS,
@@ -102,7 +93,8 @@ from jetfm.studies.transfer_summary import (
     plot_target,
     write_pages,
 )
-from jetfm.tasks.omnijet import GPT_KEYS, VQVAE_KEYS
+from jetfm.tasks.omnijet import GPT_KEYS, VQVAE_KEYS, fit_generative, fit_tokenizer
+from jetfm.tasks.tagging import TaggingConfig, train_tagger
 from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, split_indices
 
 console = Console(soft_wrap=True, emoji=False)
@@ -319,7 +311,7 @@ def pretrain(tokens: TokenDataset, tokenizer: Tokenizer, config: TransferConfig,
         write_json(path.parent / "timing.json",
                     {"seconds": time.perf_counter() - start, **training_log(path.parent)})
         stage.finish()
-    load_backbone(path, tokenizer)
+    load_generative(path, tokenizer)
     return path
 
 
@@ -421,8 +413,8 @@ def generation_cell(cell: Cell, tokens: TokenDataset, tokenizer: Tokenizer, trut
     model = fit_generative(tokens, tokenizer, config.gpt, training, cell_dir, cell.seed,
                            init=init)
     shutil.rmtree(cell_dir / "checkpoints")  # backbone.safetensors holds the best epoch
-    backbone, head, _ = load_generative(model, tokenizer)
-    jets, sampling = sample_jets(backbone, head, tokenizer, config.n_generate,
+    backbone, head = load_generative(model, tokenizer)
+    jets, sampling = sample_jets(backbone, head, config.n_generate,
                                  temperature=config.temperature, top_k=config.top_k,
                                  batch_size=config.sample_batch, seed=cell.seed,
                                  label=class_index(TARGETS[cell.target]))
@@ -462,32 +454,30 @@ def tokenizer_target_jets(config: TransferConfig, mode: str, pool: int, size: in
     return int(min(pool if config.scratch_tokenizer_jets == "fixed" else size, cap))
 
 
-def tagging_cell(cell: Cell, targets: dict[str, Target], tokens: dict[str, TokenDataset],
-                 tokenizer: Tokenizer, backbone: Path, config: TransferConfig,
-                 cell_dir: Path) -> dict[str, Any]:
-    """Top-vs-QCD tagger on D jets (D / 2 per class), tested on both targets' truth jets."""
+def tagging_cell(cell: Cell, targets: dict[str, Target], backbone: Path,
+                 config: TransferConfig, cell_dir: Path) -> dict[str, Any]:
+    """Top-vs-QCD tagger (:func:`jetfm.tasks.tagging.train_tagger` on the source backbone,
+    ``backbone: omnijet``) on D jets (D / 2 per class), tested on both targets' truth jets."""
 
-    def pick(part: Callable[[Target], np.ndarray]) -> tuple[np.ndarray, ...]:
-        seqs, masks, labels = [], [], []
-        for label, name in ((1, "top"), (0, "qcd")):
-            idx = part(targets[name])
-            seq, mask = tokenizer.to_sequences(tokens[name].codes[idx], tokens[name].mask[idx])
-            seqs.append(seq)
-            masks.append(mask)
-            labels.append(np.full(len(idx), label))
-        return tuple(np.concatenate(x) for x in (seqs, masks, labels))
+    def pick(part: Callable[[Target], np.ndarray]) -> JetBatch:
+        picked = []
+        for name in ("top", "qcd"):
+            batch = targets[name].jets[part(targets[name])]
+            batch.label = np.full(len(batch), class_index(TARGETS[name]))
+            picked.append(batch)
+        return JetBatch.concatenate(picked)
 
     jets = pick(lambda t: t.training(cell.size // 2, cell.seed, config.seed))
-    fit_idx, val_idx = split_indices(len(jets[0]), 0.1, cell.seed)
+    fit_idx, val_idx = split_indices(len(jets), 0.1, cell.seed)
     test = pick(lambda t: t.truth)
-    state, meta = load_backbone(backbone, tokenizer)
-    task = fit_tagger(tuple(x[fit_idx] for x in jets), tuple(x[val_idx] for x in jets),
-                      meta["gpt"], prefixed(state, "backbone"), mode=cell.mode,
-                      head=config.tagging_head, backbone_lr_factor=config.backbone_lr_factor,
-                      training=config.tagging_training, out_dir=cell_dir, seed=cell.seed)
+    tagging = TaggingConfig(backbone="omnijet", head=config.tagging_head,
+                            classes=[TARGETS["qcd"], TARGETS["top"]], mode=cell.mode,
+                            init=str(backbone), backbone_lr_factor=config.backbone_lr_factor,
+                            training=config.tagging_training)
+    tagger = train_tagger(jets[fit_idx], jets[val_idx], tagging, cell_dir, seed=cell.seed)
     shutil.rmtree(cell_dir / "checkpoints")
-    scores = predict_scores(task, test[0], test[1])
-    result = evaluate_tagging(test[2], scores, cell_dir, name=f"{MODE_LABELS[cell.mode]}, "
+    labels, scores = tagger.labels_of(test), tagger.predict_proba(test)[:, 1]
+    result = evaluate_tagging(labels, scores, cell_dir, name=f"{MODE_LABELS[cell.mode]}, "
                               f"D={cell.size}", signal="top", background="QCD")
     return {"n_train_jets": len(fit_idx), "n_val_jets": len(val_idx), "n_test_jets": len(scores),
             "training": training_log(cell_dir), **result.summary}
@@ -559,8 +549,8 @@ def run(config: TransferConfig, out_dir: str | Path) -> dict[str, Any]:
 
     counts = run_cells(cells, generation, out_dir, "generation cells", stage)
     tag_counts = run_cells(
-        tag_cells, lambda c, d: tagging_cell(c, targets, src_tokens, src_tok, backbone, config,
-                                             d), out_dir, "tagging cells", stage)
+        tag_cells, lambda c, d: tagging_cell(c, targets, backbone, config, d), out_dir,
+        "tagging cells", stage)
     console.rule("summary")
     cap = config.tokenizer_jets or math.inf
     n_jets = {"source": len(source), "source tokenizer": min(len(source), cap)}

@@ -1,30 +1,55 @@
-"""Lightning modules of OmniJet-alpha: tokenizer training, generative pre-training, tagging.
+"""OmniJet-alpha training: the tokenizer (VQ-VAE) and generative pre-training of the GPT.
 
-All three take plain-data hyperparameters (dicts of numbers and strings), so their Lightning
+Both Lightning modules take plain-data hyperparameters (dicts of numbers and strings), so their
 checkpoints load with ``weights_only=True`` and carry their configuration.
 
-* :class:`TokenizerTask`: VQ-VAE on standardised particle features ``(x, mask)``.
-* :class:`GenerativeTask`: GPT backbone + next-token head on token sequences
-  ``(tokens, mask)``.
-* :class:`ClassifierTask`: GPT backbone + classification head on ``(tokens, mask, label)``;
-  ``mode`` = ``"finetune"`` (pre-trained backbone at ``backbone_lr_factor`` times the head's
-  learning rate), ``"frozen"`` (backbone fixed) or ``"scratch"`` (same architecture, random
-  initialisation).
+* :class:`TokenizerTask`: VQ-VAE on standardised particle features ``(x, mask)``;
+  :func:`fit_tokenizer` trains one on jets and writes ``tokenizer.safetensors``.
+* :class:`GenerativeTask`: OmniJet backbone (tokenizer + GPT) + next-token head on token
+  sequences ``(tokens, mask)``; :func:`fit_generative` writes the generative model file
+  (:func:`jetfm.models.omnijet.save_generative`), which is also a backbone file for
+  tagging (:mod:`jetfm.tasks.tagging`, ``backbone: omnijet``).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from textwrap import indent
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from rich.console import Console
 
-from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss
-from jetfm.models.heads import HEADS
+from jetfm.data.batch import JetBatch
+from jetfm.data.tokens import TokenDataset
+from jetfm.data.transforms import omnijet_preprocessing
+from jetfm.models.backbone import backbone_from_meta
+from jetfm.models.gpt import GPTConfig, NextTokenHead, next_token_loss
+from jetfm.models.omnijet import load_generative, omnijet_backbone, save_generative
+from jetfm.models.tokenizer import (
+    Tokenizer,
+    check_fingerprint,
+    format_resolution,
+    resolution_warnings,
+)
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
-from jetfm.tasks.training import LossTask, adamw_with_cosine, config_keys
+from jetfm.report import write_json
+from jetfm.tasks.training import (
+    LossTask,
+    TrainConfig,
+    adamw_with_cosine,
+    check_keys,
+    config_keys,
+    fit,
+    seed_all,
+    split_indices,
+    tensor_dataset,
+)
 
-FINETUNE_MODES = ("finetune", "frozen", "scratch")
+console = Console(soft_wrap=True, emoji=False)
+log = logging.getLogger("jetfm.omnijet")
 # Keys of the ``vqvae`` and ``gpt`` config blocks: the fields the code does not set itself
 # (the preprocessing sets the VQ-VAE's n_features, the tokenizer the GPT's vocabulary and
 # length).
@@ -60,66 +85,104 @@ class TokenizerTask(LossTask):
 
 
 class GenerativeTask(LossTask):
-    def __init__(self, gpt: dict[str, Any], lr: float = 1e-3, weight_decay: float = 1e-4
+    """OmniJet backbone (rebuilt from its plain-data metadata ``backbone``,
+    :meth:`~jetfm.models.backbone.Backbone.meta`) + next-token head; loss: next-token cross
+    entropy over real tokens."""
+
+    def __init__(self, backbone: dict[str, Any], lr: float = 1e-3, weight_decay: float = 1e-4
                  ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        config = GPTConfig(**gpt)
-        self.backbone = GPT(config)
-        self.head = NextTokenHead(config.dim, config.vocab_size)
+        self.backbone = backbone_from_meta(backbone, "generative task")
+        self.head = NextTokenHead(self.backbone.dim, self.backbone.gpt.config.vocab_size)
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         tokens, mask = batch[:2]
-        hidden, _ = self.backbone(tokens, mask)
+        hidden, _ = self.backbone.gpt(tokens, mask)
         loss = next_token_loss(self.head(hidden), tokens, mask)
         n_tokens = mask[:, 1:].sum()
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False,
                  batch_size=int(n_tokens), sync_dist=stage == "val")
         return loss
 
-
-class ClassifierTask(LossTask):
-    def __init__(
-        self,
-        gpt: dict[str, Any],
-        n_classes: int,
-        head: str = "class_attention",
-        mode: str = "finetune",
-        lr: float = 1e-3,
-        backbone_lr_factor: float = 0.1,
-        weight_decay: float = 1e-4,
-    ) -> None:
-        super().__init__()
-        if mode not in FINETUNE_MODES:
-            raise ValueError(f"mode must be one of {FINETUNE_MODES}, got {mode!r}")
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
-        self.save_hyperparameters()
-        config = GPTConfig(**gpt)
-        self.backbone = GPT(config)
-        self.head = HEADS[head](config.dim, n_classes)
-        if mode == "frozen":
-            self.backbone.requires_grad_(False)
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Class logits (batch, n_classes)."""
-        hidden, _ = self.backbone(tokens, mask)
-        return self.head(hidden, mask)
-
-    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
-        tokens, mask, label = batch
-        logits = self(tokens, mask)
-        loss = F.cross_entropy(logits, label)
-        accuracy = (logits.argmax(dim=1) == label).float().mean()
-        self.log_dict({f"{stage}/loss": loss, f"{stage}/accuracy": accuracy}, prog_bar=True,
-                      on_epoch=True, on_step=False, batch_size=len(label),
-                      sync_dist=stage == "val")
-        return loss
-
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        groups = [{"params": self.head.parameters(), "lr": hp.lr}]
-        if hp.mode != "frozen":
-            factor = hp.backbone_lr_factor if hp.mode == "finetune" else 1.0
-            groups.append({"params": self.backbone.parameters(), "lr": hp.lr * factor})
-        return adamw_with_cosine(self, groups, hp.lr, hp.weight_decay)
+        params = [p for p in self.parameters() if p.requires_grad]  # not the tokenizer
+        return adamw_with_cosine(self, [{"params": params}], hp.lr, hp.weight_decay)
+
+
+def fit_tokenizer(
+    batch: JetBatch, vqvae: dict[str, Any], training: dict[str, Any], n_max: int,
+    out_dir: Path, seed: int = 1, pt_min: float | None = None,
+) -> Tokenizer:
+    """Train a VQ-VAE on ``batch`` (OmniJet-alpha preprocessing, 10 % validation jets);
+    writes ``tokenizer.safetensors`` and ``resolution.json`` (on the validation jets), prints
+    the resolution summary and logs a warning per figure beyond
+    :data:`jetfm.models.tokenizer.RESOLUTION_LIMITS` (a poorly trained tokenizer).
+
+    ``vqvae``: :class:`VQVAEConfig` fields but ``n_features`` (set by the preprocessing);
+    ``training``: :class:`TrainConfig` fields. Unknown keys raise ``ValueError``.
+    """
+    check_keys(vqvae, VQVAE_KEYS, "vqvae")
+    train_config = TrainConfig.from_overrides(training, seed, "tokenizer_training")
+    preprocessing = omnijet_preprocessing(n_max, pt_min)
+    values, mask, reports = preprocessing.apply(batch)
+    for report in reports:
+        console.print(f"  {report}")
+    train_idx, val_idx = split_indices(len(values), 0.1, seed)
+    seed_all(seed)
+    vq_config = VQVAEConfig(**{**vqvae, "n_features": len(preprocessing.features)})
+    task = TokenizerTask(asdict(vq_config), **train_config.optimiser())
+    trainer = fit(task, tensor_dataset(values[train_idx], mask[train_idx]),
+                  tensor_dataset(values[val_idx], mask[val_idx]), train_config, out_dir)
+    tokenizer = Tokenizer(task.model.cpu(), preprocessing)
+    if trainer.global_rank == 0:
+        tokenizer.save(out_dir / "tokenizer.safetensors")
+        resolution = tokenizer.resolution(batch[val_idx])
+        write_json(out_dir / "resolution.json", resolution)
+        console.print(f"tokenizer resolution on {len(val_idx)} validation jets:")
+        console.print(indent(format_resolution(resolution), "  "))
+        for message in resolution_warnings(resolution):
+            log.warning("%s: %s", out_dir / "tokenizer.safetensors", message)
+    return tokenizer
+
+
+def fit_generative(
+    tokens: TokenDataset, tokenizer: Tokenizer, gpt: dict[str, Any], training: dict[str, Any],
+    out_dir: Path, seed: int = 1, resume: str | Path | None = None,
+    init: str | Path | None = None,
+) -> Path:
+    """Generative training on token sequences; writes ``backbone.safetensors`` (a generative
+    OmniJet model file with its tokenizer, :func:`jetfm.models.omnijet.save_generative`).
+
+    ``gpt``: :class:`GPTConfig` fields but the vocabulary and length (the tokenizer's).
+    ``init``: a generative model file to start from (generative fine-tuning); its GPT size
+    replaces ``gpt``. ``resume``: a Lightning checkpoint of this training. Both, and
+    ``tokens``, must come from ``tokenizer`` (fingerprints checked; ValueError naming both
+    otherwise); checkpoints record the fingerprint in their hyperparameters.
+    """
+    check_keys(gpt, GPT_KEYS, "gpt")
+    what = f"token set ({tokens.tokenizer.get('tokenizer', 'no path recorded')})"
+    check_fingerprint(tokenizer.fingerprint, tokens.tokenizer.get("fingerprint"), what)
+    if resume is not None:
+        hparams = torch.load(resume, map_location="cpu", weights_only=True).get(
+            "hyper_parameters", {})
+        check_fingerprint(tokenizer.fingerprint, hparams.get("tokenizer_fingerprint"),
+                          f"checkpoint {resume}")
+    seq, seq_mask = tokenizer.to_sequences(tokens.codes, tokens.mask)
+    train_idx, val_idx = split_indices(len(seq), 0.1, seed)
+    start = load_generative(init, tokenizer) if init is not None else None
+    seed_all(seed)
+    backbone = start[0] if start else omnijet_backbone(tokenizer, gpt)
+    task = GenerativeTask(backbone.meta(), lr=training.get("lr", 1e-3))
+    task.hparams["tokenizer_fingerprint"] = tokenizer.fingerprint  # saved in checkpoints
+    task.backbone.load_state_dict(backbone.state_dict())
+    if start:
+        task.head.load_state_dict(start[1].state_dict())
+    trainer = fit(task, tensor_dataset(seq[train_idx], seq_mask[train_idx]),
+                  tensor_dataset(seq[val_idx], seq_mask[val_idx]),
+                  TrainConfig.from_overrides(training, seed), out_dir, resume=resume)
+    path = out_dir / "backbone.safetensors"
+    if trainer.global_rank == 0:
+        save_generative(path, task.backbone, task.head)
+    return path

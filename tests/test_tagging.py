@@ -1,0 +1,193 @@
+"""Backbone/task API: feature specs, taggers of any backbone, modes, files, bad input."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from jetfm.data import JetBatch
+from jetfm.data.batch import JetDataError
+from jetfm.models.backbone import build_backbone, load_backbone, save_backbone
+from jetfm.models.features import KIN_FEATURES, FeatureSpec, InputFeature
+from jetfm.models.particle_transformer import ParticleTransformer, ParticleTransformerConfig
+from jetfm.models.tagger import build_tagger, load_tagger
+from jetfm.tasks.tagging import TaggingConfig, train_tagger
+from tests.tagging_jets import prong_jets, two_class_jets
+
+PART_TINY = {"embed_dims": [16, 16], "pair_embed_dims": [8], "num_heads": 2, "num_layers": 1,
+             "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
+HEAD_TINY = {"n_heads": 2, "n_blocks": 1}
+FAST = {"max_epochs": 6, "batch_size": 32, "lr": 3e-3, "progress": False, "patience": 10}
+
+
+# ----------------------------------------------------------------------------- features
+def test_feature_spec_transforms_clips_and_keeps_the_four_momenta():
+    jets = JetBatch.from_ptetaphi(ak.Array([[10.0, 200.0, 0.0], [50.0]]),
+                                  ak.Array([[0.1, 0.0, 0.2], [1.0]]),
+                                  ak.Array([[0.0, 0.1, 0.3], [2.0]]), 0.0)
+    spec = FeatureSpec((InputFeature("log_pt", 1.7, 0.7, (-5, 5)),
+                        InputFeature("pt", 0.0, 1.0, (0.0, 100.0))), n_max=2)
+    inputs, reports = spec.apply(jets)
+    # pT-ordered, the pT = 0 particle dropped (non-finite log pT) and counted
+    np.testing.assert_array_equal(inputs.mask, [[True, True], [True, False]])
+    np.testing.assert_allclose(inputs.features[0, :, 0], (np.log([200.0, 10.0]) - 1.7) * 0.7,
+                               rtol=1e-6)
+    np.testing.assert_allclose(inputs.features[0, :, 1], [100.0, 10.0])  # clipped at 100
+    assert inputs.features[1, 1].tolist() == [0.0, 0.0]
+    assert reports[0].removed["non-finite log_pt"] == 1
+    order = np.argsort(-np.asarray(jets.pt[0]))[:2]
+    expected = np.stack([np.asarray(jets.particles[0][f])[order]
+                         for f in ("energy", "px", "py", "pz")], axis=-1)
+    np.testing.assert_allclose(inputs.p4[0], expected, rtol=1e-6)
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_feature_spec_names_missing_features_and_bad_keys():
+    jets = prong_jets(4, 1, "QCD")
+    spec = FeatureSpec((InputFeature("charge"), InputFeature("eta_rel")),
+                       (InputFeature("sdmass"),))
+    with pytest.raises(JetDataError, match=r"data\.root: .*\['charge', 'jet: sdmass'\]"):
+        spec.apply(jets, origin="data.root")
+    with pytest.raises(ValueError, match="unknown keys.*'shift'"):
+        FeatureSpec.from_dict({"particle": [{"name": "log_pt", "shift": 1}]})
+    with pytest.raises(ValueError, match="low < high"):
+        InputFeature("log_pt", clip=(5, -5))
+    with pytest.raises(ValueError, match="more than once"):
+        FeatureSpec((InputFeature("log_pt"), InputFeature("log_pt")))
+
+
+# ----------------------------------------------------------------------------- ParT + head
+def test_part_backbone_with_class_attention_head_is_the_part_tagger():
+    """jetfm's ParT tagger through the API (ParT backbone + class_attention head) gives the
+    logits of the full ParticleTransformer (= weaver's, tests/test_particle_transformer.py)."""
+    torch.manual_seed(0)
+    full = ParticleTransformer(ParticleTransformerConfig(
+        input_dim=7, num_classes=3, embed_dims=(16, 32, 16), pair_embed_dims=(8, 8),
+        num_heads=4, num_layers=2, num_cls_layers=2)).eval()
+    tagger = build_tagger("part", ["QCD", "Tbqq", "Wqq"],
+                          {"embed_dims": [16, 32, 16], "pair_embed_dims": [8, 8],
+                           "num_heads": 4, "num_layers": 2},
+                          head_config={"n_heads": 4, "n_blocks": 2}).eval()
+    own = full.state_dict()
+    state = {f"backbone.model.{k}": v for k, v in own.items()
+             if not k.startswith(("cls_blocks", "cls_token", "norm.", "head."))}
+    state.update({f"head.{k.replace('cls_blocks', 'blocks')}": v for k, v in own.items()
+                  if k.startswith("cls_blocks")})
+    state.update({"head.cls": own["cls_token"], "head.norm.weight": own["norm.weight"],
+                  "head.norm.bias": own["norm.bias"], "head.out.weight": own["head.weight"],
+                  "head.out.bias": own["head.bias"]})
+    tagger.load_state_dict(state)
+    jets = prong_jets(6, 3, "Tbqq")
+    inputs = tagger.prepare(jets)[0].to_torch()
+    with torch.no_grad():
+        expected = full(inputs.features, inputs.p4, inputs.mask)
+        torch.testing.assert_close(tagger(inputs), expected, rtol=1e-5, atol=1e-5)
+
+
+BACKBONES_TINY = {"part": PART_TINY}
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES_TINY))
+def test_tagger_ignores_padding_and_particle_order(name):
+    """Garbage in padded slots, more padding, and any order of the slots (padding between real
+    particles included) leave the logits of every backbone's tagger unchanged."""
+    torch.manual_seed(0)
+    tagger = build_tagger(name, ["QCD", "Tbqq"], BACKBONES_TINY[name],
+                          head_config=HEAD_TINY).eval()
+    jets = prong_jets(5, 2, "Wqq", n_min=3, n_max=12)
+    inputs = FeatureSpec.from_dict({**tagger.backbone.features.to_dict(), "n_max": 20}
+                                   ).apply(jets)[0]
+    with torch.no_grad():
+        expected = tagger(inputs.to_torch())
+        order = np.random.default_rng(1).permutation(20)
+        shuffled = type(inputs)(
+            **{k: v[:, order] for k, v in inputs.items().items()})
+        pad = ~shuffled.mask
+        rng = np.random.default_rng(2)
+        shuffled.features[pad] = rng.normal(0, 5, (pad.sum(), shuffled.features.shape[-1]))
+        shuffled.p4[pad] = np.abs(rng.normal(100, 50, (pad.sum(), 4)))
+        torch.testing.assert_close(tagger(shuffled.to_torch()), expected, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("part")
+    config = TaggingConfig(backbone="part", backbone_config=PART_TINY, head_config=HEAD_TINY,
+                           classes=["QCD", "Tbqq"], training=FAST)
+    tagger = train_tagger(two_class_jets(96, seed=1), two_class_jets(32, seed=2), config, out)
+    return tagger, out
+
+
+def test_tagger_separates_prongs_and_its_file_reproduces_it(trained):
+    tagger, out = trained
+    test = two_class_jets(64, seed=3)
+    probs = tagger.predict_proba(test)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert roc_auc_score(tagger.labels_of(test), probs[:, 1]) > 0.95
+    loaded = load_tagger(out / "tagger.safetensors")
+    np.testing.assert_allclose(loaded.predict_proba(test), probs, rtol=1e-5, atol=1e-6)
+    assert loaded.classes == ("QCD", "Tbqq")
+
+
+def test_modes_start_from_the_saved_backbone(trained, tmp_path):
+    tagger, out = trained
+    init = save_backbone(tmp_path / "backbone.safetensors", tagger.backbone)
+    start = {k: v.clone() for k, v in tagger.backbone.state_dict().items()}
+    parameters = [k for k, _ in tagger.backbone.named_parameters()]
+    jets, val = two_class_jets(32, seed=4), two_class_jets(16, seed=5)
+    short = {**FAST, "max_epochs": 1}
+    for mode in ("frozen", "finetune", "scratch"):
+        config = TaggingConfig(backbone="part", mode=mode, init=str(init), head="pooled_mlp",
+                               classes=["QCD", "Tbqq"], training=short)
+        result = train_tagger(jets, val, config, tmp_path / mode).backbone.state_dict()
+        same = [torch.equal(result[k], v) for k, v in start.items() if v.is_floating_point()]
+        if mode == "frozen":
+            assert all(same)  # weights and BatchNorm statistics untouched
+        elif mode == "finetune":
+            assert not all(same)
+            # weights move by ~ steps x lr x backbone_lr_factor (AdamW): close to the start
+            delta = max((result[k] - start[k]).abs().max() for k in parameters)
+            assert delta < 0.01
+        else:
+            assert sum(same) < len(same) / 2
+    # a tagger file starts a fine-tuning too
+    config = TaggingConfig(backbone="part", mode="frozen", init=str(out / "tagger.safetensors"),
+                           classes=["QCD", "Tbqq", "Wqq"], training=short)
+    result = train_tagger(JetBatch.concatenate([jets, prong_jets(16, 2, "Wqq")]), val, config,
+                          tmp_path / "three")
+    assert result.classes == ("QCD", "Tbqq", "Wqq")
+
+
+def test_bad_input_names_what_is_wrong(trained, tmp_path):
+    tagger, out = trained
+    init = str(out / "tagger.safetensors")
+    with pytest.raises(ValueError, match="holds a 'part' backbone, but the config asks for "
+                       "backbone 'pet'"):
+        TaggingConfig(backbone="pet", mode="finetune", init=init).build()
+    jets = prong_jets(8, 2, "Wqq")
+    with pytest.raises(JetDataError, match=r"\{'Wqq': 8\} do not match the class list "
+                       r"\['QCD', 'Tbqq'\]"):
+        tagger.labels_of(jets)
+    with pytest.raises(ValueError, match="unknown classes \\['top'\\]"):
+        TaggingConfig(classes=["QCD", "top"])
+    with pytest.raises(ValueError, match="give init"):
+        TaggingConfig(mode="finetune")
+    with pytest.raises(ValueError, match="unknown backbone 'transformer'"):
+        TaggingConfig(backbone="transformer")
+    with pytest.raises(ValueError, match="unknown keys \\['depth'\\] for backbone 'part'"):
+        build_backbone("part", {"depth": 3})
+    with pytest.raises(ValueError, match="not a tagger file"):
+        load_tagger(save_backbone(tmp_path / "b.safetensors", tagger.backbone))
+    with pytest.raises(FileNotFoundError):
+        load_backbone(tmp_path / "missing.safetensors")
+
+
+def test_config_key_swaps_the_backbone():
+    for name, cls in (("part", "ParTBackbone"),):
+        tagger = TaggingConfig(backbone=name, classes=["QCD", "Hbb"]).build()
+        assert type(tagger.backbone).__name__ == cls
+        assert tagger.backbone.features == KIN_FEATURES
