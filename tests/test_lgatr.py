@@ -14,6 +14,7 @@ from jetfm.models.backbone import build_backbone, load_backbone, save_backbone
 from jetfm.models.features import ParticleInputs
 from jetfm.models.heads import build_head
 from jetfm.models.lgatr import LGATrBackbone, LGATrConfig
+from jetfm.models.tagger import build_tagger, load_tagger
 
 SMALL = {"num_blocks": 2, "hidden_mv_channels": 8, "hidden_s_channels": 16, "num_heads": 4,
          "out_mv_channels": 3, "out_s_channels": 2}
@@ -201,6 +202,26 @@ def test_backbone_file_round_trip(tmp_path):
     assert torch.equal(outputs(model, inputs), outputs(loaded, inputs))
     with pytest.raises(ValueError, match="'lgatr' backbone.*'part'"):
         load_backbone(path, expect="part")
+
+
+def test_global_token_tagger_file_and_padding_between_particles(tmp_path):
+    """The tagger API (lgatr backbone + global_token head): padding anywhere among the real
+    particles, with garbage in it, and any slot order leave the logits unchanged; the tagger
+    file reproduces them."""
+    torch.manual_seed(0)
+    tagger = build_tagger("lgatr", ["QCD", "Tbqq"], SMALL, TWO_FEATURES, head="global_token")
+    tagger.eval()
+    inputs = jets(n_features=2)
+    with torch.no_grad():
+        expected = tagger(inputs)
+        order = torch.tensor([4, 1, 0, 5, 3, 2])  # jet 0: padded slots 4, 5 now at 0 and 3
+        p4, features = inputs.p4[:, order].clone(), inputs.features[:, order].clone()
+        mask = inputs.mask[:, order]
+        p4[~mask], features[~mask] = -3e3, 7.0
+        assert torch.allclose(tagger(ParticleInputs(mask, features, p4)), expected, atol=1e-5)
+    loaded = load_tagger(tagger.save(tmp_path / "tagger.safetensors"))
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs), expected)
 
 
 def test_prepare_real_jets_and_default_features():
