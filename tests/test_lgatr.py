@@ -175,8 +175,15 @@ def test_padding_is_inert_and_particles_permute():
         torch.cat((inputs.features, garbage_features), dim=1),
         torch.cat((inputs.p4, garbage_p4), dim=1))
     after = outputs(model, padded)
-    assert torch.allclose(after[:, :9], before, atol=1e-5)
-    assert bool((after[:, 9:] == 0).all())
+    assert after.shape == before.shape  # trailing slots no jet fills are dropped
+    assert torch.allclose(after, before, atol=1e-5)
+    # one real particle in the last slot keeps every slot; the others' padding stays inert
+    padded.mask[2, -1] = True
+    padded.p4[2, -1] = inputs.p4[2, 0]
+    after = outputs(model, padded)
+    assert after.shape == (3, 3 + 9, model.dim)
+    assert torch.allclose(after[:2, :9], before[:2], atol=1e-5)
+    assert bool((after[:2, 9:] == 0).all()) and bool((after[2, 9:-1] == 0).all())
     # garbage also in the padded slots of jet 0 (slots 4, 5)
     p4 = inputs.p4.clone()
     p4[0, 4:] = 777.0
@@ -230,8 +237,9 @@ def test_prepare_real_jets_and_default_features():
     batch = random_jets(4, seed=2, n_max=20)
     inputs, _ = model.prepare(batch)
     embeddings, mask = model(inputs.to_torch())
-    assert embeddings.shape == (4, 3 + inputs.mask.shape[1], 5)
-    assert mask[:, 3:].sum(dim=1).tolist() == [len(p) for p in batch.particles.px]
+    counts = [len(p) for p in batch.particles.px]
+    assert embeddings.shape == (4, 3 + max(counts), 5)  # slots beyond the longest jet dropped
+    assert mask[:, 3:].sum(dim=1).tolist() == counts
     assert bool(torch.isfinite(embeddings).all())
 
 

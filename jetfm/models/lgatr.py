@@ -19,7 +19,8 @@ Inputs, following the tagging code of heidelberg-hepml/lorentz-gatr (HEAD 35aca2
   logits from it, as the reference reads the scalar component of output channel 0 at the global
   token.
 
-Token order: [global] [beam] [time] particles; the per-jet layout is dense with padding.
+Token order: [global] [beam] [time] particles; the per-jet layout is dense with padding
+(trailing slots that no jet of the batch fills are dropped).
 The reference packs jets without padding (a block-diagonal xformers mask); here padded slots are
 masked out as keys by a boolean attention mask (B, 1, 1, T) given to ``lgatr``'s native
 backend (``torch.nn.functional.scaled_dot_product_attention``), and their inputs are zeroed, so
@@ -222,10 +223,15 @@ class LGATrBackbone(Backbone):
         return mv[:, :, None, :], scalars, token_mask
 
     def forward(self, inputs: ParticleInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embeddings (B, T, dim), mask (B, T) bool); T = extra tokens + particle slots,
-        padded rows 0. ``inputs``: torch tensors, ``p4`` (E, px, py, pz) in GeV. Raises
+        """(embeddings (B, T, dim), mask (B, T) bool); T = extra tokens + particle slots up to
+        the last one any jet fills (trailing empty slots are dropped, as ParT's ``encode``
+        does), padded rows 0. ``inputs``: torch tensors, ``p4`` (E, px, py, pz) in GeV. Raises
         ``ValueError`` for wrong shapes, a jet without particles or non-finite momenta."""
         check_particle_inputs(inputs, self.n_features, "lgatr backbone")
+        used = int(inputs.mask.any(dim=0).nonzero().max()) + 1
+        if used < inputs.mask.shape[1]:  # drop trailing slots no jet fills
+            inputs = ParticleInputs(inputs.mask[:, :used], None if inputs.features is None
+                                    else inputs.features[:, :used], inputs.p4[:, :used])
         mv, scalars, token_mask = self.embed(inputs)
         attn_mask = token_mask[:, None, None, :]  # (B, 1, 1, T): True = may be attended to
         out_mv, out_s = self.net(mv, scalars=scalars, attn_mask=attn_mask)
