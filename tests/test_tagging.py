@@ -6,16 +6,17 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
+from cli_models import tiny_backbone, tiny_tokenizer
 from sklearn.metrics import roc_auc_score
+from tagging_jets import prong_jets, two_class_jets
 
 from jetfm.data import JetBatch
 from jetfm.data.batch import JetDataError
 from jetfm.models.backbone import build_backbone, load_backbone, save_backbone
 from jetfm.models.features import KIN_FEATURES, FeatureSpec, InputFeature
 from jetfm.models.particle_transformer import ParticleTransformer, ParticleTransformerConfig
-from jetfm.models.tagger import build_tagger, load_tagger
+from jetfm.models.tagger import Tagger, build_tagger, load_tagger
 from jetfm.tasks.tagging import TaggingConfig, train_tagger
-from tests.tagging_jets import prong_jets, two_class_jets
 
 PART_TINY = {"embed_dims": [16, 16], "pair_embed_dims": [8], "num_heads": 2, "num_layers": 1,
              "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
@@ -87,7 +88,13 @@ def test_part_backbone_with_class_attention_head_is_the_part_tagger():
         torch.testing.assert_close(tagger(inputs), expected, rtol=1e-5, atol=1e-5)
 
 
-BACKBONES_TINY = {"part": PART_TINY}
+BACKBONES_TINY = {
+    "part": PART_TINY,
+    "pet": {"dim": 16, "num_layers": 1, "num_heads": 2, "k": 4, "num_tokens": 1,
+            "layer_scale_init": 1.0},
+    "lgatr": {"num_blocks": 1, "hidden_mv_channels": 4, "hidden_s_channels": 8,
+              "num_heads": 2, "out_mv_channels": 2, "out_s_channels": 2},
+}
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES_TINY))
@@ -96,7 +103,7 @@ def test_tagger_ignores_padding_and_particle_order(name):
     particles included) leave the logits of every backbone's tagger unchanged."""
     torch.manual_seed(0)
     tagger = build_tagger(name, ["QCD", "Tbqq"], BACKBONES_TINY[name],
-                          head_config=HEAD_TINY).eval()
+                          features=list(KIN_FEATURES.particle), head_config=HEAD_TINY).eval()
     jets = prong_jets(5, 2, "Wqq", n_min=3, n_max=12)
     inputs = FeatureSpec.from_dict({**tagger.backbone.features.to_dict(), "n_max": 20}
                                    ).apply(jets)[0]
@@ -186,8 +193,42 @@ def test_bad_input_names_what_is_wrong(trained, tmp_path):
         load_backbone(tmp_path / "missing.safetensors")
 
 
-def test_config_key_swaps_the_backbone():
-    for name, cls in (("part", "ParTBackbone"),):
-        tagger = TaggingConfig(backbone=name, classes=["QCD", "Hbb"]).build()
-        assert type(tagger.backbone).__name__ == cls
-        assert tagger.backbone.features == KIN_FEATURES
+@pytest.mark.parametrize(("name", "cls"), [("part", "ParTBackbone"), ("pet", "PETBackbone"),
+                                         ("lgatr", "LGATrBackbone"),
+                                         ("omnijet", "OmniJetBackbone")])
+def test_config_key_swaps_the_backbone(name, cls, tmp_path):
+    """One key, ``backbone``, decides the backbone of the same task; the tagger then takes
+    jets through that backbone's own inputs (features and four-momenta, or tokens)."""
+    init = None
+    if name == "omnijet":
+        tokenizer = tiny_tokenizer(tmp_path / "tok.safetensors")
+        init = str(tiny_backbone(tmp_path / "gpt.safetensors", tokenizer))
+    config = TaggingConfig(backbone=name, classes=["QCD", "Hbb"], init=init,
+                           mode="finetune" if init else "scratch",
+                           backbone_config={} if init else BACKBONES_TINY[name],
+                           head_config=HEAD_TINY)
+    tagger = config.build()
+    assert type(tagger.backbone).__name__ == cls and tagger.backbone.name == name
+    inputs = tagger.prepare(prong_jets(3, 2, "Hbb"))[0]
+    assert (inputs.tokens is not None) == (name == "omnijet")
+    probs = tagger.predict_proba(inputs)
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_token_backbone_tagger_ignores_padded_tokens(tmp_path):
+    tokenizer = tiny_tokenizer(tmp_path / "tok.safetensors")
+    backbone = load_backbone(tiny_backbone(tmp_path / "gpt.safetensors", tokenizer))
+    tagger = Tagger(backbone, ["QCD", "Tbqq"], "class_attention", HEAD_TINY).eval()
+    inputs = tagger.prepare(prong_jets(4, 1, "QCD", n_min=2, n_max=5))[0]
+    garbage = inputs.tokens.copy()
+    garbage[~inputs.mask] = np.random.default_rng(0).integers(0, tokenizer.vocab_size,
+                                                              (~inputs.mask).sum())
+    with torch.no_grad():
+        expected = tagger(inputs.to_torch())
+        changed = tagger(type(inputs)(inputs.mask, tokens=garbage).to_torch())
+    torch.testing.assert_close(changed, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_global_token_head_needs_a_global_token():
+    with pytest.raises(ValueError, match="backbone 'part' has no global token"):
+        build_tagger("part", ["QCD", "Tbqq"], PART_TINY, head="global_token")

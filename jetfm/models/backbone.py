@@ -112,6 +112,12 @@ class Backbone(nn.Module):
 
     # ---------------------------------------------------------------- use
     @property
+    def has_global_token(self) -> bool:
+        """Whether token 0 of the embeddings summarises the whole jet (a global or class token
+        that attends to every particle), so the ``global_token`` head can read it."""
+        return False
+
+    @property
     def dim(self) -> int:
         """Width of the embeddings :meth:`forward` returns."""
         raise NotImplementedError

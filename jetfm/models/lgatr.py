@@ -187,6 +187,10 @@ class LGATrBackbone(Backbone):
         self.register_buffer("spurions", spurions, persistent=False)
 
     @property
+    def has_global_token(self) -> bool:
+        return bool(self.config.global_token)
+
+    @property
     def dim(self) -> int:
         """out_mv_channels (scalar components) + out_s_channels."""
         return self.config.out_mv_channels + self.config.out_s_channels

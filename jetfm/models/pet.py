@@ -323,6 +323,10 @@ class PETBackbone(Backbone):
         return {"input_dim": len(features.particle)}
 
     @property
+    def has_global_token(self) -> bool:
+        return bool(self.config.num_tokens > 0)
+
+    @property
     def dim(self) -> int:
         return self.config.dim
 

@@ -55,6 +55,11 @@ class Tagger(nn.Module):
         self.backbone = backbone
         self.head_name = head
         self.head_config = dict(head_config or {})
+        if head == "global_token" and not backbone.has_global_token:
+            raise ValueError(f"head global_token reads token 0, but backbone {backbone.name!r} "
+                             "has no global token there (lgatr with global_token: true, or "
+                             "pet with num_tokens >= 1, do); use class_attention or "
+                             "pooled_mlp")
         self.head = build_head(head, backbone.dim, len(self.classes), self.head_config)
 
     def forward(self, inputs: ParticleInputs) -> torch.Tensor:
