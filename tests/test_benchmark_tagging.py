@@ -64,6 +64,11 @@ def test_tiny_preset_writes_every_cell_and_its_numbers(tiny_run):
             assert 1 <= row["steps"] <= config.max_steps
         else:
             assert row["parameters"] > 0
+    # the OmniJet taggers start from the benchmark's own pre-training (a stage of the run)
+    assert (out / "omnijet" / "pretrain" / "backbone.safetensors").exists()
+    finetuned = load_tagger(out / "cells" / f"D{config.sizes[0]}" / "OmniJet-finetuned" /
+                            "tagger.safetensors")
+    assert finetuned.backbone.name == "omnijet"
     page = (out / "table.md").read_text()
     assert "AUC Wqq vs Zqq" in page and "at most 4 optimiser steps" in page
     for size in config.sizes:
@@ -76,7 +81,7 @@ def test_rerun_reuses_every_cell_and_a_changed_model_redoes_only_its_cells(tiny_
     before = {p: p.read_bytes() for p in (out / "cells").glob("D*/*/result.json")}
     capsys.readouterr()
     assert main(["benchmark", "tagging", "--config", str(TINY), "--out", str(out)]) == 0
-    assert "cells: 0 run, 8 reused" in capsys.readouterr().out
+    assert "cells: 0 run, 12 reused" in capsys.readouterr().out
     assert {p: p.read_bytes() for p in before} == before
 
     data = yaml.safe_load(TINY.read_text())
@@ -85,7 +90,7 @@ def test_rerun_reuses_every_cell_and_a_changed_model_redoes_only_its_cells(tiny_
     changed.write_text(yaml.safe_dump(data))
     assert main(["benchmark", "tagging", "--config", str(changed), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "cells: 2 run, 6 reused" in printed
+    assert "cells: 2 run, 10 reused" in printed
     assert "stage cells/D20/ParT: redone (config model.training.lr: 0.003 -> 0.001)" in printed
     for path, content in before.items():
         assert (path.read_bytes() == content) == (path.parent.name != "ParT")
@@ -97,13 +102,13 @@ def test_rerun_reuses_every_cell_and_a_changed_model_redoes_only_its_cells(tiny_
     assert (cell / "checkpoints" / "last.ckpt").exists()
     assert main(["benchmark", "tagging", "--config", str(changed), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "ParT at D = 20: resuming" in printed and "cells: 1 run, 7 reused" in printed
+    assert "ParT at D = 20: resuming" in printed and "cells: 1 run, 11 reused" in printed
     # ... but not when its settings changed meanwhile: then it starts afresh
     (cell / "result.json").unlink()
     (out / "stages" / "cells" / "D20" / "ParT.json").unlink()
     assert main(["benchmark", "tagging", "--config", str(TINY), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "ParT at D = 20: training" in printed and "cells: 2 run, 6 reused" in printed
+    assert "ParT at D = 20: training" in printed and "cells: 2 run, 10 reused" in printed
 
 
 def test_split_is_fixed_nested_and_disjoint(tmp_path):

@@ -61,7 +61,7 @@ import math
 import shutil
 import time
 from copy import deepcopy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -77,14 +77,28 @@ from jetfm.data.classes import class_index, class_name
 from jetfm.data.generated import generated_files
 from jetfm.data.io import read_jets
 from jetfm.data.pythia import PROCESSES
+from jetfm.data.tokens import TokenDataset
+from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.metrics.tagging import multiclass_summary
 from jetfm.models.gbdt import GBDTConfig, GBDTTagger
+from jetfm.models.gpt import GPTConfig
 from jetfm.models.tagger import check_classes
+from jetfm.models.tokenizer import Tokenizer
+from jetfm.models.vqvae import VQVAEConfig
 from jetfm.plots.roc import plot_multiclass_roc
 from jetfm.report import format_value, markdown_table
-from jetfm.studies import Stage, file_digest, generated_stage, read_config, training_log, write_json
+from jetfm.studies import (
+    Stage,
+    check_config_values,
+    file_digest,
+    generated_stage,
+    read_config,
+    training_log,
+    write_json,
+)
+from jetfm.tasks.omnijet import GPT_KEYS, VQVAE_KEYS, fit_generative, fit_tokenizer
 from jetfm.tasks.tagging import TaggingConfig, tagging_config, train_tagger
-from jetfm.tasks.training import TRAIN_KEYS, check_keys
+from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_keys
 
 console = Console(soft_wrap=True, emoji=False)
 
@@ -94,6 +108,9 @@ BUDGET_KEYS = ("max_steps", "seed")  # set by the benchmark, not by a training b
 DEFAULT_MAX_EPOCHS = 10_000  # so that max_steps, not the epochs, ends training
 CLASS_PROCESS = {name: process for process, name in PROCESSES.items()}
 MODEL_KEYS = {"name", *asdict(TaggingConfig())} - {"classes"}
+PRETRAINED = "pretrained"  # init: the benchmark's own OmniJet pre-training (omnijet block)
+OMNIJET_DEFAULTS = {"n_jets": 2000, "n_max": 64, "pt_min": 0.1, "vqvae": {}, "gpt": {},
+                    "tokenizer_training": {}, "pretraining": {}}
 
 
 def default_models() -> list[dict[str, Any]]:
@@ -124,6 +141,7 @@ class BenchmarkConfig:
     signal_efficiency: float = 0.5
     inference_batch: int = 512
     device: str = "cpu"  # inference: cpu, cuda, auto
+    omnijet: dict[str, Any] = field(default_factory=dict)  # the pre-training of init: pretrained
 
     def __post_init__(self) -> None:
         self.classes = list(check_classes(self.classes, "classes"))
@@ -164,6 +182,12 @@ class BenchmarkConfig:
                     raise ValueError(f"models[{i}] ({name}): {err}") from None
         if len(set(names)) != len(names):
             raise ValueError(f"models: names must be unique, got {names}")
+        self.omnijet = self.omnijet or {}
+        check_omnijet_block(self.omnijet)  # kept as given; the defaults fill in at use
+        uses = [n for m, n in zip(self.models, names, strict=True) if m.get("init") == PRETRAINED]
+        if uses and not self.omnijet:
+            raise ValueError(f"models {uses}: init: {PRETRAINED} needs the omnijet block (the "
+                             "generative pre-training to start from)")
 
     def n_val(self, size: int) -> int:
         """Validation jets per class at D = ``size``."""
@@ -440,6 +464,83 @@ def check_models(config: BenchmarkConfig, sample: JetBatch) -> None:
             tagger.prepare(sample, f"{entry['name']}: the benchmark's jets")
 
 
+# ----------------------------------------------------------------------------- OmniJet
+def check_omnijet_block(block: dict[str, Any]) -> dict[str, Any]:
+    """The ``omnijet`` block with its defaults (empty: no pre-training); ``ValueError``
+    naming the key for an unknown key or a bad value. Keys: ``n_jets`` (per class, of
+    independent generated jets), ``n_max``, ``pt_min`` (GeV; the tokenizer's preprocessing),
+    ``vqvae``, ``gpt`` (model sizes), ``tokenizer_training``, ``pretraining`` (TrainConfig
+    keys)."""
+    if not block:
+        return {}
+    check_keys(block, OMNIJET_DEFAULTS, "omnijet")
+    block = {**OMNIJET_DEFAULTS, **block}
+    check_keys(block["vqvae"], VQVAE_KEYS, "omnijet: vqvae")
+    check_keys(block["gpt"], GPT_KEYS, "omnijet: gpt")
+    for key in ("tokenizer_training", "pretraining"):
+        TrainConfig.from_overrides(block[key], 1, f"omnijet: {key}")
+    block["n_jets"] = _count(block["n_jets"], "omnijet: n_jets")
+    check_config_values("omnijet", [
+        ("vqvae", lambda: VQVAEConfig(**block["vqvae"])),
+        ("gpt", lambda: GPTConfig(**block["gpt"])),
+        ("", lambda: omnijet_preprocessing(block["n_max"], block["pt_min"]))])
+    return block
+
+
+def pretrain_omnijet(config: BenchmarkConfig, jets: dict[str, JetBatch], split: Split,
+                     data: dict[str, str], out_dir: Path) -> Path:
+    """The benchmark's OmniJet pre-training (``init: pretrained``): tokenizer and generative
+    GPT, each a resumable stage under ``omnijet/``. On the built-in data they train on
+    ``n_jets`` independent generated jets per class (another seed: no jet of any cell);
+    with ``files`` on the training pool of the largest D, labels unused (generative
+    pre-training needs no labels; the taggers then see the same jets with labels)."""
+    block, folder = check_omnijet_block(config.omnijet), out_dir / "omnijet"
+    if config.files:
+        batch = select(jets, split.train, max(config.sizes))
+        inputs = dict(data)
+    else:
+        processes = [CLASS_PROCESS[c] for c in config.classes]
+        seed = config.seed + 1000
+        paths = generated_stage(
+            out_dir, "omnijet/data", {"processes": processes, "n_jets": block["n_jets"],
+                                      "seed": seed, "workers": config.workers},
+            partial(generated_files, processes, block["n_jets"], folder / "data", seed=seed,
+                    workers=config.workers))
+        batch = JetBatch.concatenate([read_jets([str(p)]) for p in paths])
+        inputs = {f"omnijet/data/{p.stem}": file_digest(p) for p in paths}
+    tok_path = folder / "tokenizer" / "tokenizer.safetensors"
+    keys = ("n_max", "pt_min", "vqvae", "tokenizer_training")
+    stage = Stage(out_dir, "omnijet/tokenizer", {"seed": config.seed,
+                                                 **{k: block[k] for k in keys}},
+                  inputs, [tok_path], tok_path.parent)
+    if stage.prepare():
+        tokenizer = Tokenizer.load(tok_path)
+    else:
+        console.rule(f"OmniJet pre-training: tokenizer on {len(batch):,} jets")
+        tokenizer = fit_tokenizer(batch, block["vqvae"], block["tokenizer_training"],
+                                  block["n_max"], tok_path.parent, config.seed, block["pt_min"])
+        stage.finish()
+    path = folder / "pretrain" / "backbone.safetensors"
+    stage = Stage(out_dir, "omnijet/pretrain", {"seed": config.seed, "gpt": block["gpt"],
+                                                "pretraining": block["pretraining"]},
+                  {**inputs, "tokenizer": tokenizer.fingerprint}, [path], path.parent)
+    if not stage.prepare():
+        console.rule(f"OmniJet pre-training: generative GPT on {len(batch):,} jets")
+        codes, mask, _ = tokenizer.encode(batch)
+        tokens = TokenDataset(codes, mask, batch.label, {"fingerprint": tokenizer.fingerprint})
+        fit_generative(tokens, tokenizer, block["gpt"], block["pretraining"], path.parent,
+                       config.seed)
+        stage.finish()
+    return path
+
+
+def with_pretrained(config: BenchmarkConfig, path: Path) -> BenchmarkConfig:
+    """``config`` with ``init: pretrained`` of every model entry replaced by ``path``."""
+    models = [{**m, "init": str(path)} if m.get("init") == PRETRAINED else m
+              for m in config.models]
+    return replace(config, models=models)
+
+
 # ----------------------------------------------------------------------------- the run
 def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
     """Every cell (reused where its record matches), then ``table.md``, ``table.json`` and
@@ -452,6 +553,8 @@ def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
     console.print(f"classes {config.classes}: {config.n_test} test jets per class; D = "
                   f"{config.sizes} training jets per class; budget: {config.max_steps} "
                   "optimiser steps per neural model")
+    if any(m.get("init") == PRETRAINED for m in config.models):
+        config = with_pretrained(config, pretrain_omnijet(config, jets, split, data, out_dir))
     check_models(config, select(jets, split.test, 2))
     cells = [(entry, size) for size in config.sizes for entry in config.models]
     rows, counts = [], {"run": 0, "reused": 0}
