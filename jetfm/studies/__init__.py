@@ -1,5 +1,7 @@
 """Pipelines that chain data, models, training and metrics into one resumable run each:
-:mod:`~jetfm.studies.omnijet`, :mod:`~jetfm.studies.evolution`, :mod:`~jetfm.studies.transfer`.
+:mod:`~jetfm.studies.omnijet`, :mod:`~jetfm.studies.evolution`, :mod:`~jetfm.studies.transfer`,
+:mod:`~jetfm.studies.benchmark_tagging`. They orchestrate only: models are built, trained and
+applied through :mod:`jetfm.models` and :mod:`jetfm.tasks`.
 Shared here: reading a YAML config into a dataclass, writing results as JSON, reading a
 training run's log, and
 :class:`Stage`, the one mechanism by which every resumable stage of every study decides
@@ -11,7 +13,7 @@ fingerprints, digests of the upstream stages' records); otherwise the stage, and
 digests everything downstream of it, is redone, with one printed line per stage saying which
 keys differ (``stage tokenizer: redone (config vqvae.codebook_size: 16 -> 32)``).
 A backbone is only ever used with the tokens of the tokenizer it was trained on
-(:func:`check_fingerprint`)."""
+(:func:`jetfm.models.tokenizer.check_fingerprint`; OmniJet model files carry their tokenizer)."""
 
 from __future__ import annotations
 
