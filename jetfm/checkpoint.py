@@ -38,13 +38,41 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no model file {path}")
-    from safetensors import safe_open
+    device = check_device(device)
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a jetfm model file (not a safetensors file: {err})"
+                         ) from None
     if META_KEY not in header:
         raise ValueError(f"{path}: not a jetfm model file (no '{META_KEY}' metadata)")
     return load_file(str(path), device=str(device)), json.loads(header[META_KEY])
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists here; ``ValueError`` naming it otherwise
+    (``cuda`` without a CUDA device, ``cuda:3`` on a machine with two, ``mps`` without MPS,
+    a name torch does not know). One check for every command and loader."""
+    text = str(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"{text}: CUDA is not available on this machine (use cpu)")
+        if device.index is not None and device.index >= n:
+            raise ValueError(f"{text}: this machine has {n} CUDA device(s), cuda:0 to "
+                             f"cuda:{n - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{text}: MPS is not available on this machine")
+    elif device.type not in ("cpu", "mps", "cuda"):
+        raise ValueError(f"{text}: jetfm runs on cpu, cuda[:N] or mps")
+    return device
 
 
 def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

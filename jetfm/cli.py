@@ -90,25 +90,12 @@ def device_option(text: str) -> str:
     (``cpu``, ``cuda``, ``cuda:1``, ``mps``) that is available on this machine."""
     if text == "auto":
         return text
-    import torch
+    from jetfm.checkpoint import check_device
 
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, "
-                                         "cuda:N or mps") from None
-    if device.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine "
-                                             "(use cpu or auto)")
-        if device.index is not None and device.index >= n:
-            raise argparse.ArgumentTypeError(f"{text}: this machine has {n} CUDA device(s), "
-                                             f"cuda:0 to cuda:{n - 1}")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine")
-    elif device.type not in ("cpu", "mps"):
-        raise argparse.ArgumentTypeError(f"{text}: jetfm samples on auto, cpu, cuda[:N] or mps")
+        check_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
 
 
@@ -350,7 +337,7 @@ def _training(args: argparse.Namespace, config: OmniJetConfig, block: str
     The block with the overrides is checked before any work is done: ``ValueError`` naming
     the config file, the block and the key of a bad value."""
     from jetfm.studies import check_config_values
-    from jetfm.tasks.training import TrainConfig
+    from jetfm.tasks.training import TrainConfig, check_accelerator
 
     training = {**getattr(config, block), **_training_overrides(args)}
     seed = next((s for s in (training.get("seed"), config.seed) if s is not None), None)
@@ -360,6 +347,7 @@ def _training(args: argparse.Namespace, config: OmniJetConfig, block: str
     training["seed"] = seed
     check_config_values(args.config, [
         ("", lambda: TrainConfig.from_overrides(training, seed, block))])
+    check_accelerator(TrainConfig.from_overrides(training, seed, block).accelerator)
     return training, seed
 
 
@@ -477,9 +465,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _tagging_split(labels: np.ndarray, classes: Sequence[str], test_fraction: float,
                    n_train: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded (train, validation, test) indices: ``test_fraction`` for the test, 20 % of the
-    rest for validation, at most ``n_train`` of the rest for training (the number used and
-    available is printed). ``ValueError`` when a part lacks a class (``labels``: positions in
-    ``classes``)."""
+    rest for validation, at most ``n_train`` of the rest for training, balanced across the
+    classes as far as the pool allows (the number used and available is printed).
+    ``ValueError`` when a part lacks a class (``labels``: positions in ``classes``)."""
     from jetfm.tasks.training import split_indices
 
     rest, test = split_indices(len(labels), test_fraction, seed)
@@ -489,14 +477,21 @@ def _tagging_split(labels: np.ndarray, classes: Sequence[str], test_fraction: fl
         console.print(f"[yellow]--n-train {n_train}: only {available} training jets available "
                       f"({len(labels)} jets: {len(test)} test, {len(val_idx)} validation); "
                       f"using {available}[/]")
-    train, val = rest[fit_idx][:n_train], rest[val_idx]
+    pool = rest[fit_idx]
+    # classes interleaved (the k-th jet of every class before the (k+1)-th of any), so
+    # --n-train takes as many jets of each class as the pool allows
+    rank = np.zeros(len(pool), dtype=np.int64)
+    for k in np.unique(labels[pool]):
+        rank[labels[pool] == k] = np.arange(int((labels[pool] == k).sum()))
+    train, val = pool[np.lexsort((labels[pool], rank))][:n_train], rest[val_idx]
     for name, part in (("training", train), ("validation", val), ("test", test)):
         counts = np.bincount(labels[part], minlength=len(classes))
         if (counts == 0).any():
             found = ", ".join(f"{c} {n}" for c, n in zip(classes, counts, strict=True))
+            hint = "raise --n-train or give more jets" if name == "training" and n_train \
+                else "give more jets or change --test-fraction"
             raise ValueError(f"the {name} set has no jet of some class ({found}; "
-                             f"{len(labels)} jets in all); it needs every class: give more "
-                             "jets or change --test-fraction")
+                             f"{len(labels)} jets in all); it needs every class: {hint}")
     console.print(f"{len(train)} training jets (of {available} available), {len(val)} "
                   f"validation, {len(test)} test")
     return train, val, test
@@ -519,58 +514,57 @@ def _tagging_config(args: argparse.Namespace, classes: list[str], quiet: bool = 
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"{args.config}: seed: {seed!r} is not an integer")
     data["training"] = training
+    configured = data.get("backbone", "part")  # what --config's keys are written for
+    meta: dict[str, Any] = {}
     if args.init:
         meta = load_model(args.init)[1]
         if "backbone" not in meta:
             raise ValueError(f"--init {args.init}: not a backbone, tagger or pre-trained "
                              f"OmniJet file (kind={meta.get('kind')!r})")
-        dropped = [k for k in ("backbone_config", "features") if data.pop(k, None) is not None]
-        if dropped and not quiet:
-            console.print(f"--init {args.init}: the backbone's configuration and features come "
-                          f"from the file; {args.config}'s {', '.join(dropped)} not used")
         data["backbone"] = args.backbone or meta["backbone"]
         data["init"] = args.init
-    elif args.backbone:
-        if args.backbone != data.get("backbone", args.backbone):
-            data.pop("backbone_config", None)
-            data.pop("features", None)
-            if not quiet:
-                console.print(f"--backbone {args.backbone}: {args.config} configures backbone "
-                              f"{data['backbone']!r}; using {args.backbone}'s defaults")
-        data["backbone"] = args.backbone
-    data["mode"] = args.mode or ("finetune" if args.init else "scratch")
-    data["classes"] = classes
+        unused = ["backbone_config", "features"]  # the file fixes them
+    else:
+        data["backbone"] = args.backbone or configured
+        unused = ["backbone_config", "features"] if data["backbone"] != configured else []
+    if data["backbone"] != configured:
+        unused += ["head", "head_config"]  # written for another backbone
+    if args.head:
+        unused += ["head", "head_config"]
+    dropped = sorted({k for k in unused if data.pop(k, None) is not None})
+    if dropped and not quiet:
+        console.print(f"{args.config}: {', '.join(dropped)} not used (written for backbone "
+                      f"{configured!r}; the run: backbone {data['backbone']!r}"
+                      f"{', from ' + args.init if args.init else ''})")
     if args.head:
         data["head"] = args.head
-        data.pop("head_config", None)
+    elif "head" not in data and meta.get("kind") == "tagger" and \
+            meta["backbone"] == data["backbone"]:
+        data["head"], data["head_config"] = meta["head"], meta.get("head_config") or {}
+    data["mode"] = args.mode or ("finetune" if args.init else "scratch")
+    data["classes"] = classes
     return tagging_config(data, str(args.config)), seed
-
-
-def _refuse_repeated_files(paths: Sequence[str]) -> None:
-    """``ValueError`` naming two of ``paths`` that are the same file (its jets would count
-    twice, and could land in both the training and the test set)."""
-    seen: dict[Path, str] = {}
-    for path in paths:
-        key = Path(path).resolve()
-        if key in seen:
-            raise ValueError(f"{seen[key]} and {path} are the same file: each file once, "
-                             "please")
-        seen[key] = path
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from jetfm.data.classes import CLASSES, class_name
+    from jetfm.data.io import check_distinct_files
     from jetfm.metrics.evaluate import evaluate_tagging
-    from jetfm.metrics.tagging import multiclass_auc
+    from jetfm.metrics.tagging import multiclass_summary
+    from jetfm.models.tagger import check_classes
     from jetfm.report import write_json
     from jetfm.tasks.tagging import train_tagger
+    from jetfm.tasks.training import check_accelerator
 
     if args.mode in ("finetune", "frozen") and not args.init:
         raise ValueError(f"--mode {args.mode} starts from a saved backbone: pass --init FILE "
                          "(a backbone, tagger or pre-trained OmniJet file), or use --mode "
                          "scratch")
-    _refuse_repeated_files(args.files)
-    _tagging_config(args, args.classes or ["QCD", "Tbqq"], quiet=True)  # before the jets
+    check_distinct_files(args.files)
+    if args.classes:
+        check_classes(args.classes, "--classes")
+    config, seed = _tagging_config(args, args.classes or ["QCD", "Tbqq"], quiet=True)
+    check_accelerator(config.train_config(seed).accelerator)  # all checked before the jets
     jets = read_jet_files(args.files, "train a tagger on", skip_invalid=args.skip_invalid)
     present = [class_name(int(i)) for i in np.unique(jets.label)]
     if "unlabelled" in present:
@@ -602,9 +596,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         print(result.format())
         summary.update(result.summary)
     else:
-        summary["macro_auc_ovo"] = multiclass_auc(labels[test], probs)
-        console.print(f"accuracy {summary['accuracy']:.4f}, macro one-vs-one AUC "
-                      f"{summary['macro_auc_ovo']:.4f}")
+        numbers = multiclass_summary(labels[test], probs, classes, seed=seed,
+                                     background=classes[0] if "QCD" not in classes else "QCD")
+        summary.update({k: {"value": v.value, "error": v.error} for k, v in numbers.items()})
+        for key, value in numbers.items():
+            console.print(f"  {key}: {value.value:.4f} +- {value.error:.4f}")
     write_json(Path(args.out_dir) / "result.json", summary)
     console.print(f"tested on {len(test)} jets; tagger -> {args.out_dir}/tagger.safetensors, "
                   f"results in {args.out_dir}/result.json")

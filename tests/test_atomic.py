@@ -25,3 +25,16 @@ def test_failed_write_keeps_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
     write_text_atomic(target, "new")
     assert target.read_text() == "new"
+
+
+def test_finished_outputs_get_the_umask_permissions(tmp_path):
+    """mkstemp's temporary file is private (0600); the renamed output is 0666 less the umask,
+    as a file opened for writing would be."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "a.json", "{}")
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

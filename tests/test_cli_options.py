@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -248,3 +249,23 @@ def test_resume_from_a_finished_run_says_nothing_was_trained(tmp_path, capsys):
                          ids=lambda p: p.name)
 def test_shipped_omnijet_configs_pass_the_value_checks(path):
     assert cli._omnijet_config(path).seed is not None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_finetune_on_a_gpu_that_is_not_there_stops_before_reading_jets(tmp_path, capsys):
+    assert main(["finetune", "missing.root", "--accelerator", "gpu", "--out-dir",
+                 str(tmp_path / "run")]) == 2
+    line = one_line_error(capsys, "finetune")
+    assert "accelerator gpu: no CUDA device on this machine" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_tagging_split_balances_n_train_across_classes():
+    from jetfm.cli import _tagging_split
+
+    labels = np.repeat([0, 1, 2], [100, 40, 30])
+    train, val, test = _tagging_split(labels, ["QCD", "Tbqq", "Wqq"], 0.2, 6, seed=1)
+    assert np.bincount(labels[train], minlength=3).tolist() == [2, 2, 2]
+    assert not set(train) & set(val) and not set(train) & set(test)
+    with pytest.raises(ValueError, match="raise --n-train or give more jets"):
+        _tagging_split(labels, ["QCD", "Tbqq", "Wqq"], 0.2, 2, seed=1)

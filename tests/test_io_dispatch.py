@@ -125,3 +125,13 @@ def test_jetfm_parquet_files_told_apart(tmp_path):
                                                    rf".*not a jetfm {words[wanted]} file"):
                 read(path)
     np.testing.assert_array_equal(read_tokens(paths["tokens"], 3).codes, tokens.codes)
+
+
+def test_the_same_file_twice_is_refused(tmp_path):
+    from jetfm.data.io import check_distinct_files
+
+    (tmp_path / "a.root").write_bytes(b"")
+    (tmp_path / "b.root").symlink_to(tmp_path / "a.root")
+    check_distinct_files([tmp_path / "a.root"])
+    with pytest.raises(ValueError, match="a.root and .*b.root are the same file"):
+        check_distinct_files([tmp_path / "a.root", tmp_path / "b.root"])

@@ -206,7 +206,7 @@ def test_config_key_swaps_the_backbone(name, cls, tmp_path):
     config = TaggingConfig(backbone=name, classes=["QCD", "Hbb"], init=init,
                            mode="finetune" if init else "scratch",
                            backbone_config={} if init else BACKBONES_TINY[name],
-                           head_config=HEAD_TINY)
+                           head="class_attention", head_config=HEAD_TINY)
     tagger = config.build()
     assert type(tagger.backbone).__name__ == cls and tagger.backbone.name == name
     inputs = tagger.prepare(prong_jets(3, 2, "Hbb"))[0]
@@ -232,3 +232,77 @@ def test_token_backbone_tagger_ignores_padded_tokens(tmp_path):
 def test_global_token_head_needs_a_global_token():
     with pytest.raises(ValueError, match="backbone 'part' has no global token"):
         build_tagger("part", ["QCD", "Tbqq"], PART_TINY, head="global_token")
+
+
+# ----------------------------------------------------------------------------- faults found
+def test_a_rerun_into_the_same_folder_resumes_only_the_same_run(tmp_path, capsys):
+    """A rerun with the same configuration and jets resumes; another class order (or any other
+    change) starts afresh, saying why, instead of relabelling the old run's outputs."""
+    jets, val = two_class_jets(32, seed=6), two_class_jets(16, seed=7)
+    short = {**FAST, "max_epochs": 1}
+    first = TaggingConfig(backbone="part", backbone_config=PART_TINY, head_config=HEAD_TINY,
+                          classes=["QCD", "Tbqq"], training=short)
+    a = train_tagger(jets, val, first, tmp_path)
+    capsys.readouterr()
+    train_tagger(jets, val, first, tmp_path)
+    assert "resuming from" in capsys.readouterr().out
+    swapped = TaggingConfig(backbone="part", backbone_config=PART_TINY, head_config=HEAD_TINY,
+                            classes=["Tbqq", "QCD"], training=short)
+    b = train_tagger(jets, val, swapped, tmp_path)
+    assert "holds an earlier tagger run (config, tagger, jets differ); starting afresh" in \
+        capsys.readouterr().out
+    assert load_tagger(tmp_path / "tagger.safetensors").classes == ("Tbqq", "QCD")
+    # the new tagger was trained for its own class order: P(top) is column 0 now
+    test = two_class_jets(32, seed=8)
+    is_top = a.labels_of(test) == 1
+    assert roc_auc_score(is_top, b.predict_proba(test)[:, 0]) > 0.5
+    assert roc_auc_score(is_top, a.predict_proba(test)[:, 1]) > 0.5
+    train_tagger(two_class_jets(32, seed=9), val, swapped, tmp_path)  # other jets
+    assert "(jets differ); starting afresh" in capsys.readouterr().out
+
+
+def test_bad_inputs_of_the_api_are_named(trained, tmp_path):
+    tagger, _ = trained
+    jets = prong_jets(4, 3, "Tbqq")
+    px = ak.to_numpy(ak.flatten(jets.particles.px)).copy()
+    px[1] = np.nan
+    broken = JetBatch.from_p4(ak.unflatten(px, jets.n_particles), jets.particles.py,
+                              jets.particles.pz, jets.particles.energy, label=jets.label)
+    with pytest.raises(JetDataError, match=r"<memory>: 1 jet\(s\) with non-finite px "
+                                           r"\(first: jet 0"):
+        tagger.predict_proba(broken)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        tagger.predict_proba(jets, batch_size=0)
+    config = TaggingConfig(backbone="part", backbone_config=PART_TINY, head_config=HEAD_TINY)
+    with pytest.raises(ValueError, match="no validation jets"):
+        train_tagger(jets, jets[:0], config, tmp_path / "x")
+    with pytest.raises(ValueError, match=r"classes \['QCD'\] appear more than once"):
+        TaggingConfig(classes=["QCD", "QCD", "Tbqq"])
+    with pytest.raises(ValueError, match=r"particle features \['charg'\] are unknown"):
+        FeatureSpec((InputFeature("charg"),))
+    text = tmp_path / "notes.safetensors"
+    text.write_text("not a model")
+    with pytest.raises(ValueError, match=f"{text}: not a jetfm model file"):
+        load_tagger(text)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda: CUDA is not available"):
+            load_tagger(trained[1] / "tagger.safetensors", device="cuda")
+
+
+def test_lgatr_takes_its_global_token_head_by_default():
+    config = TaggingConfig(backbone="lgatr", backbone_config=BACKBONES_TINY["lgatr"])
+    assert config.head == "global_token" and config.build().head_name == "global_token"
+    with pytest.raises(ValueError, match="2 channel.*for 3 classes"):
+        TaggingConfig(backbone="lgatr", classes=["QCD", "Tbqq", "Wqq"],
+                      backbone_config={**BACKBONES_TINY["lgatr"], "out_s_channels": 0})
+
+
+def test_token_backbone_refuses_jets_without_particles_in_its_cuts(tmp_path):
+    tokenizer = tiny_tokenizer(tmp_path / "tok.safetensors")
+    backbone = load_backbone(tiny_backbone(tmp_path / "gpt.safetensors", tokenizer))
+    far = JetBatch.from_ptetaphi(ak.Array([[300.0, 300.0], [100.0, 50.0]]),
+                                 ak.Array([[1.0, -1.0], [0.0, 0.01]]),
+                                 ak.Array([[0.0, 0.0], [0.0, 0.01]]), 0.0)
+    with pytest.raises(JetDataError, match=r"1 jet\(s\) keep no particle after the "
+                                           r"tokenizer's cuts \(first: jet 0\)"):
+        backbone.prepare(far)

@@ -9,8 +9,9 @@ Suffixes: ``.root`` -> ``jetclass``, ``.parquet`` -> ``parquet``, ``.npz`` -> ``
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -107,3 +108,14 @@ def write_jets(batch: JetBatch, path: str | os.PathLike[str], fmt: str | None = 
         writable = [f.name for f in FORMATS.values() if f.write is not None]
         raise JetDataError(f"{path}: format {name!r} is read-only; writable: {writable}")
     writer(batch, path)
+
+
+def check_distinct_files(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """``ValueError`` naming two of ``paths`` that are the same file (through a link or another
+    spelling): its jets would count twice, and could land in both a training and a test set."""
+    seen: dict[Path, str] = {}
+    for path in paths:
+        key = Path(path).resolve()
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {path} are the same file: give each file once")
+        seen[key] = str(path)

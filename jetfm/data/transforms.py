@@ -83,7 +83,8 @@ class Preprocessing:
         removed = {}
         columns = {}
         for feature in self.features:
-            column = batch.particle_feature(feature.name)
+            with np.errstate(divide="ignore", invalid="ignore"):  # -inf/NaN: dropped, counted
+                column = batch.particle_feature(feature.name)
             columns[feature.name] = column
             finite = np.isfinite(column)
             removed[f"non-finite {feature.name}"] = int(ak.sum(keep & ~finite))

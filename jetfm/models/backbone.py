@@ -55,14 +55,15 @@ _REGISTRY: dict[str, type[Backbone]] = {}
 
 class Backbone(nn.Module):
     """Base class: a subclass sets ``name``, ``config_class`` (a dataclass), optionally
-    ``default_features`` and ``derived_keys`` (config fields set from the feature spec by
-    :meth:`derived`), builds its layers in ``__init__(config, features)`` and implements
-    :attr:`dim` and :meth:`forward`."""
+    ``default_features``, ``default_head`` and ``derived_keys`` (config fields set from the
+    feature spec by :meth:`derived`), builds its layers in ``__init__(config, features)``
+    and implements :attr:`dim` and :meth:`forward`."""
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = object
     default_features: ClassVar[FeatureSpec] = KIN_FEATURES
     derived_keys: ClassVar[tuple[str, ...]] = ()
+    default_head: ClassVar[str] = "class_attention"  # the head a tagger takes unless told
 
     def __init__(self, config: Any, features: FeatureSpec) -> None:
         super().__init__()

@@ -36,12 +36,18 @@ import torch
 from jetfm.checks import POSITIVE_INT, check_fields, number
 from jetfm.data.batch import (
     DERIVED_PARTICLE_FEATURES,
+    MOMENTUM_FIELDS,
+    OPTIONAL_PARTICLE_FIELDS,
     JetBatch,
     JetDataError,
     SelectionReport,
 )
 from jetfm.data.transforms import FeatureTransform, Preprocessing
 
+PARTICLE_FEATURES: frozenset[str] = frozenset(
+    MOMENTUM_FIELDS + OPTIONAL_PARTICLE_FIELDS + DERIVED_PARTICLE_FEATURES)
+"""Particle feature names a spec may use: stored fields and quantities derived from the
+four-momenta (:mod:`jetfm.data.batch`)."""
 JET_FEATURES: tuple[str, ...] = (
     "jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_energy", "n_particles",
 )
@@ -156,7 +162,15 @@ class FeatureSpec:
     n_max: int = 128
 
     def __post_init__(self) -> None:
+        """Features parsed and checked: particle feature names must be known to
+        :class:`~jetfm.data.JetBatch` (:data:`PARTICLE_FEATURES`; jet features may also name
+        per-jet extras, checked against the data); ``n_max`` >= 1. ``ValueError`` naming the
+        feature otherwise."""
         self.particle = _features(self.particle, "particle features")
+        unknown = [f.name for f in self.particle if f.name not in PARTICLE_FEATURES]
+        if unknown:
+            raise ValueError(f"particle features {unknown} are unknown; known: "
+                             f"{sorted(PARTICLE_FEATURES)}")
         self.jet = _features(self.jet, "jet features")
         check_fields(self, {"n_max": POSITIVE_INT})
 
@@ -184,10 +198,10 @@ class FeatureSpec:
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid: "
                              "['jet', 'n_max', 'particle']")
+        particle = _features(data.get("particle", ()), f"{where}: particle")
+        jet = _features(data.get("jet", ()) or (), f"{where}: jet")
         try:
-            return cls(_features(data.get("particle", ()), f"{where}: particle"),
-                       _features(data.get("jet", ()) or (), f"{where}: jet"),
-                       data.get("n_max", 128))
+            return cls(particle, jet, data.get("n_max", 128))
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
 

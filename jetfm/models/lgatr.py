@@ -160,6 +160,7 @@ class LGATrBackbone(Backbone):
     name = "lgatr"
     config_class = LGATrConfig
     default_features = LGATR_FEATURES
+    default_head = "global_token"  # the reference's logits: its global token's outputs
 
     def __init__(self, config: LGATrConfig, features: FeatureSpec) -> None:
         """Raises ``ValueError`` for a spec with jet features (the network has no input for

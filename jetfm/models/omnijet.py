@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from jetfm.checkpoint import load_model, prefixed, save_model
-from jetfm.data.batch import JetBatch, SelectionReport
+from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
 from jetfm.data.transforms import Preprocessing
 from jetfm.models.backbone import Backbone, backbone_from_meta, register_backbone
 from jetfm.models.features import FeatureSpec, InputFeature, ParticleInputs
@@ -112,6 +112,14 @@ class OmniJetBackbone(Backbone):
         particle cuts and truncation."""
         tokenizer = self.tokenizer
         codes, mask, reports = tokenizer.encode(batch)
+        empty = ~mask.any(axis=1)
+        if empty.any():
+            origin = origin or ", ".join(batch.source_files) or "<memory>"
+            first = int(np.flatnonzero(empty)[0])
+            cuts = "; ".join(str(r) for r in reports)
+            raise JetDataError(f"{origin}: {int(empty.sum())} jet(s) keep no particle after the "
+                               f"tokenizer's cuts (first: jet {first}); a token sequence "
+                               f"without particles says nothing about a jet ({cuts})")
         tokens, seq_mask = tokenizer.to_sequences(codes, mask)
         return ParticleInputs(mask=seq_mask, tokens=tokens), reports
 

@@ -39,8 +39,13 @@ def check_classes(classes: Sequence[str], where: str = "classes") -> tuple[str, 
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
         raise ValueError(f"{where}: unknown classes {unknown}; jetfm classes: {list(CLASSES)}")
-    if len(set(classes)) != len(classes) or len(classes) < 2:
-        raise ValueError(f"{where}: need at least two distinct classes, got {list(classes)}")
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{where}: classes {repeated} appear more than once in "
+                         f"{list(classes)}")
+    if len(classes) < 2:
+        raise ValueError(f"{where}: a tagger separates at least two classes, got "
+                         f"{list(classes)}")
     return classes
 
 
@@ -60,6 +65,11 @@ class Tagger(nn.Module):
                              "has no global token there (lgatr with global_token: true, or "
                              "pet with num_tokens >= 1, do); use class_attention or "
                              "pooled_mlp")
+        if head == "global_token" and backbone.dim < len(self.classes):
+            raise ValueError(f"head global_token: the backbone's embeddings have {backbone.dim} "
+                             f"channel(s) for {len(self.classes)} classes (rank-deficient "
+                             "logits); give the backbone more output channels (lgatr: "
+                             "out_mv_channels >= the number of classes)")
         self.head = build_head(head, backbone.dim, len(self.classes), self.head_config)
 
     def forward(self, inputs: ParticleInputs) -> torch.Tensor:
@@ -69,7 +79,10 @@ class Tagger(nn.Module):
 
     def prepare(self, jets: JetBatch, origin: str | None = None
                 ) -> tuple[ParticleInputs, list[SelectionReport]]:
-        """The backbone's inputs for ``jets`` (numpy) and the particle-selection reports."""
+        """The backbone's inputs for ``jets`` (numpy) and the particle-selection reports.
+        Raises :class:`~jetfm.data.batch.JetDataError` naming ``origin`` and the first bad jet
+        for invalid jets (non-finite momenta, negative energy, no particle with pT > 0)."""
+        jets.check(origin or ", ".join(jets.source_files) or "<memory>")
         return self.backbone.prepare(jets, origin)
 
     def labels_of(self, jets: JetBatch, origin: str | None = None) -> np.ndarray:
@@ -96,6 +109,8 @@ class Tagger(nn.Module):
                       origin: str | None = None) -> np.ndarray:
         """Class probabilities (n_jets, n_classes) (softmax of the logits), computed in eval
         mode on the device of the tagger's weights, ``batch_size`` jets at a time."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         inputs = self.prepare(jets, origin)[0] if isinstance(jets, JetBatch) else jets
         device = next(self.parameters()).device
         was_training = self.training

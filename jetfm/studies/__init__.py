@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from jetfm.atomic import file_digest  # noqa: F401  (re-exported)
 from jetfm.models.tokenizer import check_fingerprint  # noqa: F401  (re-exported)
 from jetfm.report import write_json  # noqa: F401  (re-exported)
 
@@ -84,19 +85,6 @@ def check_config_values(where: str | Path, checks: Iterable[tuple[str, Callable[
 
 # ----------------------------------------------------------------------------- stages
 STAGES_DIR = "stages"
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 (first 16 hex digits) of the file's bytes: what a stage records of an input
-    or output file. Raises FileNotFoundError naming the file when it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no file {path}")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -75,7 +75,7 @@ from jetfm.checks import POSITIVE_INT, Rule, check_fields, check_flag
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index, class_name
 from jetfm.data.generated import generated_files
-from jetfm.data.io import read_jets
+from jetfm.data.io import check_distinct_files, read_jets
 from jetfm.data.pythia import PROCESSES
 from jetfm.data.tokens import TokenDataset
 from jetfm.data.transforms import omnijet_preprocessing
@@ -272,6 +272,7 @@ def load_data(config: BenchmarkConfig, out_dir: Path
     Raises ``ValueError`` naming the files and the classes found when the files' labels do
     not match ``classes``, and when a class has fewer jets than the split needs."""
     if config.files:
+        check_distinct_files(config.files)
         jets = read_jets(config.files, skip_invalid=config.skip_invalid)
         if len(jets) == 0:
             after = " after dropping invalid jets" if config.skip_invalid else ""
@@ -457,9 +458,9 @@ def _start_cell(stage: Stage, cell_dir: Path) -> bool:
 def check_models(config: BenchmarkConfig, sample: JetBatch) -> None:
     """Build every neural model once and prepare ``sample`` with it, so that features
     missing from the data (or an ``init`` file of another backbone) stop the run before any
-    training."""
+    training (entries with ``init: pretrained`` once their pre-training exists)."""
     for entry in config.models:
-        if entry["backbone"] != GBDT:
+        if entry["backbone"] != GBDT and entry.get("init") != PRETRAINED:
             tagger = config.model_config(entry, entry["name"]).build()
             tagger.prepare(sample, f"{entry['name']}: the benchmark's jets")
 
@@ -553,9 +554,10 @@ def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
     console.print(f"classes {config.classes}: {config.n_test} test jets per class; D = "
                   f"{config.sizes} training jets per class; budget: {config.max_steps} "
                   "optimiser steps per neural model")
+    check_models(config, select(jets, split.test, 2))  # before any training
     if any(m.get("init") == PRETRAINED for m in config.models):
         config = with_pretrained(config, pretrain_omnijet(config, jets, split, data, out_dir))
-    check_models(config, select(jets, split.test, 2))
+        check_models(config, select(jets, split.test, 2))
     cells = [(entry, size) for size in config.sizes for entry in config.models]
     rows, counts = [], {"run": 0, "reused": 0}
     for i, (entry, size) in enumerate(cells, start=1):

@@ -21,6 +21,9 @@ weights of the best validation epoch; a run resumes from ``<out_dir>/checkpoints
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,12 +35,14 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch.utils.data import Dataset
 
+from jetfm.atomic import file_digest
 from jetfm.checks import POSITIVE, check_fields
 from jetfm.data.batch import JetBatch
 from jetfm.models.backbone import backbone_class, build_backbone, load_backbone
 from jetfm.models.features import ParticleInputs
 from jetfm.models.heads import HEADS
 from jetfm.models.tagger import Tagger, check_classes, tagger_from_meta
+from jetfm.report import write_json
 from jetfm.tasks.training import LossTask, TrainConfig, adamw_with_cosine, fit, seed_all
 
 FINETUNE_MODES = ("finetune", "frozen", "scratch")
@@ -50,7 +55,9 @@ class TaggingConfig:
 
     ``backbone``: registered name; ``backbone_config``/``features``: its configuration and
     input features (None: the backbone's defaults; not allowed with ``init``, whose file
-    fixes them); ``head``/``head_config``: :data:`jetfm.models.heads.HEADS`; ``classes``: names
+    fixes them); ``head``/``head_config``: :data:`jetfm.models.heads.HEADS` (None: the
+    backbone's ``default_head``, ``global_token`` for L-GATr, else ``class_attention``);
+    ``classes``: names
     of :data:`jetfm.data.classes.CLASSES`; ``mode``/``init``/``backbone_lr_factor``: see the
     module docstring; ``training``: :class:`~jetfm.tasks.training.TrainConfig` keys.
     Raises ``ValueError`` naming the key for any bad value.
@@ -59,7 +66,7 @@ class TaggingConfig:
     backbone: str = "part"
     backbone_config: dict[str, Any] = field(default_factory=dict)
     features: Any = None
-    head: str = "class_attention"
+    head: str | None = None
     head_config: dict[str, Any] = field(default_factory=dict)
     classes: list[str] = field(default_factory=lambda: ["QCD", "Tbqq"])
     mode: str = "scratch"
@@ -68,7 +75,9 @@ class TaggingConfig:
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        backbone_class(self.backbone)  # ValueError listing the valid names
+        cls = backbone_class(self.backbone)  # ValueError listing the valid names
+        self.head = self.head or cls.default_head
+        self.head_config = self.head_config or {}
         self.classes = list(check_classes(self.classes))
         if self.head not in HEADS:
             raise ValueError(f"head: unknown head {self.head!r}; valid: {sorted(HEADS)}")
@@ -189,6 +198,10 @@ def train_tagger(train: JetBatch, val: JetBatch, config: TaggingConfig,
     """
     out_dir = Path(out_dir)
     train_config = config.train_config(seed)
+    for name, jets in (("training", train), ("validation", val)):
+        if len(jets) == 0:
+            raise ValueError(f"no {name} jets: a tagger needs both training jets and "
+                             "validation jets (early stopping and the best epoch use them)")
     seed_all(seed)  # before building the weights
     tagger = config.build()
     train_ds, val_ds = prepared(tagger, train, "training jets"), prepared(tagger, val,
@@ -196,13 +209,52 @@ def train_tagger(train: JetBatch, val: JetBatch, config: TaggingConfig,
     task = TaggingTask(tagger.meta(), mode=config.mode, lr=train_config.lr,
                        backbone_lr_factor=config.backbone_lr_factor)
     task.tagger.load_state_dict(tagger.state_dict())
-    last = out_dir / "checkpoints" / "last.ckpt"
-    trainer = fit(task, train_ds, val_ds, train_config, out_dir,
-                  resume=last if last.exists() else None)
+    record = {"config": json.loads(json.dumps(asdict(config), default=str)), "seed": seed,
+              "tagger": json.loads(json.dumps(tagger.meta())),
+              "init": file_digest(config.init) if config.init else None,
+              "jets": {"training": dataset_digest(train_ds),
+                       "validation": dataset_digest(val_ds)}}
+    resume = resumable(out_dir, record)
+    trainer = fit(task, train_ds, val_ds, train_config, out_dir, resume=resume)
     tagger = task.tagger.cpu().eval()
     if trainer.global_rank == 0:
         tagger.save(out_dir / "tagger.safetensors")
     return tagger
+
+
+RUN_RECORD = "tagging.json"  # what a training run in a folder was started with
+
+
+def dataset_digest(dataset: InputsDataset) -> str:
+    """SHA-256 of a dataset's inputs and labels (which jets a run trains on)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(dataset.inputs.items().items()):
+        digest.update(key.encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    digest.update(dataset.labels.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def resumable(out_dir: Path, record: dict[str, Any]) -> Path | None:
+    """The checkpoint to resume from: ``<out_dir>/checkpoints/last.ckpt`` when the run that
+    wrote it was started with the same ``record`` (configuration, tagger, init file, jets);
+    otherwise the earlier run's checkpoints and logs are removed, with a printed line naming
+    what differs, and the run starts afresh. Writes the record of the run about to start."""
+    path, last = out_dir / RUN_RECORD, out_dir / "checkpoints" / "last.ckpt"
+    old = json.loads(path.read_text()) if path.exists() else None
+    if last.exists() and old == record:
+        console.print(f"  resuming from {last}")
+        return last
+    if old is not None and old != record or last.exists() and old is None:
+        differs = ("no record of what it was started with" if old is None else
+                   ", ".join(k for k in record if old.get(k) != record[k]))
+        console.print(f"[yellow]{out_dir} holds an earlier tagger run ({differs} differ); "
+                      "starting afresh[/]")
+        for folder in ("checkpoints", "logs"):
+            shutil.rmtree(out_dir / folder, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+    return None
 
 
 def tagging_config(data: Mapping[str, Any], where: str) -> TaggingConfig:

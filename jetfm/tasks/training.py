@@ -126,6 +126,20 @@ class TrainConfig:
 
 
 TRAIN_KEYS = frozenset(config_keys(TrainConfig))
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def check_accelerator(name: str) -> str:
+    """``name`` if Lightning can train on it here; ``ValueError`` naming it otherwise
+    (``gpu`` without a CUDA device, ``mps`` without MPS, a name jetfm does not run on), so a
+    command stops before any work instead of deep inside Lightning."""
+    if name not in ACCELERATORS:
+        raise ValueError(f"accelerator {name!r}: use one of {list(ACCELERATORS)}")
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"accelerator {name}: no CUDA device on this machine (use cpu or auto)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("accelerator mps: MPS is not available on this machine")
+    return name
 
 
 def tensor_dataset(*arrays: np.ndarray) -> TensorDataset:
@@ -171,6 +185,7 @@ def fit(
     (see :func:`_keep_history`).
     """
     out_dir = Path(out_dir)
+    check_accelerator(config.accelerator)
     if isinstance(module, LossTask):
         module.hparams.update(config.optimiser())
     # Lightning's device banner and tips at INFO level drown the progress output.
@@ -225,6 +240,8 @@ def fit(
         if history is not None and trainer.global_rank == 0:
             _keep_history(metrics_csv, history)
     best = checkpoint.best_model_path
+    if best and not Path(best).exists():  # a resumed run whose folder has moved
+        best = out_dir / "checkpoints" / Path(best).name
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
