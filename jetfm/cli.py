@@ -543,7 +543,7 @@ def _tagging_config(args: argparse.Namespace, classes: list[str], quiet: bool = 
         data["head"], data["head_config"] = meta["head"], meta.get("head_config") or {}
     data["mode"] = args.mode or ("finetune" if args.init else "scratch")
     data["classes"] = classes
-    return tagging_config(data, str(args.config)), seed
+    return tagging_config(data, str(args.config), also_valid=("seed",)), seed
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:

@@ -382,6 +382,9 @@ class ParTBackbone(Backbone):
 
     @classmethod
     def derived(cls, features: FeatureSpec) -> dict:
+        if not features.particle:
+            raise ValueError("features: ParT embeds per-particle features: give at least one "
+                             "(default: weaver's kin set)")
         return {"input_dim": len(features.particle), "num_classes": None, "num_cls_layers": 0}
 
     @property

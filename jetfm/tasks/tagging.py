@@ -257,13 +257,16 @@ def resumable(out_dir: Path, record: dict[str, Any]) -> Path | None:
     return None
 
 
-def tagging_config(data: Mapping[str, Any], where: str) -> TaggingConfig:
+def tagging_config(data: Mapping[str, Any], where: str, also_valid: tuple[str, ...] = ()
+                   ) -> TaggingConfig:
     """A :class:`TaggingConfig` from a config block; ``ValueError`` naming ``where`` and the
-    unknown keys or the bad value."""
+    unknown keys (listing the valid ones, with ``also_valid``: keys the caller took out of
+    ``data`` itself) or the bad value."""
     valid = set(asdict(TaggingConfig()))
     unknown = set(data) - valid
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid: "
+                         f"{sorted(valid | set(also_valid))}")
     try:
         return TaggingConfig(**data)
     except ValueError as err:
