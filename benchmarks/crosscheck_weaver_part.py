@@ -144,14 +144,16 @@ def main() -> None:
                                  signal_efficiency=config.signal_efficiency,
                                  n_bootstrap=config.n_bootstrap, seed=config.seed)
     weaver = {k: {"value": v.value, "error": v.error} for k, v in summary.items()}
-    ours = json.loads((args.run / "cells" / f"D{size}" / args.model / "result.json"
-                       ).read_text())["metrics"]
+    cell = json.loads((args.run / "cells" / f"D{size}" / args.model / "result.json"
+                       ).read_text())
+    ours = cell["metrics"]
     n_params = sum(p.numel() for p in task.model.parameters())
     write_json(args.run / f"crosscheck_weaver_part_D{size}.json",
                {"D": size, "model": args.model, "network": network, "parameters": n_params,
                 "training_seconds": seconds, "weaver": weaver, "jetfm": ours})
-    print(f"D = {size:,} per class, {len(test):,} test jets; weaver ParT {n_params:,} "
-          f"parameters, {seconds:.0f} s")
+    print(f"D = {size:,} per class, {len(test):,} test jets; parameters: jetfm ParT "
+          f"{cell['parameters']:,}, weaver ParT {n_params:,}; training: "
+          f"{cell['training_seconds']:.0f} s, {seconds:.0f} s")
     print(f"{'metric':<28} {'jetfm ParT':>18} {'weaver ParT':>18}")
     for key, value in weaver.items():
         if key in ours:
