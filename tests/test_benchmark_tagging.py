@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 import yaml
+from tagging_jets import prong_jets
 
 from jetfm.cli import main
 from jetfm.data.batch import JetBatch
@@ -24,7 +25,6 @@ from jetfm.studies.benchmark_tagging import (
     make_split,
     select,
 )
-from tests.tagging_jets import prong_jets
 
 TINY = PRESETS_DIR / "benchmark_tagging_tiny.yaml"
 
