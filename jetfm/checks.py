@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -93,3 +93,25 @@ def check_divisible(obj: Any, dim: str = "dim", heads: str = "n_heads") -> None:
     d, h = getattr(obj, dim), getattr(obj, heads)
     if d % h:
         raise ValueError(f"{dim}: {d} must be a multiple of {heads} ({h})")
+
+
+def from_mapping(cls: type, data: Mapping[str, Any], where: str, *,
+                 fixed: Mapping[str, Any] | None = None, also_valid: tuple[str, ...] = ()
+                 ) -> Any:
+    """``cls(**data, **fixed)`` for a dataclass ``cls`` built from config data: a key of
+    ``data`` that is not a field (or is one of ``fixed``, which the code sets) raises
+    ``ValueError`` naming ``where``, the unknown keys and the valid ones (with ``also_valid``,
+    keys the caller took out of ``data`` itself); a bad value raises the dataclass's own
+    ``ValueError`` prefixed by ``where``."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping of keys, got {data!r}")
+    fixed = dict(fixed or {})
+    valid = {f.name for f in fields(cls)} - set(fixed)
+    unknown = set(data) - valid
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid: "
+                         f"{sorted(valid | set(also_valid))}")
+    try:
+        return cls(**data, **fixed)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None

@@ -205,7 +205,7 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path, capsys):
      "names must be unique"),
     ({"models": [{"name": "A", "backbone": "parT"}]}, "unknown backbone 'parT'"),
     ({"models": [{"name": "A", "backbone": "part", "backbone_config": {"depth": 2}}]},
-     r"models\[0\] \(A\): .*unknown keys \['depth'\] for backbone 'part'"),
+     r"models\[0\] \(A\): .*\(backbone 'part'\): unknown keys \['depth'\]"),
     ({"classes": ["Tbqq", "Wqq"]}, "QCD is needed"),
     ({"classes": ["QCD", "Hcc"]}, r"classes \['Hcc'\] have no built-in generator"),
     ({"sizes": ["1e1", 0]}, "sizes: 0 is not a positive whole number"),

@@ -210,7 +210,7 @@ def test_finetune_with_one_file_twice_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"backbone_config": {"num_heads": "big"}}, "num_heads: 'big'"),
-    ({"backbone_config": {"depth": 3}}, "unknown keys ['depth'] for backbone 'part'"),
+    ({"backbone_config": {"depth": 3}}, "(backbone 'part'): unknown keys ['depth']"),
     ({"training": {"patience": -1}}, "training: patience: -1 must be >= 0"),
     ({"head": "mlp"}, "head: unknown head 'mlp'"),
     ({"features": {"particle": ["log_pt", {"name": "eta_rel", "clip": [1, -1]}]}},

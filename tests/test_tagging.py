@@ -185,7 +185,7 @@ def test_bad_input_names_what_is_wrong(trained, tmp_path):
         TaggingConfig(mode="finetune")
     with pytest.raises(ValueError, match="unknown backbone 'transformer'"):
         TaggingConfig(backbone="transformer")
-    with pytest.raises(ValueError, match="unknown keys \\['depth'\\] for backbone 'part'"):
+    with pytest.raises(ValueError, match="backbone 'part'\\): unknown keys \\['depth'\\]"):
         build_backbone("part", {"depth": 3})
     with pytest.raises(ValueError, match="not a tagger file"):
         load_tagger(save_backbone(tmp_path / "b.safetensors", tagger.backbone))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from jetfm.checkpoint import load_model, prefixed, save_model
+from jetfm.checks import from_mapping
 from jetfm.data.batch import JetBatch, SelectionReport
 from jetfm.models.features import KIN_FEATURES, FeatureSpec, ParticleInputs, feature_spec
 
@@ -82,16 +83,8 @@ class Backbone(nn.Module):
         """Build from plain data: ``config`` holds fields of ``config_class`` other than
         :attr:`derived_keys`. ``ValueError`` naming ``where`` and the unknown keys or the
         bad value."""
-        config = dict(config or {})
-        valid = sorted({f.name for f in fields(cls.config_class)} - set(cls.derived_keys))
-        unknown = set(config) - set(valid)
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)} for backbone "
-                             f"{cls.name!r}; valid: {valid}")
-        try:
-            built = cls.config_class(**config, **cls.derived(features))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: {err}") from None
+        built = from_mapping(cls.config_class, dict(config or {}),
+                             f"{where} (backbone {cls.name!r})", fixed=cls.derived(features))
         return cls(built, features)
 
     def config_dict(self) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jetfm.checks import POSITIVE_INT, check_fields, number
+from jetfm.checks import POSITIVE_INT, check_fields, from_mapping, number
 from jetfm.data.batch import (
     DERIVED_PARTICLE_FEATURES,
     MOMENTUM_FIELDS,
@@ -94,15 +94,9 @@ class InputFeature:
             return cls(item)
         if not isinstance(item, Mapping):
             raise ValueError(f"{where}: a feature is a name or a mapping, got {item!r}")
-        valid = {f.name for f in fields(cls)}
-        unknown = set(item) - valid
-        if unknown or "name" not in item:
-            raise ValueError(f"{where}: feature {dict(item)!r}: unknown keys {sorted(unknown)} "
-                             f"or no name; valid keys: {sorted(valid)}")
-        try:
-            return cls(**item)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
+        if "name" not in item:
+            raise ValueError(f"{where}: feature {dict(item)!r} has no name")
+        return from_mapping(cls, item, f"{where}: feature {item['name']!r}")
 
 
 def _features(items: Iterable[Any], where: str) -> tuple[InputFeature, ...]:

@@ -36,7 +36,7 @@ from rich.console import Console
 from torch.utils.data import Dataset
 
 from jetfm.atomic import file_digest
-from jetfm.checks import POSITIVE, check_fields
+from jetfm.checks import POSITIVE, check_fields, from_mapping
 from jetfm.data.batch import JetBatch
 from jetfm.models.backbone import backbone_class, build_backbone, load_backbone
 from jetfm.models.features import ParticleInputs
@@ -261,13 +261,5 @@ def tagging_config(data: Mapping[str, Any], where: str, also_valid: tuple[str, .
                    ) -> TaggingConfig:
     """A :class:`TaggingConfig` from a config block; ``ValueError`` naming ``where`` and the
     unknown keys (listing the valid ones, with ``also_valid``: keys the caller took out of
-    ``data`` itself) or the bad value."""
-    valid = set(asdict(TaggingConfig()))
-    unknown = set(data) - valid
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid: "
-                         f"{sorted(valid | set(also_valid))}")
-    try:
-        return TaggingConfig(**data)
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+    ``data`` itself) or the bad value (:func:`jetfm.checks.from_mapping`)."""
+    return from_mapping(TaggingConfig, data, where, also_valid=also_valid)
