@@ -79,7 +79,7 @@ from jetfm.data.io import check_distinct_files, read_jets
 from jetfm.data.pythia import PROCESSES
 from jetfm.data.tokens import TokenDataset
 from jetfm.data.transforms import omnijet_preprocessing
-from jetfm.metrics.tagging import multiclass_summary
+from jetfm.metrics.tagging import CLASS_PAIRS, multiclass_summary
 from jetfm.models.gbdt import GBDTConfig, GBDTTagger
 from jetfm.models.gpt import GPTConfig
 from jetfm.models.tagger import check_classes
@@ -676,7 +676,9 @@ def markdown(flat: list[dict[str, Any]], metric_keys: list[str], config: Benchma
              "the test jets (within each class). 1/eps_B X: rejection of QCD at eps_S = "
              f"{config.signal_efficiency:g} with p_X / (p_X + p_QCD) on X and QCD jets "
              "('> n': no QCD test jet passes; the error of a rejection R is R^2 times the "
-             "bootstrap spread of eps_B). AUC W vs Z: p_W / (p_W + p_Z) on W and Z jets.", "",
+             "bootstrap spread of eps_B)." + "".join(
+                 f" AUC {a} vs {b}: p_{a} / (p_{a} + p_{b}) on {a} and {b} jets."
+                 for a, b in CLASS_PAIRS if a in config.classes and b in config.classes), "",
              budget_text(config), "", markdown_table(cells, list(columns.values())), "",
              "Parameters of GBDT: nodes of its trees. Training time: from jets to a fitted "
              "model (features and observables included); inference: test jets per second "
