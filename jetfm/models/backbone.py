@@ -31,6 +31,7 @@ also start a fine-tuning.
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -54,7 +55,7 @@ BACKBONE_MODULES: dict[str, str] = {
 _REGISTRY: dict[str, type[Backbone]] = {}
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, ABC):
     """Base class: a subclass sets ``name``, ``config_class`` (a dataclass), optionally
     ``default_features``, ``default_head`` and ``derived_keys`` (config fields set from the
     feature spec by :meth:`derived`), builds its layers in ``__init__(config, features)``
@@ -112,9 +113,9 @@ class Backbone(nn.Module):
         return False
 
     @property
+    @abstractmethod
     def dim(self) -> int:
         """Width of the embeddings :meth:`forward` returns."""
-        raise NotImplementedError
 
     def prepare(self, batch: JetBatch, origin: str | None = None
                 ) -> tuple[ParticleInputs, list[SelectionReport]]:
@@ -123,9 +124,9 @@ class Backbone(nn.Module):
         data lack."""
         return self.features.apply(batch, origin)
 
+    @abstractmethod
     def forward(self, inputs: ParticleInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings (B, T, dim), mask (B, T) bool) with padded rows 0."""
-        raise NotImplementedError
 
 
 def register_backbone(cls: type[Backbone]) -> type[Backbone]:
