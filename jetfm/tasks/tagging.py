@@ -192,7 +192,9 @@ def train_tagger(train: JetBatch, val: JetBatch, config: TaggingConfig,
     """Train the tagger of ``config`` on ``train`` (early stopping and best epoch on ``val``);
     writes ``<out_dir>/tagger.safetensors`` and returns the tagger (eval mode, CPU).
 
-    Resumes from ``<out_dir>/checkpoints/last.ckpt`` when it exists. Raises
+    Resumes from ``<out_dir>/checkpoints/last.ckpt`` only when that run was started with the
+    same configuration, tagger, init file and jets (:func:`resumable`); else starts afresh,
+    saying what differs. Raises ``ValueError`` for empty training or validation jets;
     :class:`~jetfm.data.batch.JetDataError` when the jets lack the backbone's features or hold
     classes outside ``config.classes``; ``ValueError`` for an ``init`` file of another backbone.
     """
