@@ -102,7 +102,7 @@ def main() -> None:
     config = load_config(args.config)
     size = args.size or max(config.sizes)
     entry = next(m for m in config.models if m["name"] == args.model)
-    tagging = config.model_config(entry, args.model)
+    tagging = config.model_config(entry, args.model, size)
     jets, _ = load_data(config, args.run)
     split = make_split(jets, config)
     train = select(jets, split.train, size)

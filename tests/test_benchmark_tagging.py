@@ -20,6 +20,8 @@ from jetfm.metrics.tagging import multiclass_summary
 from jetfm.models.tagger import load_tagger
 from jetfm.studies.benchmark_tagging import (
     PRESETS_DIR,
+    BenchmarkConfig,
+    budget_text,
     load_config,
     load_data,
     make_split,
@@ -223,11 +225,56 @@ def test_bad_configs_raise_clear_errors(tmp_path, change, message, capsys):
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu", "gpu"])
 def test_presets_load_with_one_budget_for_every_neural_model(preset):
+    """At each D every neural model trains with the benchmark's steps, except the entries
+    that set their own, which the budget line states."""
     config = load_config(PRESETS_DIR / f"benchmark_tagging_{preset}.yaml")
     assert config.models[0]["backbone"] == "gbdt" and config.classes[0] == "QCD"
-    budgets = {config.model_config(m, m["name"]).train_config(config.seed).max_steps
-               for m in config.models if m["backbone"] != "gbdt"}
-    assert budgets == {config.max_steps}
+    common = config.max_steps
+    for size in config.sizes:
+        steps = common if isinstance(common, int) else common[size]
+        for m in config.models:
+            if m["backbone"] == "gbdt":
+                continue
+            budget = config.model_config(m, m["name"], size).train_config(config.seed).max_steps
+            if "max_steps" in m:
+                assert f"{m['name']}: " in budget_text(config)
+            else:
+                assert budget == steps, (m["name"], size)
+
+
+def test_budget_per_d_and_stated_exceptions(tmp_path):
+    """max_steps as a mapping D -> steps sets each D's budget; an entry's own max_steps
+    overrides it, is stated under the table, and leaves the cells of the D where it agrees
+    with the common budget unchanged (their records do not move)."""
+    part = {"name": "P", "backbone": "part"}
+    own = {**part, "max_steps": {10: 3, 20: 7}}
+    plain = BenchmarkConfig(sizes=[10, 20], max_steps={10: 3, 20: 5}, models=[part])
+    config = BenchmarkConfig(sizes=[10, 20], max_steps={10: 3, 20: 5}, models=[own])
+    steps = {size: config.model_config(own, "P", size).train_config(1).max_steps
+             for size in (10, 20)}
+    assert steps == {10: 3, 20: 7}
+    assert plain.model_config(part, "P", 20).train_config(1).max_steps == 5
+    assert config.cell_config(own, 10) == plain.cell_config(part, 10)
+    assert config.cell_config(own, 20) != plain.cell_config(part, 20)
+    text = budget_text(config)
+    assert "3 optimiser steps at D = 10, 5 optimiser steps at D = 20" in text
+    assert "Exceptions (stated): P: 3 optimiser steps at D = 10, 7 optimiser steps at D = 20" \
+        in text
+    assert "Exceptions" not in budget_text(plain)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"max_steps": {10: 3}}, r"max_steps: no budget for D = \[20\]"),
+    ({"max_steps": 0}, "max_steps: 0 is not a positive whole number of optimiser steps"),
+    ({"max_steps": {10: 3, 20: -1}}, r"max_steps\[20\]: -1 is not a positive whole number"),
+    ({"models": [{"name": "P", "backbone": "part", "max_steps": {20: 2}}]},
+     r"models\[0\] \(P\): max_steps: no budget for D = \[10\]"),
+    ({"models": [{"name": "G", "backbone": "gbdt", "max_steps": 2}]},
+     r"models\[0\] \(G\): keys \['max_steps'\] do not apply"),
+])
+def test_bad_budgets_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        BenchmarkConfig(**{"sizes": [10, 20], **change})
 
 
 def test_awkward_files_give_one_clear_line(tmp_path, capsys):

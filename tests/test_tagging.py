@@ -249,7 +249,7 @@ def test_a_rerun_into_the_same_folder_resumes_only_the_same_run(tmp_path, capsys
     swapped = TaggingConfig(backbone="part", backbone_config=PART_TINY, head_config=HEAD_TINY,
                             classes=["Tbqq", "QCD"], training=short)
     b = train_tagger(jets, val, swapped, tmp_path)
-    assert "holds an earlier tagger run (config, tagger, jets differ); starting afresh" in \
+    assert "holds an earlier tagger run (these differ: config, tagger, jets); starting afresh" in \
         capsys.readouterr().out
     assert load_tagger(tmp_path / "tagger.safetensors").classes == ("Tbqq", "QCD")
     # the new tagger was trained for its own class order: P(top) is column 0 now
@@ -258,7 +258,7 @@ def test_a_rerun_into_the_same_folder_resumes_only_the_same_run(tmp_path, capsys
     assert roc_auc_score(is_top, b.predict_proba(test)[:, 0]) > 0.5
     assert roc_auc_score(is_top, a.predict_proba(test)[:, 1]) > 0.5
     train_tagger(two_class_jets(32, seed=9), val, swapped, tmp_path)  # other jets
-    assert "(jets differ); starting afresh" in capsys.readouterr().out
+    assert "(these differ: jets); starting afresh" in capsys.readouterr().out
 
 
 def test_bad_inputs_of_the_api_are_named(trained, tmp_path):

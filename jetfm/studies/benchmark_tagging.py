@@ -23,9 +23,11 @@ validation jets per class, so a config that changes these makes new data and red
 cell (announced, as every redone stage).
 
 **Budget rule: equal optimiser steps.** Every neural model trains for at most ``max_steps``
-optimiser steps (the same number for every model and D; ``max_epochs`` defaults to 10,000 so
-that the steps bind), stopping earlier only by early stopping on the validation loss
-(``patience``); the steps taken are in the table. The baseline stops by early stopping on
+optimiser steps at a given D (one number for every D, or a mapping D -> steps; ``max_epochs``
+defaults to 10,000 so that the steps bind), stopping earlier only by early stopping on the
+validation loss (``patience``); the steps taken are in the table. A model entry may set its
+own ``max_steps`` (an exception the table's budget line states, e.g. a model too slow for the
+common budget on a CPU). The baseline stops by early stopping on
 the same validation jets (:mod:`jetfm.models.gbdt`).
 
 **Cells.** Each (model, D) is one resumable stage (:class:`jetfm.studies.Stage`,
@@ -107,7 +109,7 @@ GBDT = "gbdt"  # the ``backbone`` key of the gradient-boosted baseline's model e
 BUDGET_KEYS = ("max_steps", "seed")  # set by the benchmark, not by a training block
 DEFAULT_MAX_EPOCHS = 10_000  # so that max_steps, not the epochs, ends training
 CLASS_PROCESS = {name: process for process, name in PROCESSES.items()}
-MODEL_KEYS = {"name", *asdict(TaggingConfig())} - {"classes"}
+MODEL_KEYS = {"name", "max_steps", *asdict(TaggingConfig())} - {"classes"}
 PRETRAINED = "pretrained"  # init: the benchmark's own OmniJet pre-training (omnijet block)
 OMNIJET_DEFAULTS = {"n_jets": 2000, "n_max": 64, "pt_min": 0.1, "vqvae": {}, "gpt": {},
                     "tokenizer_training": {}, "pretraining": {}}
@@ -134,7 +136,7 @@ class BenchmarkConfig:
     skip_invalid: bool = False  # files: drop (and count) invalid jets instead of stopping
     workers: int = 2  # generator processes
     seed: int = 1  # data generation, split and training
-    max_steps: int = 2000  # the budget: optimiser steps of every neural model
+    max_steps: int | dict[int, int] = 2000  # the budget: steps of every neural model (per D)
     training: dict[str, Any] = field(default_factory=dict)  # shared TrainConfig keys
     models: list[dict[str, Any]] = field(default_factory=default_models)
     n_bootstrap: int = 100
@@ -154,7 +156,8 @@ class BenchmarkConfig:
             raise ValueError("sizes: give at least one D (training jets per class)")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        check_fields(self, {"workers": POSITIVE_INT, "max_steps": POSITIVE_INT,
+        self.max_steps = check_budget(self.max_steps, self.sizes, "max_steps")
+        check_fields(self, {"workers": POSITIVE_INT,
                             "n_bootstrap": Rule(int, low=2), "inference_batch": POSITIVE_INT,
                             "signal_efficiency": Rule(float, low=0, low_open=True, high=1)})
         if isinstance(self.files, str):
@@ -198,15 +201,22 @@ class BenchmarkConfig:
         """Jets needed per class: test + the largest validation and training sets."""
         return self.n_test + self.n_val(max(self.sizes)) + max(self.sizes)
 
-    def training_block(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """The shared training keys, the model's own, and the budget (``max_steps``; the
-        seed is the benchmark's)."""
-        return {"max_epochs": DEFAULT_MAX_EPOCHS, **self.training,
-                **(entry.get("training") or {}), "max_steps": self.max_steps}
+    def steps(self, entry: dict[str, Any], size: int) -> int:
+        """The optimiser-step budget of model ``entry`` at D = ``size``: its own
+        ``max_steps`` where it sets one, else the benchmark's."""
+        budget = entry.get("max_steps", self.max_steps)
+        return budget if isinstance(budget, int) else budget[size]
 
-    def model_config(self, entry: Any, where: str) -> GBDTConfig | TaggingConfig:
-        """The model entry as the baseline's or a tagger's configuration; ``ValueError``
-        naming ``where``, the key and the problem."""
+    def training_block(self, entry: dict[str, Any], size: int) -> dict[str, Any]:
+        """The shared training keys, the model's own, and the budget at D = ``size``
+        (:meth:`steps`; the seed is the benchmark's)."""
+        return {"max_epochs": DEFAULT_MAX_EPOCHS, **self.training,
+                **(entry.get("training") or {}), "max_steps": self.steps(entry, size)}
+
+    def model_config(self, entry: Any, where: str, size: int | None = None
+                     ) -> GBDTConfig | TaggingConfig:
+        """The model entry as the baseline's or a tagger's configuration at D = ``size``
+        (default: the first D); ``ValueError`` naming ``where``, the key and the problem."""
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: expected a mapping with name and backbone, got {entry!r}")
         check_keys(entry, MODEL_KEYS, where)
@@ -228,18 +238,38 @@ class BenchmarkConfig:
         check_keys(entry.get("training") or {}, TRAIN_KEYS - set(BUDGET_KEYS),
                    f"{where} ({name}): training (max_steps is the benchmark's budget, seed "
                    "the benchmark's seed)")
-        data = {k: v for k, v in entry.items() if k != "name"}
-        data["training"] = self.training_block(entry)
+        if "max_steps" in entry:
+            entry = {**entry, "max_steps": check_budget(entry["max_steps"], self.sizes,
+                                                        f"{where} ({name}): max_steps")}
+        data = {k: v for k, v in entry.items() if k not in ("name", "max_steps")}
+        data["training"] = self.training_block(entry, self.sizes[0] if size is None else size)
         return tagging_config({**data, "classes": self.classes}, f"{where} ({name})")
 
     def cell_config(self, entry: dict[str, Any], size: int) -> dict[str, Any]:
         """What the numbers of cell (``entry``, D = ``size``) depend on (its stage record)."""
-        model = deepcopy(entry)
+        model = {k: v for k, v in deepcopy(entry).items() if k != "max_steps"}  # in training
         if entry["backbone"] != GBDT:
-            model["training"] = self.training_block(entry)
+            model["training"] = self.training_block(entry, size)
         keys = ("classes", "n_test", "seed", "n_bootstrap", "signal_efficiency", "skip_invalid")
         return {"model": model, "D": size, "n_val": self.n_val(size),
                 **{k: getattr(self, k) for k in keys}}
+
+
+def check_budget(value: Any, sizes: list[int], name: str) -> int | dict[int, int]:
+    """A step budget: a positive whole number, or a mapping D -> steps covering every D of
+    ``sizes`` (YAML keys such as ``1e4`` accepted); ``ValueError`` naming ``name``."""
+    if not isinstance(value, dict):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {value!r} is not a positive whole number of optimiser "
+                             "steps (or a mapping D -> steps)")
+        return value
+    budget = {_count(k, f"{name} (a key: D)"): check_budget(v, sizes, f"{name}[{k}]")
+              for k, v in value.items()}
+    missing = [size for size in sizes if size not in budget]
+    if missing:
+        raise ValueError(f"{name}: no budget for D = {missing} (the mapping has "
+                         f"{sorted(budget)})")
+    return budget
 
 
 def _count(value: Any, name: str) -> int:
@@ -361,7 +391,7 @@ def select(jets: dict[str, JetBatch], indices: dict[str, np.ndarray], n: int | N
 
 # ----------------------------------------------------------------------------- cells
 def _fit_gbdt(entry: dict[str, Any], train: JetBatch, val: JetBatch, config: BenchmarkConfig,
-              cell_dir: Path) -> tuple[GBDTTagger, dict[str, Any]]:
+              cell_dir: Path, size: int) -> tuple[GBDTTagger, dict[str, Any]]:
     model = GBDTTagger(entry.get("backbone_config"), seed=config.seed)
     model.fit(train, val, config.classes)
     bad = {split: {k: v for k, v in counts.items() if v} for split, counts in
@@ -373,9 +403,10 @@ def _fit_gbdt(entry: dict[str, Any], train: JetBatch, val: JetBatch, config: Ben
 
 
 def _fit_tagger(entry: dict[str, Any], train: JetBatch, val: JetBatch,
-                config: BenchmarkConfig, cell_dir: Path) -> tuple[Any, dict[str, Any]]:
-    tagger = train_tagger(train, val, config.model_config(entry, entry["name"]), cell_dir,
-                          seed=config.seed)
+                config: BenchmarkConfig, cell_dir: Path, size: int
+                ) -> tuple[Any, dict[str, Any]]:
+    tagger = train_tagger(train, val, config.model_config(entry, entry["name"], size),
+                          cell_dir, seed=config.seed)
     info: dict[str, Any] = {"parameters": sum(p.numel() for p in tagger.parameters())}
     try:
         info.update(training_log(cell_dir))
@@ -409,7 +440,7 @@ def run_cell(entry: dict[str, Any], size: int, jets: dict[str, JetBatch], split:
     test = select(jets, split.test)
     start = time.perf_counter()
     fit = _fit_gbdt if entry["backbone"] == GBDT else _fit_tagger
-    model, info = fit(entry, train, val, config, cell_dir)
+    model, info = fit(entry, train, val, config, cell_dir, size)
     seconds = time.perf_counter() - start
     if entry["backbone"] != GBDT:
         model = model.to(inference_device(config.device))
@@ -552,8 +583,7 @@ def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
     jets, data = load_data(config, out_dir)
     split = make_split(jets, config)
     console.print(f"classes {config.classes}: {config.n_test} test jets per class; D = "
-                  f"{config.sizes} training jets per class; budget: {config.max_steps} "
-                  "optimiser steps per neural model")
+                  f"{config.sizes} training jets per class; {budget_text(config)}")
     check_models(config, select(jets, split.test, 2))  # before any training
     if any(m.get("init") == PRETRAINED for m in config.models):
         config = with_pretrained(config, pretrain_omnijet(config, jets, split, data, out_dir))
@@ -586,10 +616,18 @@ def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
 
 def budget_text(config: BenchmarkConfig) -> str:
     """The budget rule as stated under the table."""
+    def steps(budget: int | dict[int, int]) -> str:
+        if isinstance(budget, int):
+            return f"{budget:,} optimiser steps at every D"
+        return ", ".join(f"{budget[size]:,} optimiser steps at D = {size:,}"
+                         for size in config.sizes)
+
+    own = [f"{m['name']}: {steps(m['max_steps'])}" for m in config.models if "max_steps" in m]
+    exceptions = f" Exceptions (stated): {'; '.join(own)}." if own else ""
     return (f"Budget: equal optimiser steps. Every neural model trains for at most "
-            f"{config.max_steps} optimiser steps at every D (early stopping on the validation "
-            "loss may end it earlier: column steps); the gradient-boosted baseline (GBDT, "
-            "five jet observables) stops by early stopping on the same validation jets.")
+            f"{steps(config.max_steps)} (early stopping on the validation loss may end it "
+            f"earlier: column steps).{exceptions} The gradient-boosted baseline (GBDT, five "
+            "jet observables) stops by early stopping on the same validation jets.")
 
 
 def write_outputs(rows: list[dict[str, Any]], config: BenchmarkConfig, out_dir: Path

@@ -248,10 +248,10 @@ def resumable(out_dir: Path, record: dict[str, Any]) -> Path | None:
         console.print(f"  resuming from {last}")
         return last
     if old is not None and old != record or last.exists() and old is None:
-        differs = ("no record of what it was started with" if old is None else
-                   ", ".join(k for k in record if old.get(k) != record[k]))
-        console.print(f"[yellow]{out_dir} holds an earlier tagger run ({differs} differ); "
-                      "starting afresh[/]")
+        why = ("it has no record of what it was started with" if old is None else
+               "these differ: " + ", ".join(k for k in record if old.get(k) != record[k]))
+        console.print(f"[yellow]{out_dir} holds an earlier tagger run ({why}); starting "
+                      "afresh[/]")
         for folder in ("checkpoints", "logs"):
             shutil.rmtree(out_dir / folder, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
