@@ -123,6 +123,18 @@ class Preprocessing:
         values = np.where(mask[..., None], (values - shift) / scale, 0.0).astype(np.float32)
         return values, mask, reports
 
+    def pt(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Particle pT [GeV] (n_jets, n_max) from standardised ``values`` (the ``pt`` or
+        ``log_pt`` feature), 0 at padded slots; ``JetDataError`` when neither is a feature."""
+        pt_name = next((n for n in PT_FEATURES if n in self.names), None)
+        if pt_name is None:
+            raise JetDataError(f"no pT among the features {self.names}")
+        feature = self.features[self.names.index(pt_name)]
+        raw = np.asarray(values, dtype=np.float64)[..., self.names.index(pt_name)]
+        raw = raw * feature.scale + feature.shift
+        pt = np.exp(raw) if pt_name == "log_pt" else raw
+        return np.where(np.asarray(mask, dtype=bool), pt, 0.0)
+
     def invert(self, values: np.ndarray, mask: np.ndarray, **batch_kwargs: Any) -> JetBatch:
         """Standardised model outputs -> massless particles around a jet axis at eta = phi = 0.
 

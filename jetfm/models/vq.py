@@ -69,6 +69,17 @@ def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, generator: torch.Generator
     return centres
 
 
+def code_statistics(codes: torch.Tensor, codebook_size: int, dtype: torch.dtype,
+                    counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perplexity (exp of the entropy of the code frequencies) and utilisation (fraction of
+    the ``codebook_size`` codes used) of ``codes`` (n,) int64; ``counts`` if already made."""
+    if counts is None:
+        counts = torch.bincount(codes, minlength=codebook_size).to(dtype)
+    probs = counts / counts.sum().clamp(min=1)
+    perplexity = torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
+    return perplexity, (counts > 0).to(dtype).mean()
+
+
 class VectorQuantizer(nn.Module):
     """Nearest-neighbour vector quantiser with k-means init and dead-code replacement."""
 
@@ -109,9 +120,7 @@ class VectorQuantizer(nn.Module):
         loss = F.mse_loss(e, z.detach()) + self.beta * F.mse_loss(z, e.detach())
         z_q = z + (e - z).detach()
         counts = torch.bincount(codes, minlength=self.codebook_size).to(z.dtype)
-        probs = counts / counts.sum().clamp(min=1)
-        perplexity = torch.exp(-(probs * torch.log(probs.clamp(min=1e-12))).sum())
-        utilisation = (counts > 0).to(z.dtype).mean()
+        perplexity, utilisation = code_statistics(codes, self.codebook_size, z.dtype, counts)
         if self.training:
             self._replace_dead(z.detach(), counts)
         return QuantizerOutput(z_q, codes, loss, perplexity, utilisation)

@@ -12,19 +12,42 @@ Shapes: ``x`` (batch, n_max, n_features) standardised features (see
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from jetfm.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, check_divisible, check_fields
+from jetfm.checks import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    Rule,
+    check_divisible,
+    check_fields,
+)
+from jetfm.models.quantizers import FSQQuantizer, ResidualQuantizer
 from jetfm.models.vq import VectorQuantizer
 from jetfm.nn.transformer import Block
+
+QUANTIZERS = ("vq", "fsq", "rvq")
 
 
 @dataclass
 class VQVAEConfig:
-    """Tokenizer size. OmniJet-alpha: dim 128, 4 blocks, 8 heads, latent 4, 8192 codes."""
+    """Tokenizer size and quantiser. OmniJet-alpha: dim 128, 4 blocks, 8 heads, latent 4,
+    8192 codes, plain VQ.
+
+    ``codebook_size`` is always the number of distinct tokens. ``quantizer``: ``vq``
+    (:class:`~jetfm.models.vq.VectorQuantizer`, OmniJet-alpha's), ``fsq`` (finite scalar
+    quantisation with ``fsq_levels``; ``codebook_size`` must be their product) or ``rvq``
+    (residual VQ with ``rvq_stages`` codebooks; ``codebook_size`` must be K^rvq_stages), see
+    :mod:`jetfm.models.quantizers`. ``pt_weight`` (a in [0, 1]) weights each particle's
+    reconstruction error by (1 - a) + a n z, with z its pT fraction of the jet's and n the
+    jet's particle count (mean weight 1 per jet): a = 0 is OmniJet-alpha's unweighted loss,
+    a = 1 weights by pT, so that the hard particles, which set mass and substructure, are
+    reconstructed best.
+    """
 
     n_features: int = 3
     dim: int = 128
@@ -35,15 +58,64 @@ class VQVAEConfig:
     beta: float = 0.25
     replace_every: int = 10
     vq_weight: float = 1.0
+    quantizer: str = "vq"
+    fsq_levels: list[int] | None = None
+    rvq_stages: int = 2
+    pt_weight: float = 0.0
 
     def __post_init__(self) -> None:
         """Sizes >= 1 (``dim`` a multiple of ``n_heads``), ``beta``, ``vq_weight`` >= 0,
-        ``replace_every`` >= 0 (0: no dead-code replacement); ``ValueError`` naming the key."""
+        ``replace_every`` >= 0 (0: no dead-code replacement), ``pt_weight`` in [0, 1], a known
+        ``quantizer`` whose sizes agree with ``codebook_size``; ``ValueError`` naming the key.
+        """
         check_fields(self, {**dict.fromkeys(("n_features", "dim", "n_blocks", "n_heads",
-                                             "latent_dim", "codebook_size"), POSITIVE_INT),
+                                             "latent_dim", "codebook_size", "rvq_stages"),
+                                            POSITIVE_INT),
                             "beta": NON_NEGATIVE, "vq_weight": NON_NEGATIVE,
-                            "replace_every": NON_NEGATIVE_INT})
+                            "replace_every": NON_NEGATIVE_INT,
+                            "pt_weight": Rule(float, low=0, high=1)})
         check_divisible(self)
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer: {self.quantizer!r} is not one of {list(QUANTIZERS)}")
+        if self.quantizer == "fsq":
+            levels = self.fsq_levels
+            if not isinstance(levels, list | tuple) or not levels or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in levels):
+                raise ValueError(f"fsq_levels: {levels!r}; quantizer fsq needs a list of "
+                                 "integers >= 2, e.g. [8, 5, 5, 5] (1000 codes)")
+            self.fsq_levels = list(levels)
+            if math.prod(levels) != self.codebook_size:
+                raise ValueError(f"codebook_size {self.codebook_size} != the product of "
+                                 f"fsq_levels {levels} ({math.prod(levels)}); set "
+                                 f"codebook_size: {math.prod(levels)}")
+        elif self.fsq_levels is not None:
+            raise ValueError(f"fsq_levels apply to quantizer fsq, not {self.quantizer}")
+        if self.quantizer == "rvq":
+            per_stage = round(self.codebook_size ** (1 / self.rvq_stages))
+            if per_stage ** self.rvq_stages != self.codebook_size:
+                raise ValueError(f"codebook_size {self.codebook_size} is not K^{self.rvq_stages}"
+                                 f" (quantizer rvq with rvq_stages {self.rvq_stages}), e.g. "
+                                 f"{per_stage ** self.rvq_stages}")
+
+
+def build_quantizer(config: VQVAEConfig) -> nn.Module:
+    """The quantiser ``config.quantizer`` names, sized by ``config``."""
+    if config.quantizer == "fsq":
+        return FSQQuantizer(config.fsq_levels, config.latent_dim)
+    if config.quantizer == "rvq":
+        return ResidualQuantizer(config.codebook_size, config.rvq_stages, config.latent_dim,
+                                 beta=config.beta, replace_every=config.replace_every)
+    return VectorQuantizer(config.codebook_size, config.latent_dim, beta=config.beta,
+                           replace_every=config.replace_every)
+
+
+def pt_weights(pt: torch.Tensor, mask: torch.Tensor, a: float) -> torch.Tensor:
+    """Per-particle loss weights (1 - a) + a n z (see :class:`VQVAEConfig`): ``pt``
+    (batch, n_max) in any unit, ``mask`` (batch, n_max) bool; 0 at padded slots."""
+    pt = torch.where(mask, pt, torch.zeros_like(pt))
+    n = mask.sum(dim=1, keepdim=True).clamp(min=1)
+    z = pt / pt.sum(dim=1, keepdim=True).clamp(min=torch.finfo(pt.dtype).tiny)
+    return torch.where(mask, (1 - a) + a * n * z, torch.zeros_like(pt))
 
 
 @dataclass
@@ -84,18 +156,27 @@ class VQVAE(nn.Module):
         self.config = config
         c = config
         self.encoder = SetTransformer(c.n_features, c.latent_dim, c.dim, c.n_blocks, c.n_heads)
-        self.quantizer = VectorQuantizer(
-            c.codebook_size, c.latent_dim, beta=c.beta, replace_every=c.replace_every
-        )
+        self.quantizer = build_quantizer(c)
         self.decoder = SetTransformer(c.latent_dim, c.n_features, c.dim, c.n_blocks, c.n_heads)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> VQVAEOutput:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pt: torch.Tensor | None = None
+                ) -> VQVAEOutput:
+        """Reconstruction, codes and losses; ``pt`` (batch, n_max), the particles' pT, is
+        needed when ``pt_weight`` > 0 (the weighted reconstruction loss)."""
         z = self.encoder(x, mask)
         q = self.quantizer(z[mask])
         z_q = torch.zeros_like(z)
-        z_q[mask] = q.z_q
+        z_q[mask] = q.z_q.to(z.dtype)
         reconstruction = self.decoder(z_q, mask)
-        reconstruction_loss = ((reconstruction - x)[mask] ** 2).mean()
+        error = ((reconstruction - x) ** 2).mean(dim=-1)[mask]
+        if self.config.pt_weight > 0:
+            if pt is None:
+                raise ValueError(f"pt_weight {self.config.pt_weight}: the VQ-VAE needs the "
+                                 "particles' pT (forward(x, mask, pt))")
+            weights = pt_weights(pt, mask, self.config.pt_weight)[mask]
+            reconstruction_loss = (weights * error).sum() / weights.sum()
+        else:
+            reconstruction_loss = error.mean()
         codes = torch.zeros(mask.shape, dtype=torch.long, device=x.device)
         codes[mask] = q.codes
         loss = reconstruction_loss + self.config.vq_weight * q.loss

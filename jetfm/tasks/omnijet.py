@@ -19,6 +19,7 @@ from pathlib import Path
 from textwrap import indent
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -65,8 +66,8 @@ class TokenizerTask(LossTask):
         self.model = VQVAE(VQVAEConfig(**vqvae))
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
-        x, mask = batch
-        out = self.model(x, mask)
+        x, mask = batch[:2]
+        out = self.model(x, mask, batch[2] if len(batch) > 2 else None)  # pT: pt_weight
         self.log_dict(
             {
                 f"{stage}/loss": out.loss,
@@ -133,8 +134,11 @@ def fit_tokenizer(
     seed_all(seed)
     vq_config = VQVAEConfig(**{**vqvae, "n_features": len(preprocessing.features)})
     task = TokenizerTask(asdict(vq_config), **train_config.optimiser())
-    trainer = fit(task, tensor_dataset(values[train_idx], mask[train_idx]),
-                  tensor_dataset(values[val_idx], mask[val_idx]), train_config, out_dir)
+    columns = [values, mask]
+    if vq_config.pt_weight > 0:  # the weighted loss needs each particle's pT
+        columns.append(preprocessing.pt(values, mask).astype(np.float32))
+    trainer = fit(task, tensor_dataset(*(c[train_idx] for c in columns)),
+                  tensor_dataset(*(c[val_idx] for c in columns)), train_config, out_dir)
     tokenizer = Tokenizer(task.model.cpu(), preprocessing)
     if trainer.global_rank == 0:
         tokenizer.save(out_dir / "tokenizer.safetensors")
