@@ -268,3 +268,68 @@ def test_default_parameter_count():
     model = build_backbone("pet")
     assert sum(p.numel() for p in model.parameters()) == DEFAULT_PARAMETERS == 1_134_336
     assert model.dim == 128 and len(model.blocks) == 8
+
+
+# ---------------------------------------------------------------------------- (7) jet features
+JET4 = FeatureSpec(KIN_FEATURES.particle, (InputFeature("jet_pt", multiply=0.01),
+                                           InputFeature("jet_eta"),
+                                           InputFeature("jet_mass", multiply=0.01),
+                                           InputFeature("n_particles", multiply=0.01)))
+
+
+def with_jet(inputs: ParticleInputs, seed: int = 5) -> ParticleInputs:
+    g = torch.Generator().manual_seed(seed)
+    return ParticleInputs(inputs.mask, inputs.features, inputs.p4,
+                          torch.randn(len(inputs.mask), 4, generator=g))
+
+
+def test_jet_features_enter_as_one_condition_token():
+    """OmniLearn's jet-level inputs: one condition token after the class tokens; the outputs
+    depend on the jet features, padded slots still change nothing, a permutation of the
+    particles leaves the tokens unchanged; without jet features there is no such token."""
+    model = small(JET4)
+    assert model.config.jet_dim == 4 and model.n_tokens == SMALL["num_tokens"] + 1
+    inputs = with_jet(make_inputs([9, 4], 9))
+    out, mask = run(model, inputs)
+    assert out.shape[1] == model.n_tokens + 9 and mask[:, :model.n_tokens].all()
+    other = ParticleInputs(inputs.mask, inputs.features, inputs.p4, inputs.jet + 1.0)
+    assert (run(model, other)[0][:, :model.n_tokens] - out[:, :model.n_tokens]).abs().max() \
+        > 1e-3
+    padded = make_inputs([9, 4], 12)
+    padded = ParticleInputs(padded.mask, torch.cat([inputs.features, torch.full((2, 3, 7), 9.0)],
+                                                   1),
+                            torch.cat([inputs.p4, torch.full((2, 3, 4), 50.0)], 1), inputs.jet)
+    out_p, _ = run(model, padded)
+    torch.testing.assert_close(out_p[:, :out.shape[1]], out)
+    perm = torch.randperm(9, generator=torch.Generator().manual_seed(1))
+    shuffled = ParticleInputs(inputs.mask[:, perm], inputs.features[:, perm],
+                              inputs.p4[:, perm], inputs.jet)
+    out_s, _ = run(model, shuffled)
+    torch.testing.assert_close(out_s[:, :model.n_tokens], out[:, :model.n_tokens])
+    assert small().n_tokens == SMALL["num_tokens"]
+    with pytest.raises(ValueError, match=r"inputs.jet must be a \(batch, 4\) tensor"):
+        run(model, make_inputs([9, 4], 9))
+
+
+def test_jet_features_from_a_jet_batch_and_files(tmp_path):
+    """The spec computes the jet features from a JetBatch; the backbone file keeps them."""
+    rng = np.random.default_rng(1)
+    counts = [15, 6]
+    batch = JetBatch.from_ptetaphi([np.exp(rng.normal(2, 1, n)) for n in counts],
+                                   [rng.normal(0, 0.2, n) for n in counts],
+                                   [rng.normal(0, 0.2, n) for n in counts], 0.0)
+    model = small(JET4)
+    inputs, _ = model.prepare(batch)
+    np.testing.assert_allclose(inputs.jet[:, 3], [0.15, 0.06], rtol=1e-6)
+    loaded = load_backbone(save_backbone(tmp_path / "pet.safetensors", model), expect="pet")
+    assert loaded.features == JET4 and loaded.config.jet_dim == 4
+    torch.testing.assert_close(run(loaded, inputs.to_torch())[0], run(model,
+                                                                      inputs.to_torch())[0])
+
+
+@pytest.mark.parametrize("name", ["part", "lgatr"])
+def test_backbones_without_a_jet_input_refuse_jet_features(name):
+    with pytest.raises(ValueError, match=rf"{name} backbone: jet features \['jet_pt', "
+                                         r"'jet_eta', 'jet_mass', 'n_particles'\] are not used"):
+        build_backbone(name, None, JET4 if name == "part" else FeatureSpec(
+            (), JET4.jet))

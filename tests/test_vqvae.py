@@ -150,3 +150,14 @@ def test_tokenizer_files_keep_the_quantizer(tmp_path, quantizer):
     assert torch.equal(loaded.vqvae.encode(x, mask), codes)
     assert torch.equal(loaded.vqvae.decode(codes, mask), tokenizer.vqvae.decode(codes, mask))
     assert loaded.fingerprint == tokenizer.fingerprint
+
+
+def test_plain_vq_metadata_is_unchanged_by_the_quantizer_options():
+    """The quantiser options are written only when set: a plain-VQ tokenizer's metadata
+    (hence its fingerprint, which token files record) has the keys it had before them."""
+    plain = VQVAEConfig(codebook_size=64).to_dict()
+    assert set(plain) == {"n_features", "dim", "n_blocks", "n_heads", "latent_dim",
+                          "codebook_size", "beta", "replace_every", "vq_weight"}
+    assert VQVAEConfig(**plain) == VQVAEConfig(codebook_size=64)
+    fsq = VQVAEConfig(codebook_size=64, quantizer="fsq", fsq_levels=[4, 4, 4], pt_weight=0.5)
+    assert fsq.to_dict()["fsq_levels"] == [4, 4, 4] and VQVAEConfig(**fsq.to_dict()) == fsq

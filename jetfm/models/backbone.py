@@ -66,8 +66,15 @@ class Backbone(nn.Module, ABC):
     default_features: ClassVar[FeatureSpec] = KIN_FEATURES
     derived_keys: ClassVar[tuple[str, ...]] = ()
     default_head: ClassVar[str] = "class_attention"  # the head a tagger takes unless told
+    uses_jet_features: ClassVar[bool] = False  # True: the network has an input for them
 
     def __init__(self, config: Any, features: FeatureSpec) -> None:
+        """Raises ``ValueError`` for a spec with jet features when the backbone has no input
+        for them (:attr:`uses_jet_features`): they would be ignored silently."""
+        if features.jet and not self.uses_jet_features:
+            raise ValueError(f"{self.name} backbone: jet features "
+                             f"{[f.name for f in features.jet]} are not used by this network; "
+                             "remove them from the feature spec")
         super().__init__()
         self.config = config
         self.features = features

@@ -164,10 +164,7 @@ class LGATrBackbone(Backbone):
 
     def __init__(self, config: LGATrConfig, features: FeatureSpec) -> None:
         """Raises ``ValueError`` for a spec with jet features (the network has no input for
-        them)."""
-        if features.jet:
-            raise ValueError(f"lgatr backbone: jet features {[f.name for f in features.jet]} "
-                             "are not used by L-GATr; remove them from the feature spec")
+        them: :class:`~jetfm.models.backbone.Backbone`)."""
         super().__init__(config, features)
         self.n_features = len(features.particle)
         in_s = self.n_features + config.global_token

@@ -43,6 +43,12 @@ Network, for inputs ``features`` (B, P, F), ``p4`` (B, P, 4) and ``mask`` (B, P)
    residuals).
 6. final LayerNorm, padded rows set to 0 (OmniLearned ``PET_body.norm``).
 
+Jet-level features (the spec's ``jet`` list, e.g. OmniLearn's (pT, eta, mass, multiplicity)):
+an MLP (``_two_layer``) turns them into one condition token placed after the class tokens
+(OmniLearned ``PET_body`` with ``--conditional --num-cond``: "[class tokens] + [condition
+token] + particles"; OmniLearn-TF's classifier FiLMs the particle embedding with the same jet
+features instead). Without jet features there is no condition token.
+
 Deliberate differences from the references:
 
 * **Padded particles are masked as attention keys.** OmniLearn-TF passes no attention mask
@@ -106,6 +112,8 @@ class PETConfig:
     """Hyper-parameters of :class:`PETBackbone` (sources in the module docstring).
 
     * ``input_dim``: number of particle features (set from the feature spec);
+    * ``jet_dim``: number of jet-level features (set from the feature spec; 0: no condition
+      token);
     * ``dim`` (128), ``num_layers`` (8), ``num_heads`` (8), ``mlp_ratio`` (2): OmniLearned
       "small" (``base_dim``, ``num_transformers``, ``num_heads``, ``mlp_ratio``);
     * ``k`` (10): neighbours of the local block;
@@ -122,6 +130,7 @@ class PETConfig:
     """
 
     input_dim: int = 7
+    jet_dim: int = 0
     dim: int = 128
     num_layers: int = 8
     num_heads: int = 8
@@ -136,7 +145,8 @@ class PETConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, {
-            "input_dim": POSITIVE_INT, "dim": POSITIVE_INT, "num_layers": NON_NEGATIVE_INT,
+            "input_dim": POSITIVE_INT, "jet_dim": NON_NEGATIVE_INT, "dim": POSITIVE_INT,
+            "num_layers": NON_NEGATIVE_INT,
             "num_heads": POSITIVE_INT, "mlp_ratio": POSITIVE_INT, "k": POSITIVE_INT,
             "num_tokens": NON_NEGATIVE_INT,
             "layer_scale_init": Rule(float, low=0, low_open=True, optional=True),
@@ -283,7 +293,8 @@ class PETBackbone(Backbone):
     four inputs (Delta eta, Delta phi, log pT, log E) and, up to the 1 - x inside two logs,
     the 7 kinematic inputs of OmniLearn-TF, which are what its ``num_keep = 7`` keeps), the
     four-momenta (the kNN coordinates) and the mask.
-    Output: ``(B, num_tokens + P', dim)`` embeddings, class tokens first, and the mask (True
+    Output: ``(B, n_tokens + P', dim)`` embeddings, class tokens (and the condition token)
+    first, and the mask (True
     for the tokens and the real particles); padded rows are 0; P' <= P drops the trailing slots
     that no jet fills (a spec pads to ``n_max``).
     """
@@ -291,7 +302,8 @@ class PETBackbone(Backbone):
     name = "pet"
     config_class = PETConfig
     default_features = KIN_FEATURES
-    derived_keys = ("input_dim",)
+    derived_keys = ("input_dim", "jet_dim")
+    uses_jet_features = True  # the condition token
 
     def __init__(self, config: PETConfig, features: FeatureSpec) -> None:
         super().__init__(config, features)
@@ -301,6 +313,7 @@ class PETBackbone(Backbone):
         self.embed = _two_layer(c.input_dim, hidden, c.dim)
         self.local = LocalEdgeBlock(c.input_dim, hidden, c.dim, c.k)
         self.tokens = nn.Parameter(torch.zeros(1, c.num_tokens, c.dim))
+        self.condition = _two_layer(c.jet_dim, hidden, c.dim) if c.jet_dim else None
         self.blocks = nn.ModuleList(
             PETBlock(c.dim, c.num_heads, c.mlp_ratio, c.layer_scale_init, c.attn_drop,
                      c.mlp_drop) for _ in range(c.num_layers))
@@ -320,11 +333,16 @@ class PETBackbone(Backbone):
 
     @classmethod
     def derived(cls, features: FeatureSpec) -> dict:
-        return {"input_dim": len(features.particle)}
+        return {"input_dim": len(features.particle), "jet_dim": len(features.jet)}
 
     @property
     def has_global_token(self) -> bool:
         return bool(self.config.num_tokens > 0)
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens before the particles: class tokens and the condition token if any."""
+        return self.config.num_tokens + (self.condition is not None)
 
     @property
     def dim(self) -> int:
@@ -361,10 +379,18 @@ class PETBackbone(Backbone):
             if bool(bad.any()):
                 raise ValueError(f"pet: non-finite {key} of real particles in jets at batch "
                                  f"positions {bad.nonzero().flatten().tolist()[:10]}")
+        if self.condition is not None:
+            jet = inputs.jet
+            if not isinstance(jet, torch.Tensor) or tuple(jet.shape) != (b, self.config.jet_dim):
+                raise ValueError(f"pet: inputs.jet must be a (batch, {self.config.jet_dim}) "
+                                 f"tensor of jet features, got "
+                                 f"{tuple(jet.shape) if isinstance(jet, torch.Tensor) else jet}")
+            if not bool(torch.isfinite(jet).all()):
+                raise ValueError("pet: non-finite jet features")
         return features, p4, mask
 
     def forward(self, inputs: ParticleInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(embeddings (B, num_tokens + P', dim), mask (B, num_tokens + P'))``, where
+        """``(embeddings (B, n_tokens + P', dim), mask (B, n_tokens + P'))``, where
         P' <= P drops the trailing slots that hold no real particle of any jet.
 
         Inputs: ``inputs.features`` (B, P, input_dim) float, ``inputs.p4`` (B, P, 4)
@@ -378,8 +404,11 @@ class PETBackbone(Backbone):
         x = self.feature_drop(features)
         h = (self.embed(x) + self.local(x, p4, mask)) * mask[..., None]
         b = h.shape[0]
-        h = torch.cat([self.tokens.expand(b, -1, -1), h], dim=1)
-        full = torch.cat([mask.new_ones(b, self.config.num_tokens), mask], dim=1)
+        tokens = [self.tokens.expand(b, -1, -1)]
+        if self.condition is not None:
+            tokens.append(self.condition(inputs.jet.to(h.dtype))[:, None])
+        h = torch.cat([*tokens, h], dim=1)
+        full = torch.cat([mask.new_ones(b, self.n_tokens), mask], dim=1)
         keys = full if self._mask_padded_keys else None
         for block in self.blocks:
             h = block(h, full, keys)

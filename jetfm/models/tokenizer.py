@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +178,7 @@ class Tokenizer:
     def meta(self) -> dict[str, Any]:
         return {
             "kind": "tokenizer",
-            "vqvae": asdict(self.vqvae.config),
+            "vqvae": self.vqvae.config.to_dict(),
             "preprocessing": self.preprocessing.to_dict(),
         }
 

@@ -13,7 +13,7 @@ Shapes: ``x`` (batch, n_max, n_features) standardised features (see
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -96,6 +96,22 @@ class VQVAEConfig:
                 raise ValueError(f"codebook_size {self.codebook_size} is not K^{self.rvq_stages}"
                                  f" (quantizer rvq with rvq_stages {self.rvq_stages}), e.g. "
                                  f"{per_stage ** self.rvq_stages}")
+
+
+    def to_dict(self) -> dict:
+        """The fields as plain data; the quantiser options (``quantizer``, ``fsq_levels``,
+        ``rvq_stages``, ``pt_weight``) only where they differ from their defaults, so that
+        the metadata, and with it the fingerprint, of a plain-VQ tokenizer is what it was
+        before these options existed (its token files stay valid)."""
+        data = asdict(self)
+        for key in OPTIONAL_KEYS:
+            if data[key] == VQVAE_DEFAULTS[key]:
+                del data[key]
+        return data
+
+
+OPTIONAL_KEYS = ("quantizer", "fsq_levels", "rvq_stages", "pt_weight")
+VQVAE_DEFAULTS = {f.name: f.default for f in fields(VQVAEConfig)}
 
 
 def build_quantizer(config: VQVAEConfig) -> nn.Module:
