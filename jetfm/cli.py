@@ -45,7 +45,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from jetfm.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, number
+from jetfm.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, number
 
 if TYPE_CHECKING:
     from jetfm.data.batch import JetBatch
@@ -83,6 +83,17 @@ def option(rule: Rule) -> Callable[[str], Any]:
 POSITIVE_INT_OPTION = option(POSITIVE_INT)
 POSITIVE_OPTION = option(POSITIVE)
 NON_NEGATIVE_OPTION = option(NON_NEGATIVE)
+SEED_OPTION = option(NON_NEGATIVE_INT)
+
+
+def folder_output(text: str) -> str:
+    """An argparse ``type`` for output folders: a path that is not an existing file (it is
+    created, or reused to resume), refused before any work is done."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder (it is created if "
+                                         "missing)")
+    return text
 
 
 def device_option(text: str) -> str:
@@ -687,12 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="qcd top w z hbb (default: all)",
     )
     gen.add_argument("--n-jets", type=POSITIVE_INT_OPTION, default=2000, help="jets per process")
-    gen.add_argument("--out-dir", default="data", help="output folder")
+    gen.add_argument("--out-dir", type=folder_output, default="data", help="output folder")
     gen.add_argument(
         "--format", choices=("aspen", "parquet", "root"),
         help="root (JetClass) by default; aspen (AOJ HDF5) with --aspen-like",
     )
-    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--seed", type=SEED_OPTION, default=1)
     gen.add_argument("--workers", type=POSITIVE_INT_OPTION, default=1, help="parallel processes")
     gen.add_argument(
         "--mpi", action="store_true",
@@ -718,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="observable histograms per class")
     plot.add_argument("files", nargs="+")
-    plot.add_argument("--out-dir", default="plots")
+    plot.add_argument("--out-dir", type=folder_output, default="plots")
     skip_invalid_option(plot)
     plot.set_defaults(func=_cmd_plot)
 
@@ -735,10 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="generated-vs-reference metrics, floors, report")
     ev.add_argument("reference", nargs="+", help="reference jet file(s)")
     ev.add_argument("--generated", nargs="+", required=True, help="generated jet file(s)")
-    ev.add_argument("--out-dir", default="evaluation")
+    ev.add_argument("--out-dir", type=folder_output, default="evaluation")
     ev.add_argument("--n-bootstrap", type=option(Rule(int, low=2)), default=100,
                     help="bootstrap resamples for the errors (>= 2; default 100)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=SEED_OPTION, default=0)
     ev.add_argument("--html", action="store_true", help="also write report.html")
     ev.add_argument("--no-plots", action="store_true", help="table and report only")
     ev.add_argument("--tokenizer", type=Path,
@@ -757,12 +768,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--devices", type=POSITIVE_INT_OPTION, help="devices (processes with "
                        "DDP)")
         p.add_argument("--strategy", help="auto, ddp, ddp_spawn, ...")
-        p.add_argument("--seed", type=int, help="default: the training block's seed, else the "
-                   "config's")
+        p.add_argument("--seed", type=SEED_OPTION, help="default: the training block's seed, "
+                       "else the config's")
 
     tok = sub.add_parser("tokenizer", help="train a VQ-VAE tokenizer on jet files")
     tok.add_argument("files", nargs="+")
-    tok.add_argument("--out-dir", default="tokenizer")
+    tok.add_argument("--out-dir", type=folder_output, default="tokenizer")
     skip_invalid_option(tok)
     training_options(tok)
     tok.set_defaults(func=_cmd_tokenizer)
@@ -777,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="generative pre-training of the GPT backbone")
     pre.add_argument("tokens", nargs="+", help="token parquet file(s)")
     pre.add_argument("--tokenizer", required=True)
-    pre.add_argument("--out-dir", default="pretrain")
+    pre.add_argument("--out-dir", type=folder_output, default="pretrain")
     pre.add_argument("--resume", help="Lightning checkpoint to resume from (e.g. last.ckpt)")
     training_options(pre)
     pre.set_defaults(func=_cmd_pretrain)
@@ -798,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--top-k", type=POSITIVE_INT_OPTION,
                      help="sample among the k most likely tokens (>= 1; default: all)")
     smp.add_argument("--batch-size", type=POSITIVE_INT_OPTION, default=256)
-    smp.add_argument("--seed", type=int, default=1)
+    smp.add_argument("--seed", type=SEED_OPTION, default=1)
     smp.add_argument("--no-cache", action="store_true", help="recompute the prefix every step")
     smp.add_argument("--device", type=device_option, default="auto",
                      help="cpu, cuda, cuda:1, ...; auto: CUDA if available")
@@ -820,19 +831,19 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--test-fraction", type=option(Rule(float, low=0, low_open=True, high=1,
                                                          high_open=True)), default=0.3,
                     help="share of the jets kept for the test, in (0, 1)")
-    ft.add_argument("--out-dir", default="finetune")
+    ft.add_argument("--out-dir", type=folder_output, default="finetune")
     skip_invalid_option(ft)
     training_options(ft, TAGGING_CONFIG)
     ft.set_defaults(func=_cmd_finetune)
 
     omni = sub.add_parser("omnijet", help="the whole OmniJet-alpha chain from a config")
     omni.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML config")
-    omni.add_argument("--out", default="runs/omnijet")
+    omni.add_argument("--out", type=folder_output, default="runs/omnijet")
     omni.set_defaults(func=_cmd_omnijet)
 
     evo = sub.add_parser("evolution", help="jet-evolution generator vs thesis baseline study")
     evo.add_argument("--config", type=Path, required=True, help="YAML config")
-    evo.add_argument("--out", default="runs/evolution")
+    evo.add_argument("--out", type=folder_output, default="runs/evolution")
     evo.set_defaults(func=_cmd_evolution)
 
     study = sub.add_parser("study", help="studies from presets (resumable)")
@@ -842,7 +853,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--preset", choices=("cpu", "gpu", "tiny"), default="cpu",
                     help="configs/transfer_PRESET.yaml")
     tl.add_argument("--config", type=Path, help="YAML file overriding preset keys")
-    tl.add_argument("--out", default="runs/transfer", help="output folder (rerun to resume)")
+    tl.add_argument("--out", type=folder_output, default="runs/transfer",
+                    help="output folder (rerun to resume)")
     tl.set_defaults(func=_cmd_study_transfer)
 
     bench = sub.add_parser("benchmark", help="benchmarks from configs (resumable)")
@@ -853,13 +865,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="YAML config (default: configs/benchmark_tagging_cpu.yaml)")
     bt.add_argument("--data", nargs="+", help="labelled jet files (classes exactly the "
                     "config's) instead of the built-in generated jets")
-    bt.add_argument("--out", default="runs/benchmark_tagging", help="output folder (rerun to "
-                    "resume)")
+    bt.add_argument("--out", type=folder_output, default="runs/benchmark_tagging",
+                    help="output folder (rerun to resume)")
     skip_invalid_option(bt)
     bt.set_defaults(func=_cmd_benchmark_tagging)
 
     demo = sub.add_parser("demo", help="the built-in default job: the OmniJet-alpha chain")
-    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--out", type=folder_output, default="runs/demo")
     demo.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML config")
     demo.set_defaults(func=_cmd_omnijet)
     return parser

@@ -271,6 +271,13 @@ def test_budget_per_d_and_stated_exceptions(tmp_path):
      r"models\[0\] \(P\): max_steps: no budget for D = \[10\]"),
     ({"models": [{"name": "G", "backbone": "gbdt", "max_steps": 2}]},
      r"models\[0\] \(G\): keys \['max_steps'\] do not apply"),
+    ({"max_steps": {10: 3, 20: 4, 40: 2}}, r"max_steps: D = \[40\] is not among sizes"),
+    ({"sizes": [10, 10]}, r"sizes: \[10, 10\] lists a D twice"),
+    ({"models": [{"name": "P", "backbone": "part", "init": "pretrained", "mode": "finetune"}]},
+     r"models\[0\] \(P\): init: pretrained .* needs backbone: omnijet, not part"),
+    ({"models": [{"name": "P", "backbone": "part", "init": "/no/such.safetensors",
+                  "mode": "finetune"}]},
+     r"models\[0\] \(P\): no model file /no/such.safetensors"),
 ])
 def test_bad_budgets_are_named(change, message):
     with pytest.raises(ValueError, match=message):
@@ -295,3 +302,15 @@ def test_awkward_files_give_one_clear_line(tmp_path, capsys):
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert line.startswith("jetfm benchmark tagging: error: ") and files[0] in line
         assert wanted in line, line
+
+
+def test_cell_records_do_not_depend_on_how_init_is_spelled(tmp_path):
+    """A cell's record holds the init file's digest (its inputs), not its path: the same
+    run folder reached as 'runs/x' or '/abs/runs/x' reuses its cells."""
+    config = BenchmarkConfig(sizes=[10], max_steps=3, models=[{"name": "P",
+                                                               "backbone": "part"}])
+    entry = {"name": "O", "backbone": "omnijet", "mode": "finetune"}
+    relative = config.cell_config({**entry, "init": "run/omnijet/backbone.safetensors"}, 10)
+    absolute = config.cell_config({**entry, "init": f"{tmp_path}/run/omnijet/backbone"
+                                   ".safetensors"}, 10)
+    assert relative == absolute and "init" not in relative["model"]

@@ -58,14 +58,21 @@ def one_line_error(capsys, command: str) -> str:
      "must be >= 1"),
     (["finetune", "j.root", "--test-fraction", "1"], "--test-fraction", "must be < 1"),
     (["generate", "--n-jets", "0"], "--n-jets", "must be >= 1"),
+    (["finetune", "j.root", "--seed", "-5"], "--seed", "must be >= 0"),
+    (["generate", "--seed", "1.5"], "--seed", "is not an integer"),
+    (["finetune", "j.root", "--out-dir", "a_file"], "--out-dir", "a_file is a file"),
+    (["benchmark", "tagging", "--out", "a_file"], "--out", "a_file is a file"),
+    (["demo", "--out", "a_file"], "--out", "a_file is a file"),
 ])
 def test_bad_option_is_a_one_line_usage_error(tmp_path, monkeypatch, capsys, argv, option,
                                               problem):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
     assert main(argv) == 2
-    line = one_line_error(capsys, argv[0])
+    command = " ".join(argv[:2]) if argv[0] in ("benchmark", "study") else argv[0]
+    line = one_line_error(capsys, command)
     assert f"argument {option}: " in line and problem in line
-    assert not list(tmp_path.iterdir())  # refused before anything was made
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]  # refused before any work
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])

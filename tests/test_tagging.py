@@ -119,6 +119,26 @@ def test_tagger_ignores_padding_and_particle_order(name):
         torch.testing.assert_close(tagger(shuffled.to_torch()), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", sorted(BACKBONES_TINY))
+def test_particles_with_zero_momentum_are_dropped_by_every_backbone(name):
+    """(0, 0, 0, 0) particles carry no weight and no direction: every backbone's spec drops
+    them (also L-GATr's, whose four-momentum inputs have no log pT to fail on) and counts
+    them; the tagger's output is that of the jets without them."""
+
+    torch.manual_seed(0)
+    tagger = build_tagger(name, ["QCD", "Tbqq"], BACKBONES_TINY[name],
+                          features=list(KIN_FEATURES.particle), head_config=HEAD_TINY).eval()
+    jets = prong_jets(6, 2, "Wqq", n_min=3, n_max=12)
+    parts = jets.particles
+    zeros = ak.zeros_like(parts.px[:, :3])
+    padded = JetBatch.from_p4(*(ak.concatenate([getattr(parts, c), zeros], axis=1)
+                                for c in ("px", "py", "pz", "energy")))
+    _, reports = tagger.backbone.features.apply(padded)
+    assert reports[0].removed["outside pt window"] == 3 * len(jets)
+    np.testing.assert_allclose(tagger.predict_proba(padded), tagger.predict_proba(jets),
+                               rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

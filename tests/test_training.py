@@ -132,8 +132,9 @@ def test_resume_keeps_the_metrics_history(tmp_path):
 
 
 def test_max_steps_before_the_first_validation_ends_cleanly(tmp_path):
-    """A step cap inside the first epoch (no validation yet) stops training, no error; the
-    module keeps the weights of its last step."""
+    """A step cap inside the first epoch stops training there, with one validation at the
+    cap (so the best weights are chosen on it, and no 'monitored key' warning); the module
+    keeps the weights of its last step."""
     tokens, mask, _ = toy_sequences(64)
     task = GenerativeTask(OMNIJET_SMALL)
     before = [p.clone() for p in task.parameters()]
@@ -141,3 +142,6 @@ def test_max_steps_before_the_first_validation_ends_cleanly(tmp_path):
                   config(max_steps=1, batch_size=16), tmp_path)
     assert trainer.global_step == 1
     assert any(not torch.equal(p, q) for p, q in zip(task.parameters(), before, strict=True))
+    log = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    assert log["val/loss"].notna().sum() == 1 and (tmp_path / "checkpoints" / "best.ckpt"
+                                                    ).exists()

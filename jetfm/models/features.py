@@ -215,7 +215,7 @@ class FeatureSpec:
         self, batch: JetBatch, origin: str | None = None
     ) -> tuple[ParticleInputs, list[SelectionReport]]:
         """The model inputs of ``batch`` (numpy) and the reports of the particle selection
-        (non-finite features dropped, truncation to ``n_max``).
+        (particles with pT = 0 or a non-finite feature dropped, truncation to ``n_max``).
 
         Raises :class:`~jetfm.data.batch.JetDataError` naming ``origin`` (default: the batch's
         source files) and the features the data lack, or a jet whose jet feature is not finite.
@@ -228,9 +228,11 @@ class FeatureSpec:
                 f"(stored particle fields: {list(batch.particles.fields)}; derived: "
                 f"{list(DERIVED_PARTICLE_FEATURES)}; jet: {list(JET_FEATURES)} or per-jet "
                 "extras)")
-        names = [n for n in dict.fromkeys(self.names + P4_COLUMNS)]
-        raw, mask, reports = Preprocessing([FeatureTransform(n) for n in names],
-                                           self.n_max).raw(batch)
+        names = [n for n in dict.fromkeys(("pt", *self.names, *P4_COLUMNS))]
+        # particles with pT = 0 carry no weight and no direction: dropped for every backbone
+        # (whatever its features) and counted as "outside pt window"
+        transforms = [FeatureTransform(n, min=0.0 if n == "pt" else None) for n in names]
+        raw, mask, reports = Preprocessing(transforms, self.n_max).raw(batch)
         columns = {n: raw[..., i] for i, n in enumerate(names)}
         features = np.zeros((*mask.shape, len(self.particle)), dtype=np.float32)
         for i, feature in enumerate(self.particle):

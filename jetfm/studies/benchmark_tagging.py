@@ -151,6 +151,8 @@ class BenchmarkConfig:
             raise ValueError(f"classes {self.classes}: QCD is needed (rejections are quoted "
                              "against QCD)")
         self.sizes = [_count(v, "sizes") for v in self.sizes]
+        if len(set(self.sizes)) != len(self.sizes):
+            raise ValueError(f"sizes: {self.sizes} lists a D twice")
         self.n_test = _count(self.n_test, "n_test")
         if not self.sizes:
             raise ValueError("sizes: give at least one D (training jets per class)")
@@ -178,11 +180,18 @@ class BenchmarkConfig:
         names = [m.get("name") if isinstance(m, dict) else None for m in self.models]
         for i, (entry, name) in enumerate(zip(self.models, names, strict=True)):
             model = self.model_config(entry, f"models[{i}]")
-            if isinstance(model, TaggingConfig) and model.init is None:
-                try:  # a bad backbone or head value stops here, before any work
-                    model.build()
-                except ValueError as err:
-                    raise ValueError(f"models[{i}] ({name}): {err}") from None
+            if not isinstance(model, TaggingConfig):
+                continue
+            if model.init == PRETRAINED:
+                if model.backbone != "omnijet":
+                    raise ValueError(f"models[{i}] ({name}): init: {PRETRAINED} is the "
+                                     "benchmark's OmniJet pre-training; it needs backbone: "
+                                     f"omnijet, not {model.backbone}")
+                continue
+            try:  # a bad backbone, head or init file stops here, before any work
+                model.build()
+            except (ValueError, FileNotFoundError) as err:
+                raise ValueError(f"models[{i}] ({name}): {err}") from None
         if len(set(names)) != len(names):
             raise ValueError(f"models: names must be unique, got {names}")
         self.omnijet = self.omnijet or {}
@@ -247,7 +256,9 @@ class BenchmarkConfig:
 
     def cell_config(self, entry: dict[str, Any], size: int) -> dict[str, Any]:
         """What the numbers of cell (``entry``, D = ``size``) depend on (its stage record)."""
-        model = {k: v for k, v in deepcopy(entry).items() if k != "max_steps"}  # in training
+        # max_steps: in the training block; init: by its digest (the stage's inputs), so the
+        # record does not depend on how the run folder or the file path is spelled
+        model = {k: v for k, v in deepcopy(entry).items() if k not in ("max_steps", "init")}
         if entry["backbone"] != GBDT:
             model["training"] = self.training_block(entry, size)
         keys = ("classes", "n_test", "seed", "n_bootstrap", "signal_efficiency", "skip_invalid")
@@ -269,6 +280,10 @@ def check_budget(value: Any, sizes: list[int], name: str) -> int | dict[int, int
     if missing:
         raise ValueError(f"{name}: no budget for D = {missing} (the mapping has "
                          f"{sorted(budget)})")
+    unused = sorted(set(budget) - set(sizes))
+    if unused:
+        raise ValueError(f"{name}: D = {unused} is not among sizes {sizes} (a budget that "
+                         "no cell uses)")
     return budget
 
 

@@ -204,6 +204,21 @@ def fit(
     callbacks: list[Any] = [checkpoint, stopping]
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=config.num_workers,
+    )
+    val_loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers)
+    # a budget shorter than one epoch still ends with a validation (the best weights are
+    # chosen on it): validate after max_steps batches instead of at the epoch's end (one
+    # device; with DDP each device's share of the batches is not known here)
+    n_batches = len(train_loader)
+    val_check_interval = (config.max_steps if config.devices == 1
+                          and 0 < config.max_steps < n_batches else None)
     trainer = L.Trainer(
         max_epochs=config.max_epochs,
         max_steps=config.max_steps,
@@ -218,16 +233,8 @@ def fit(
         enable_model_summary=False,
         deterministic="warn",
         default_root_dir=out_dir,
+        val_check_interval=val_check_interval,
     )
-    generator = torch.Generator().manual_seed(config.seed)
-    train_loader = DataLoader(
-        train,
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=generator,
-        num_workers=config.num_workers,
-    )
-    val_loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers)
     metrics_csv = out_dir / "logs" / "metrics.csv"
     # Lightning's CSV logger deletes an existing metrics.csv when it starts: read it first.
     history = _read_metrics(_history_file(Path(resume), metrics_csv)) if resume else None
