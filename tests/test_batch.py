@@ -151,6 +151,9 @@ def test_invalid_jets_raise_with_origin_or_are_counted():
     empty = JetBatch.from_p4([[1.0], []], [[0.0], []], [[0.0], []], [[1.0], []])
     with pytest.raises(JetDataError, match="zero particles"):
         empty.check("x.h5")
+    untyped = JetBatch.from_p4(*[ak.Array([[]])] * 4)  # no particle anywhere: no dtype
+    with pytest.raises(JetDataError, match="1 jet.* with zero particles"):
+        untyped.check("y.h5")
 
 
 def test_constructor_rejects_bad_layouts():

@@ -511,7 +511,8 @@ class JetBatch:
         flags: dict[str, np.ndarray] = {}
         for name in self.fields:
             column = self.particles[name]
-            if np.issubdtype(ak.flatten(column, axis=None).layout.dtype, np.floating):
+            # an empty column of unknown type (ak.Array([[]])) has no dtype: numpy's is float
+            if np.issubdtype(ak.to_numpy(ak.flatten(column, axis=None)).dtype, np.floating):
                 bad = ak.to_numpy(ak.any(~np.isfinite(column), axis=1))
                 flags[f"non-finite {name}"] = bad
         flags["negative energy"] = ak.to_numpy(ak.any(self.particles["energy"] < 0, axis=1))
