@@ -32,13 +32,13 @@ def test_feature_spec_transforms_clips_and_keeps_the_four_momenta():
     spec = FeatureSpec((InputFeature("log_pt", 1.7, 0.7, (-5, 5)),
                         InputFeature("pt", 0.0, 1.0, (0.0, 100.0))), n_max=2)
     inputs, reports = spec.apply(jets)
-    # pT-ordered, the pT = 0 particle dropped (non-finite log pT) and counted
+    # pT-ordered, the pT = 0 particle dropped (no weight, no direction) and counted
     np.testing.assert_array_equal(inputs.mask, [[True, True], [True, False]])
     np.testing.assert_allclose(inputs.features[0, :, 0], (np.log([200.0, 10.0]) - 1.7) * 0.7,
                                rtol=1e-6)
     np.testing.assert_allclose(inputs.features[0, :, 1], [100.0, 10.0])  # clipped at 100
     assert inputs.features[1, 1].tolist() == [0.0, 0.0]
-    assert reports[0].removed["non-finite log_pt"] == 1
+    assert reports[0].removed["outside pt window"] == 1
     order = np.argsort(-np.asarray(jets.pt[0]))[:2]
     expected = np.stack([np.asarray(jets.particles[0][f])[order]
                          for f in ("energy", "px", "py", "pz")], axis=-1)
