@@ -10,7 +10,13 @@ from jetfm.models.features import ParticleInputs
 from jetfm.models.tagger import Tagger
 from jetfm.tasks.omnijet import GenerativeTask, TokenizerTask
 from jetfm.tasks.tagging import InputsDataset, TaggingTask
-from jetfm.tasks.training import TrainConfig, fit, split_indices, tensor_dataset
+from jetfm.tasks.training import (
+    TrainConfig,
+    fit,
+    split_indices,
+    tensor_dataset,
+    validation_schedule,
+)
 
 GPT_SMALL = {"vocab_size": 12, "dim": 32, "n_blocks": 1, "n_heads": 4, "max_length": 8}
 OMNIJET_SMALL = omnijet_meta(GPT_SMALL)
@@ -145,3 +151,31 @@ def test_max_steps_before_the_first_validation_ends_cleanly(tmp_path):
     log = pd.read_csv(tmp_path / "logs" / "metrics.csv")
     assert log["val/loss"].notna().sum() == 1 and (tmp_path / "checkpoints" / "best.ckpt"
                                                     ).exists()
+
+
+def test_validation_schedule_validates_the_last_step():
+    """Epoch-end validation unless the step budget ends the run mid-epoch; then every
+    max_steps / m steps with m the fewest validations, at least one per epoch, dividing
+    max_steps."""
+    assert validation_schedule(1000, 10_000, 391, 1) == (250, None)  # 4 x 250 = 1000
+    assert validation_schedule(600, 10_000, 391, 1) == (300, None)
+    assert validation_schedule(600, 10_000, 40, 1) == (None, 1)  # 15 whole epochs
+    assert validation_schedule(3, 10_000, 4, 1) == (3, None)  # inside the first epoch
+    assert validation_schedule(7, 10_000, 3, 1) == (1, None)  # 7 is prime: every step
+    assert validation_schedule(1000, 2, 391, 1) == (None, 1)  # the epochs end it first
+    assert validation_schedule(1000, -1, 391, 1) == (250, None)  # no epoch limit
+    assert validation_schedule(-1, 5, 391, 1) == (None, 1)  # no step limit
+    assert validation_schedule(1000, 10_000, 391, 2) == (None, 1)  # DDP: Lightning's
+
+
+def test_a_budget_ending_mid_epoch_is_validated_at_its_last_step(tmp_path):
+    """10 steps of 3-batch epochs (at least 4 validations; 5 divides 10): validation every 2
+    steps, the last at step 10, so the kept weights may be the last step's (not those of
+    epoch 3, as with epoch-end validation only)."""
+    tokens, mask, _ = toy_sequences(96)
+    task = GenerativeTask(OMNIJET_SMALL)
+    trainer = fit(task, tensor_dataset(tokens, mask), tensor_dataset(tokens, mask),
+                  config(max_steps=10, max_epochs=100, batch_size=32), tmp_path)
+    assert trainer.global_step == 10
+    log = pd.read_csv(tmp_path / "logs" / "metrics.csv")
+    assert log.loc[log["val/loss"].notna(), "step"].tolist() == [1, 3, 5, 7, 9]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -213,12 +214,8 @@ def fit(
         num_workers=config.num_workers,
     )
     val_loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers)
-    # a budget shorter than one epoch still ends with a validation (the best weights are
-    # chosen on it): validate after max_steps batches instead of at the epoch's end (one
-    # device; with DDP each device's share of the batches is not known here)
-    n_batches = len(train_loader)
-    val_check_interval = (config.max_steps if config.devices == 1
-                          and 0 < config.max_steps < n_batches else None)
+    val_check_interval, check_val_every_n_epoch = validation_schedule(
+        config.max_steps, config.max_epochs, len(train_loader), config.devices)
     trainer = L.Trainer(
         max_epochs=config.max_epochs,
         max_steps=config.max_steps,
@@ -234,6 +231,7 @@ def fit(
         deterministic="warn",
         default_root_dir=out_dir,
         val_check_interval=val_check_interval,
+        check_val_every_n_epoch=check_val_every_n_epoch,
     )
     metrics_csv = out_dir / "logs" / "metrics.csv"
     # Lightning's CSV logger deletes an existing metrics.csv when it starts: read it first.
@@ -253,6 +251,29 @@ def fit(
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     return trainer
+
+
+def validation_schedule(max_steps: int, max_epochs: int, n_batches: int, devices: Any
+                        ) -> tuple[int | None, int | None]:
+    """Lightning's ``(val_check_interval, check_val_every_n_epoch)`` for a run of at most
+    ``max_steps`` steps and ``max_epochs`` epochs of ``n_batches`` batches.
+
+    By default validation runs at the end of every epoch. When the step budget ends the run
+    before ``max_epochs`` and not at an epoch's end (``max_steps`` not a multiple of
+    ``n_batches``), the last steps would never be validated and the weights kept would be
+    those of an earlier epoch; then validation runs every ``max_steps / m`` steps instead,
+    counted across epochs, with m the smallest whole number of validations no sparser than
+    one per epoch that divides ``max_steps`` (e.g. 1000 steps of 391-batch epochs: every 250
+    steps), so the final step is validated. One device only (with DDP each device's share
+    of the batches is not known here): ``(None, 1)`` otherwise, Lightning's default.
+    """
+    if (devices != 1 or max_steps <= 0 or n_batches <= 0 or max_steps % n_batches == 0
+            or 0 < max_epochs and max_steps >= max_epochs * n_batches):
+        return None, 1
+    m = math.ceil(max_steps / n_batches)
+    while max_steps % m:
+        m += 1
+    return max_steps // m, None
 
 
 def _history_file(checkpoint: Path, metrics_csv: Path) -> Path:
