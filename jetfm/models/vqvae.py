@@ -97,7 +97,6 @@ class VQVAEConfig:
                                  f" (quantizer rvq with rvq_stages {self.rvq_stages}), e.g. "
                                  f"{per_stage ** self.rvq_stages}")
 
-
     def to_dict(self) -> dict:
         """The fields as plain data; the quantiser options (``quantizer``, ``fsq_levels``,
         ``rvq_stages``, ``pt_weight``) only where they differ from their defaults, so that
