@@ -183,15 +183,15 @@ class VQVAE(nn.Module):
         z_q = torch.zeros_like(z)
         z_q[mask] = q.z_q.to(z.dtype)
         reconstruction = self.decoder(z_q, mask)
-        error = ((reconstruction - x) ** 2).mean(dim=-1)[mask]
         if self.config.pt_weight > 0:
             if pt is None:
                 raise ValueError(f"pt_weight {self.config.pt_weight}: the VQ-VAE needs the "
                                  "particles' pT (forward(x, mask, pt))")
+            error = ((reconstruction - x) ** 2).mean(dim=-1)[mask]
             weights = pt_weights(pt, mask, self.config.pt_weight)[mask]
             reconstruction_loss = (weights * error).sum() / weights.sum()
-        else:
-            reconstruction_loss = error.mean()
+        else:  # this expression (its summation order) keeps earlier trainings bit-identical
+            reconstruction_loss = ((reconstruction - x)[mask] ** 2).mean()
         codes = torch.zeros(mask.shape, dtype=torch.long, device=x.device)
         codes[mask] = q.codes
         loss = reconstruction_loss + self.config.vq_weight * q.loss
