@@ -30,6 +30,16 @@ from torch import nn
 from jetfm.models.vq import QuantizerOutput, code_statistics
 
 
+def codes_per_stage(codebook_size: int, stages: int) -> int:
+    """K with K^stages = ``codebook_size`` (residual VQ); ``ValueError`` when there is none."""
+    per_stage = round(codebook_size ** (1 / stages))
+    if per_stage ** stages != codebook_size:
+        raise ValueError(f"codebook_size {codebook_size} is not K^{stages} (quantizer rvq "
+                         f"with rvq_stages {stages}: K codes per stage), e.g. "
+                         f"{per_stage ** stages}")
+    return per_stage
+
+
 class FSQQuantizer(nn.Module):
     """Finite scalar quantisation with ``levels`` per dimension of a projected latent."""
 
@@ -69,10 +79,7 @@ class ResidualQuantizer(nn.Module):
         super().__init__()
         from vector_quantize_pytorch import ResidualVQ
 
-        per_stage = round(codebook_size ** (1 / stages))
-        if per_stage ** stages != codebook_size:
-            raise ValueError(f"codebook_size {codebook_size} is not a power K^{stages} (rvq "
-                             f"with rvq_stages = {stages}: K codes per stage)")
+        per_stage = codes_per_stage(codebook_size, stages)
         self.codebook_size, self.per_stage, self.stages = codebook_size, per_stage, stages
         self.rvq = ResidualVQ(dim=dim, num_quantizers=stages, codebook_size=per_stage,
                               kmeans_init=True, kmeans_iters=10, commitment_weight=beta,

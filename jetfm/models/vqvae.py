@@ -26,7 +26,7 @@ from jetfm.checks import (
     check_divisible,
     check_fields,
 )
-from jetfm.models.quantizers import FSQQuantizer, ResidualQuantizer
+from jetfm.models.quantizers import FSQQuantizer, ResidualQuantizer, codes_per_stage
 from jetfm.models.vq import VectorQuantizer
 from jetfm.nn.transformer import Block
 
@@ -91,11 +91,7 @@ class VQVAEConfig:
         elif self.fsq_levels is not None:
             raise ValueError(f"fsq_levels apply to quantizer fsq, not {self.quantizer}")
         if self.quantizer == "rvq":
-            per_stage = round(self.codebook_size ** (1 / self.rvq_stages))
-            if per_stage ** self.rvq_stages != self.codebook_size:
-                raise ValueError(f"codebook_size {self.codebook_size} is not K^{self.rvq_stages}"
-                                 f" (quantizer rvq with rvq_stages {self.rvq_stages}), e.g. "
-                                 f"{per_stage ** self.rvq_stages}")
+            codes_per_stage(self.codebook_size, self.rvq_stages)
 
     def to_dict(self) -> dict:
         """The fields as plain data; the quantiser options (``quantizer``, ``fsq_levels``,
