@@ -12,7 +12,8 @@
     jetfm finetune   jet tagger: any backbone (part, lgatr, pet, omnijet), any classes
     jetfm omnijet    the whole OmniJet-alpha chain from a YAML config
     jetfm evolution  jet-evolution generator (and thesis baseline) on declustering trees
-    jetfm study      studies from presets: ``jetfm study transfer`` (AOJ -> JetClass transfer)
+    jetfm study      studies: ``jetfm study transfer`` (AOJ -> JetClass transfer),
+                     ``jetfm study tokenizer`` (tokenizer resolution)
     jetfm benchmark  ``jetfm benchmark tagging``: every backbone and a GBDT on the same jets
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
 
@@ -59,6 +60,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEMO_CONFIG = CONFIGS / "omnijet_cpu.yaml"
 TAGGING_CONFIG = CONFIGS / "tagging_cpu.yaml"
 BENCHMARK_CONFIG = CONFIGS / "benchmark_tagging_cpu.yaml"
+TOKENIZER_STUDY_CONFIG = CONFIGS / "tokenizer_study_cpu.yaml"
 # names the parser offers; the modules behind them load only when a command needs them
 BACKBONES = ("lgatr", "omnijet", "part", "pet")
 HEAD_NAMES = ("class_attention", "global_token", "pooled_mlp", "summation")
@@ -655,6 +657,17 @@ def _cmd_study_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study_tokenizer(args: argparse.Namespace) -> int:
+    """The tokenizer resolution study (:mod:`jetfm.studies.tokenizer`) from a config."""
+    from jetfm.studies.tokenizer import load_config, run
+
+    summary = run(load_config(args.config), args.out)
+    console.print(Path(args.out, "table.md").read_text(), markup=False)
+    console.print(f"run time {summary['seconds']:.0f} s; every metric in "
+                  f"{Path(args.out, 'summary.md')}")
+    return 0
+
+
 def _cmd_benchmark_tagging(args: argparse.Namespace) -> int:
     """The tagging benchmark (:mod:`jetfm.studies.benchmark_tagging`) from a config, on the
     built-in 5-class data or the labelled files of ``--data``."""
@@ -856,6 +869,13 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--out", type=folder_output, default="runs/transfer",
                     help="output folder (rerun to resume)")
     tl.set_defaults(func=_cmd_study_transfer)
+    ts = studies.add_parser("tokenizer", help="tokenizer resolution: decoded vs truth top and "
+                            "QCD jets over codebook size, training jets, quantiser, ...")
+    ts.add_argument("--config", type=Path, default=TOKENIZER_STUDY_CONFIG,
+                    help="YAML config (default: configs/tokenizer_study_cpu.yaml)")
+    ts.add_argument("--out", type=folder_output, default="runs/tokenizer_study",
+                    help="output folder (rerun to resume)")
+    ts.set_defaults(func=_cmd_study_tokenizer)
 
     bench = sub.add_parser("benchmark", help="benchmarks from configs (resumable)")
     benches = bench.add_subparsers(dest="study", required=True)

@@ -75,6 +75,16 @@ def test_tiny_preset_writes_every_cell_and_its_numbers(tiny_run):
     assert "AUC Wqq vs Zqq" in page and "at most 4 optimiser steps" in page
     for size in config.sizes:
         assert (out / "plots" / f"roc_D{size}.png").stat().st_size > 0
+    # best neural model minus the GBDT, per D, from the same saved probabilities
+    assert [c["D"] for c in table["best_vs_baseline"]] == config.sizes
+    for comparison in table["best_vs_baseline"]:
+        rows = {r["model"]: r for r in table["rows"] if r["D"] == comparison["D"]}
+        best = max((r for r in rows.values() if r["backbone"] != "gbdt"),
+                   key=lambda r: r["accuracy"])
+        assert comparison["model"] == best["model"] and comparison["baseline"] == "GBDT"
+        assert comparison["accuracy"]["value"] == pytest.approx(
+            best["accuracy"] - rows["GBDT"]["accuracy"], abs=1e-12)
+    assert "paired bootstrap over the same test jets" in (out / "table.md").read_text()
 
 
 def test_rerun_reuses_every_cell_and_a_changed_model_redoes_only_its_cells(tiny_run, tmp_path,

@@ -16,6 +16,7 @@ from jetfm.models.tagger import Tagger
 from jetfm.studies.benchmark_tagging import load_config as benchmark_config
 from jetfm.studies.evolution import EvolutionStudyConfig
 from jetfm.studies.omnijet import OmniJetConfig
+from jetfm.studies.tokenizer import load_config as tokenizer_study_config
 from jetfm.studies.transfer import load_config
 from jetfm.tasks.omnijet import GenerativeTask, TokenizerTask, fit_tokenizer
 from jetfm.tasks.tagging import InputsDataset, TaggingTask, tagging_config
@@ -49,6 +50,8 @@ def load_any(path: Path) -> object:
         return load_config(path.stem.split("_", 1)[1])
     if kind == "benchmark":
         return benchmark_config(path)
+    if kind == "tokenizer":
+        return tokenizer_study_config(path)
     if kind == "tagging":  # `jetfm finetune --config`: TaggingConfig keys and the seed
         data = yaml.safe_load(path.read_text())
         seed = data.pop("seed")

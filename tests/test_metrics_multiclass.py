@@ -10,7 +10,12 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
-from jetfm.metrics.tagging import multiclass_summary, pair_score, rejection_at
+from jetfm.metrics.tagging import (
+    multiclass_summary,
+    pair_score,
+    paired_difference,
+    rejection_at,
+)
 from jetfm.plots.roc import plot_multiclass_roc
 
 CLASSES = ["QCD", "Tbqq", "Wqq", "Zqq", "Hbb"]
@@ -147,3 +152,22 @@ def test_multiclass_roc_plot_has_one_panel_per_signal_class(tmp_path) -> None:
     visible = [ax for ax in seen["axes"].flat if ax.get_visible()]
     assert [ax.get_title().split(" vs")[0] for ax in visible] == CLASSES[1:]
     assert all(len(ax.get_lines()) == 2 for ax in visible)
+
+
+def test_paired_difference_is_the_difference_with_a_paired_error() -> None:
+    labels, probs_a = _toy(seed=3)
+    rng = np.random.default_rng(4)
+    # B: A's probabilities slightly perturbed, so the two taggers' errors are correlated
+    probs_b = softmax(np.log(probs_a) + rng.normal(0, 0.3, probs_a.shape), axis=1)
+    same = paired_difference(labels, probs_a, probs_a, CLASSES, n_bootstrap=20, seed=2)
+    assert all(e.value == 0.0 and e.error == 0.0 for e in same.values())
+    diff = paired_difference(labels, probs_a, probs_b, CLASSES, n_bootstrap=50, seed=2)
+    a = multiclass_summary(labels, probs_a, CLASSES, n_bootstrap=50, seed=2)
+    b = multiclass_summary(labels, probs_b, CLASSES, n_bootstrap=50, seed=2)
+    assert set(diff) == {k for k in a if not k.startswith("rejection@")}
+    for key in ("accuracy", "macro_auc", "auc_Wqq_vs_Zqq"):
+        assert diff[key].value == pytest.approx(a[key].value - b[key].value, abs=1e-12)
+        # shared test jets: the paired error is well below the errors added in quadrature
+        assert diff[key].error < 0.7 * np.hypot(a[key].error, b[key].error)
+    with pytest.raises(ValueError):
+        paired_difference(labels, probs_a, probs_b[:-1], CLASSES)

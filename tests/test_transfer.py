@@ -223,6 +223,7 @@ def test_seed_point_and_power_law_fit_recover_gamma():
 def test_d_needed_and_verdicts_on_synthetic_curves():
     assert d_needed(3.0, 0.4, 3.0 * 5000**-0.4) == pytest.approx(5000)
     assert d_needed(1.0, 0.0, 0.5) == math.inf
+    assert d_needed(1.0, 1e-4, 0.5) == math.inf  # (a / value)^(1 / gamma) overflows a float
     sizes = [100, 1000, 10000]
     scratch_law = lambda d: 2.0 * d**-0.3  # noqa: E731
     # fine-tuned: what scratch reaches with 10.5x the jets; at the largest D, with 0.9x

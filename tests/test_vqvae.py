@@ -89,8 +89,9 @@ def test_codes_are_tokens_below_codebook_size_and_used(quantizer):
 @pytest.mark.parametrize(("options", "message"), [
     ({"quantizer": "fsq", "fsq_levels": [4, 4, 4], "codebook_size": 60},
      r"codebook_size 60 != the product of fsq_levels \[4, 4, 4\] \(64\); set codebook_size: 64"),
-    ({"quantizer": "fsq"}, "quantizer fsq needs a list of integers >= 2"),
-    ({"quantizer": "fsq", "fsq_levels": [4, 1, 16]}, "integers >= 2"),
+    ({"quantizer": "fsq"}, "quantizer fsq needs a list of integers >= 3"),
+    ({"quantizer": "fsq", "fsq_levels": [4, 1, 16]}, "integers >= 3"),
+    ({"quantizer": "fsq", "fsq_levels": [4, 2, 8], "codebook_size": 64}, "integers >= 3"),
     ({"quantizer": "rvq", "codebook_size": 60}, r"codebook_size 60 is not K\^2"),
     ({"quantizer": "vq", "fsq_levels": [4, 4]}, "fsq_levels apply to quantizer fsq, not vq"),
     ({"quantizer": "lfq"}, r"quantizer: 'lfq' is not one of \['vq', 'fsq', 'rvq'\]"),
@@ -145,10 +146,10 @@ def test_tokenizer_files_keep_the_quantizer(tmp_path, quantizer):
     model(x, mask)
     tokenizer = Tokenizer(model, omnijet_preprocessing(x.shape[1]))
     loaded = Tokenizer.load(tokenizer.save(tmp_path / "tokenizer.safetensors"))
-    assert loaded.vqvae.config == model.config and loaded.codebook_size == 64
-    codes = tokenizer.vqvae.encode(x, mask)
-    assert torch.equal(loaded.vqvae.encode(x, mask), codes)
-    assert torch.equal(loaded.vqvae.decode(codes, mask), tokenizer.vqvae.decode(codes, mask))
+    assert loaded.model.config == model.config and loaded.codebook_size == 64
+    codes = tokenizer.model.encode(x, mask)
+    assert torch.equal(loaded.model.encode(x, mask), codes)
+    assert torch.equal(loaded.model.decode(codes, mask), tokenizer.model.decode(codes, mask))
     assert loaded.fingerprint == tokenizer.fingerprint
 
 

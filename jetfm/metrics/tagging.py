@@ -346,3 +346,44 @@ def multiclass_summary(
         else:
             summary[key] = Estimate(value, float(np.std(spread, ddof=1)))
     return summary
+
+
+def paired_difference(
+    labels: np.ndarray,
+    probs_a: np.ndarray,
+    probs_b: np.ndarray,
+    classes: Sequence[str],
+    *,
+    background: str = "QCD",
+    signal_efficiency: float = 0.5,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Tagger A minus tagger B on the SAME test jets, for every number of
+    :func:`multiclass_summary` but the rejections: the difference of the values, and as error
+    the standard deviation of the difference over ``n_bootstrap`` resamples that draw the same
+    jets for both taggers (within each class; a paired bootstrap). The two taggers' errors are
+    correlated through the shared test jets, so this error is what says whether A beats B,
+    not the errors of the two values added in quadrature.
+
+    ``probs_a``, ``probs_b``: (n, K) softmax outputs of the two taggers on jets ``labels``.
+    Raises ``ValueError`` for bad inputs (:func:`check_class_probs`) or different shapes.
+    """
+    check_n_bootstrap(n_bootstrap)
+    classes = list(classes)
+    labels, probs_a = check_class_probs(labels, probs_a, classes, background)
+    labels, probs_b = check_class_probs(labels, probs_b, classes, background)
+    bkg = classes.index(background)
+
+    def values(idx: np.ndarray) -> dict[str, float]:
+        a = _summary_values(labels[idx], probs_a[idx], classes, bkg, signal_efficiency)
+        b = _summary_values(labels[idx], probs_b[idx], classes, bkg, signal_efficiency)
+        return {k: a[k] - b[k] for k in a if not k.startswith("rejection@")}
+
+    value = values(np.arange(len(labels)))
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(labels == k) for k in range(len(classes))]
+    replicas = [values(np.concatenate([rng.choice(m, len(m)) for m in members]))
+                for _ in range(n_bootstrap)]
+    return {k: Estimate(v, float(np.std([r[k] for r in replicas], ddof=1)))
+            for k, v in value.items()}

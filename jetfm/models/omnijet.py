@@ -29,16 +29,21 @@ from jetfm.data.transforms import Preprocessing
 from jetfm.models.backbone import Backbone, backbone_from_meta, register_backbone
 from jetfm.models.features import FeatureSpec, InputFeature, ParticleInputs
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, sample
-from jetfm.models.tokenizer import Tokenizer, check_fingerprint
-from jetfm.models.vqvae import VQVAE, VQVAEConfig
+from jetfm.models.tokenizer import (
+    TOKEN_MODELS,
+    Tokenizer,
+    build_token_model,
+    check_fingerprint,
+    token_model_config,
+)
 
 
 @dataclass
 class OmniJetBackboneConfig:
     """``gpt``: :class:`~jetfm.models.gpt.GPTConfig` fields (vocabulary size and length are
     set by the tokenizer); ``tokenizer``: the tokenizer's metadata (:meth:`Tokenizer.meta`:
-    VQ-VAE configuration and preprocessing). ``ValueError`` naming the key for a bad value or
-    a missing tokenizer."""
+    VQ-VAE or feature-codebook configuration and preprocessing). ``ValueError`` naming the key
+    for a bad value or a missing tokenizer."""
 
     gpt: dict[str, Any] = field(default_factory=dict)
     tokenizer: dict[str, Any] = field(default_factory=dict)
@@ -48,12 +53,13 @@ class OmniJetBackboneConfig:
             raise ValueError("an omnijet backbone needs its tokenizer: start from a backbone "
                              "file (init: pretrain/backbone.safetensors) or build it with "
                              "jetfm.models.omnijet.omnijet_backbone(tokenizer, gpt)")
-        if set(self.tokenizer) != {"kind", "vqvae", "preprocessing"}:
-            raise ValueError(f"tokenizer: expected the keys kind, vqvae, preprocessing of a "
-                             f"tokenizer's metadata, got {sorted(self.tokenizer)}")
-        vqvae = VQVAEConfig(**self.tokenizer["vqvae"])
+        keys = set(self.tokenizer)
+        if not any(keys == {"kind", model, "preprocessing"} for model in TOKEN_MODELS):
+            raise ValueError(f"tokenizer: expected the keys kind, preprocessing and one of "
+                             f"{list(TOKEN_MODELS)} (a tokenizer's metadata), got {sorted(keys)}")
+        size = token_model_config(self.tokenizer)[1].codebook_size
         n_max = int(self.tokenizer["preprocessing"]["n_max"])
-        self.gpt = asdict(GPTConfig(**{**self.gpt, "vocab_size": vqvae.codebook_size + 2,
+        self.gpt = asdict(GPTConfig(**{**self.gpt, "vocab_size": size + 2,
                                        "max_length": n_max + 2}))
 
 
@@ -73,7 +79,9 @@ class OmniJetBackbone(Backbone):
 
     def __init__(self, config: OmniJetBackboneConfig, features: FeatureSpec) -> None:
         super().__init__(config, features)
-        self.vqvae = VQVAE(VQVAEConfig(**config.tokenizer["vqvae"])).requires_grad_(False)
+        # the tokenizer's model (VQ-VAE or feature codebook); the attribute keeps its name, and
+        # with it the "vqvae." keys of backbone files
+        self.vqvae = build_token_model(config.tokenizer).requires_grad_(False)
         self.preprocessing = Preprocessing.from_dict(config.tokenizer["preprocessing"])
         self.gpt = GPT(GPTConfig(**config.gpt))
 
@@ -87,7 +95,7 @@ class OmniJetBackbone(Backbone):
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The tokenizer (sharing this backbone's VQ-VAE weights)."""
+        """The tokenizer (sharing this backbone's tokenizer-model weights)."""
         return Tokenizer(self.vqvae, self.preprocessing)
 
     @property
@@ -141,7 +149,7 @@ def omnijet_backbone(tokenizer: Tokenizer, gpt: Mapping[str, Any] | None = None
     of ``tokenizer`` (its weights copied in)."""
     config = OmniJetBackboneConfig(dict(gpt or {}), tokenizer.meta())
     backbone = OmniJetBackbone(config, tokenizer_features(tokenizer.preprocessing))
-    backbone.vqvae.load_state_dict(tokenizer.vqvae.state_dict())
+    backbone.vqvae.load_state_dict(tokenizer.model.state_dict())
     return backbone
 
 

@@ -1,4 +1,8 @@
-"""`Tokenizer`: jets <-> token sequences, i.e. a trained VQ-VAE plus its preprocessing.
+"""`Tokenizer`: jets <-> token sequences, i.e. a trained quantising model plus its preprocessing.
+
+The model is a VQ-VAE (:class:`jetfm.models.vqvae.VQVAE`, OmniJet-alpha's) or a feature-space
+codebook (:class:`jetfm.models.codebook.FeatureCodebook`); the tokenizer file records which
+(the ``vqvae`` or ``codebook`` key of its metadata).
 
 Token conventions (OmniJet-alpha): a jet of n particles (pT-ordered) becomes the sequence
 ``[0, c_1 + 1, ..., c_n + 1, K + 1]`` with K the codebook size: 0 = start, K + 1 = stop,
@@ -21,6 +25,7 @@ import torch
 from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.data.batch import JetBatch, SelectionReport
 from jetfm.data.transforms import Preprocessing
+from jetfm.models.codebook import CodebookConfig, FeatureCodebook
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 from jetfm.physics.observables import jet_observables
 
@@ -42,16 +47,50 @@ RESOLUTION_LIMITS: dict[str, tuple[str, float, str]] = {
 }
 
 
-class Tokenizer:
-    """A VQ-VAE with the preprocessing it was trained on."""
+TOKEN_MODELS: dict[str, tuple[type, type]] = {
+    # metadata key: (model, its config)
+    "vqvae": (VQVAE, VQVAEConfig),
+    "codebook": (FeatureCodebook, CodebookConfig),
+}
 
-    def __init__(self, vqvae: VQVAE, preprocessing: Preprocessing) -> None:
-        self.vqvae = vqvae.eval()
+
+def token_model_kind(model: VQVAE | FeatureCodebook) -> str:
+    """The metadata key of a tokenizer model (``vqvae`` or ``codebook``)."""
+    for key, (cls, _) in TOKEN_MODELS.items():
+        if isinstance(model, cls):
+            return key
+    raise TypeError(f"not a tokenizer model: {type(model).__name__}")
+
+
+def token_model_config(meta: dict[str, Any]) -> tuple[str, VQVAEConfig | CodebookConfig]:
+    """(kind, configuration) of the model a tokenizer's metadata describes, without building
+    it (no random numbers drawn); ``ValueError`` unless ``meta`` has exactly one of the keys
+    ``vqvae``, ``codebook``."""
+    kinds = [key for key in TOKEN_MODELS if key in meta]
+    if len(kinds) != 1:
+        raise ValueError(f"tokenizer metadata: expected one of the keys {list(TOKEN_MODELS)}, "
+                         f"got {sorted(meta)}")
+    return kinds[0], TOKEN_MODELS[kinds[0]][1](**meta[kinds[0]])
+
+
+def build_token_model(meta: dict[str, Any]) -> VQVAE | FeatureCodebook:
+    """The (untrained) model a tokenizer's metadata describes (:func:`token_model_config`)."""
+    kind, config = token_model_config(meta)
+    return TOKEN_MODELS[kind][0](config)
+
+
+class Tokenizer:
+    """A quantising model (VQ-VAE or feature codebook) with the preprocessing it was trained
+    on."""
+
+    def __init__(self, model: VQVAE | FeatureCodebook, preprocessing: Preprocessing) -> None:
+        self.model = model.eval()
+        self.kind = token_model_kind(model)
         self.preprocessing = preprocessing
 
     @property
     def codebook_size(self) -> int:
-        return self.vqvae.config.codebook_size
+        return self.model.config.codebook_size
 
     @property
     def vocab_size(self) -> int:
@@ -70,38 +109,52 @@ class Tokenizer:
     def fingerprint(self) -> str:
         """Short hash of weights and configuration: tokenized datasets record it."""
         h = hashlib.sha256(json.dumps(self.meta(), sort_keys=True).encode())
-        for key, value in sorted(self.vqvae.state_dict().items()):
+        for key, value in sorted(self.model.state_dict().items()):
             h.update(key.encode())
             h.update(value.detach().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
 
     def _device(self) -> torch.device:
-        return next(self.vqvae.parameters()).device
+        return self.model.codebook.device if self.kind == "codebook" else next(
+            self.model.parameters()).device
+
+    def encode_values(self, values: np.ndarray, mask: np.ndarray, batch_size: int = 1024
+                      ) -> np.ndarray:
+        """Codes (n_jets, n_max) int64 of standardised particle features ``values``
+        (n_jets, n_max, n_features) under ``mask`` (n_jets, n_max); 0 where masked."""
+        codes = np.zeros(mask.shape, dtype=np.int64)
+        device = self._device()
+        for start in range(0, len(values), batch_size):
+            x = torch.as_tensor(values[start : start + batch_size], device=device)
+            m = torch.as_tensor(mask[start : start + batch_size], device=device)
+            codes[start : start + batch_size] = self.model.encode(x, m).cpu().numpy()
+        return codes
+
+    def decode_values(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 1024
+                      ) -> np.ndarray:
+        """Standardised particle features (n_jets, n_max, n_features) float32 of ``codes``
+        (n_jets, n_max) under ``mask``; 0 where masked."""
+        values = np.zeros((*codes.shape, len(self.preprocessing.features)), dtype=np.float32)
+        device = self._device()
+        for start in range(0, len(codes), batch_size):
+            c = torch.as_tensor(codes[start : start + batch_size], device=device)
+            m = torch.as_tensor(mask[start : start + batch_size], device=device)
+            values[start : start + batch_size] = self.model.decode(c, m).cpu().numpy()
+        return values
 
     def encode(
         self, batch: JetBatch, batch_size: int = 1024
     ) -> tuple[np.ndarray, np.ndarray, list[SelectionReport]]:
         """Codes (n_jets, n_max) int64 and mask; reports of the preprocessing cuts."""
         values, mask, reports = self.preprocessing.apply(batch)
-        codes = np.zeros(mask.shape, dtype=np.int64)
-        device = self._device()
-        for start in range(0, len(values), batch_size):
-            x = torch.as_tensor(values[start : start + batch_size], device=device)
-            m = torch.as_tensor(mask[start : start + batch_size], device=device)
-            codes[start : start + batch_size] = self.vqvae.encode(x, m).cpu().numpy()
-        return codes, mask, reports
+        return self.encode_values(values, mask, batch_size), mask, reports
 
     def decode(
         self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 1024, **batch_kwargs: Any
     ) -> JetBatch:
         """Jets from codes (n_jets, n_max) and mask."""
-        values = np.zeros((*codes.shape, len(self.preprocessing.features)), dtype=np.float32)
-        device = self._device()
-        for start in range(0, len(codes), batch_size):
-            c = torch.as_tensor(codes[start : start + batch_size], device=device)
-            m = torch.as_tensor(mask[start : start + batch_size], device=device)
-            values[start : start + batch_size] = self.vqvae.decode(c, m).cpu().numpy()
-        return self.preprocessing.invert(values, mask, **batch_kwargs)
+        return self.preprocessing.invert(self.decode_values(codes, mask, batch_size), mask,
+                                         **batch_kwargs)
 
     def in_frame(self, jets: JetBatch) -> JetBatch:
         """``jets`` after this tokenizer's preprocessing and its inverse (particle cuts,
@@ -178,13 +231,13 @@ class Tokenizer:
     def meta(self) -> dict[str, Any]:
         return {
             "kind": "tokenizer",
-            "vqvae": self.vqvae.config.to_dict(),
+            self.kind: self.model.config.to_dict(),
             "preprocessing": self.preprocessing.to_dict(),
         }
 
     def save(self, path: str | Path) -> Path:
-        """safetensors file with the VQ-VAE weights and its configuration + preprocessing."""
-        tensors = {f"vqvae.{k}": v for k, v in self.vqvae.state_dict().items()}
+        """safetensors file with the model's weights and its configuration + preprocessing."""
+        tensors = {f"{self.kind}.{k}": v for k, v in self.model.state_dict().items()}
         return save_model(path, tensors, self.meta())
 
     @classmethod
@@ -192,13 +245,15 @@ class Tokenizer:
         tensors, meta = load_model(path, device)
         if meta.get("kind") != "tokenizer":
             raise ValueError(f"{path}: not a tokenizer file (kind={meta.get('kind')!r})")
-        return cls.from_state(prefixed(tensors, "vqvae"), meta)
+        model = build_token_model(meta)
+        return cls.from_state(prefixed(tensors, token_model_kind(model)), meta)
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Tokenizer:
-        vqvae = VQVAE(VQVAEConfig(**meta["vqvae"]))
-        vqvae.load_state_dict(state)
-        return cls(vqvae, Preprocessing.from_dict(meta["preprocessing"]))
+        """The tokenizer of metadata ``meta`` (:meth:`meta`) with the model weights ``state``."""
+        model = build_token_model(meta)
+        model.load_state_dict(state)
+        return cls(model, Preprocessing.from_dict(meta["preprocessing"]))
 
 
 def _undefined(resolution: dict[str, float | None], key: str) -> str:

@@ -80,9 +80,10 @@ class VQVAEConfig:
         if self.quantizer == "fsq":
             levels = self.fsq_levels
             if not isinstance(levels, list | tuple) or not levels or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in levels):
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 3 for v in levels):
                 raise ValueError(f"fsq_levels: {levels!r}; quantizer fsq needs a list of "
-                                 "integers >= 2, e.g. [8, 5, 5, 5] (1000 codes)")
+                                 "integers >= 3 (vector-quantize-pytorch's FSQ needs its "
+                                 "symmetric mode for 2 levels), e.g. [8, 5, 5, 5] (1000 codes)")
             self.fsq_levels = list(levels)
             if math.prod(levels) != self.codebook_size:
                 raise ValueError(f"codebook_size {self.codebook_size} != the product of "

@@ -81,7 +81,7 @@ from jetfm.data.io import check_distinct_files, read_jets
 from jetfm.data.pythia import PROCESSES
 from jetfm.data.tokens import TokenDataset
 from jetfm.data.transforms import omnijet_preprocessing
-from jetfm.metrics.tagging import CLASS_PAIRS, multiclass_summary
+from jetfm.metrics.tagging import CLASS_PAIRS, multiclass_summary, paired_difference
 from jetfm.models.gbdt import GBDTConfig, GBDTTagger
 from jetfm.models.gpt import GPTConfig
 from jetfm.models.tagger import check_classes
@@ -664,22 +664,50 @@ def write_outputs(rows: list[dict[str, Any]], config: BenchmarkConfig, out_dir: 
     table = {"title": "Tagging benchmark", "classes": config.classes,
              "n_test_per_class": config.n_test, "n_bootstrap": config.n_bootstrap,
              "signal_efficiency": config.signal_efficiency, "budget": budget_text(config),
-             "max_steps": config.max_steps, "rows": flat}
+             "max_steps": config.max_steps, "rows": flat,
+             "best_vs_baseline": best_vs_baseline(rows, config, out_dir)}
     write_json(out_dir / "table.json", table)
     plots = []
     for size in config.sizes:
-        taggers = {}
-        for row in rows:
-            if row["D"] == size:
-                with np.load(out_dir / "cells" / f"D{size}" / row["model"] / "test_probs.npz"
-                             ) as saved:
-                    taggers[row["model"]] = (saved["labels"], saved["probs"])
+        taggers = {row["model"]: _test_probs(out_dir, row) for row in rows if row["D"] == size}
         if taggers:
             plots.append(plot_multiclass_roc(taggers, config.classes,
                                              out_dir / "plots" / f"roc_D{size}.png"))
     write_text_atomic(out_dir / "table.md", markdown(flat, metric_keys, config, plots,
-                                                     out_dir))
+                                                     out_dir, table["best_vs_baseline"]))
     return table
+
+
+def _test_probs(out_dir: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(out_dir / "cells" / f"D{row['D']}" / row["model"] / "test_probs.npz") as saved:
+        return saved["labels"], saved["probs"]
+
+
+def best_vs_baseline(rows: list[dict[str, Any]], config: BenchmarkConfig, out_dir: Path
+                     ) -> list[dict[str, Any]]:
+    """Per D: the neural model with the highest accuracy minus the gradient-boosted baseline,
+    accuracy and macro AUC with paired-bootstrap errors on the same test jets
+    (:func:`jetfm.metrics.tagging.paired_difference`); [] without a baseline."""
+    out = []
+    for size in config.sizes:
+        here = [r for r in rows if r["D"] == size]
+        baseline = [r for r in here if r["backbone"] == GBDT]
+        neural = [r for r in here if r["backbone"] != GBDT]
+        if not baseline or not neural:
+            continue
+        best = max(neural, key=lambda r: r["metrics"]["accuracy"]["value"])
+        labels, probs_best = _test_probs(out_dir, best)
+        labels_b, probs_base = _test_probs(out_dir, baseline[0])
+        if not np.array_equal(labels, labels_b):
+            raise ValueError(f"D = {size}: {best['model']} and {baseline[0]['model']} were "
+                             "tested on different jets; rerun the benchmark")
+        difference = paired_difference(labels, probs_best, probs_base, config.classes,
+                                       signal_efficiency=config.signal_efficiency,
+                                       n_bootstrap=config.n_bootstrap, seed=config.seed)
+        out.append({"D": size, "model": best["model"], "baseline": baseline[0]["model"],
+                    **{key: {"value": difference[key].value, "error": difference[key].error}
+                       for key in ("accuracy", "macro_auc")}})
+    return out
 
 
 def _pm(row: dict[str, Any], key: str, n_background: int) -> str:
@@ -704,7 +732,8 @@ def column_name(key: str) -> str:
 
 
 def markdown(flat: list[dict[str, Any]], metric_keys: list[str], config: BenchmarkConfig,
-             plots: list[Path], out_dir: Path) -> str:
+             plots: list[Path], out_dir: Path,
+             comparisons: list[dict[str, Any]] | None = None) -> str:
     """The table page: settings, budget rule, one row per cell, notes and plot links."""
     columns = {"model": "model", "D": "D / class"}
     columns.update({key: column_name(key) for key in metric_keys})
@@ -737,5 +766,9 @@ def markdown(flat: list[dict[str, Any]], metric_keys: list[str], config: Benchma
              "model (features and observables included); inference: test jets per second "
              f"from jets to probabilities ({config.device}).", ""]
     lines += [f"- {note}" for note in notes]
+    lines += [f"Best neural model minus {c['baseline']} at D = {c['D']:,}: {c['model']}, "
+              f"accuracy {c['accuracy']['value']:+.4f} ± {c['accuracy']['error']:.2g}, "
+              f"macro AUC {c['macro_auc']['value']:+.4f} ± {c['macro_auc']['error']:.2g} "
+              "(paired bootstrap over the same test jets)." for c in comparisons or []]
     lines += [f"![ROC]({p.relative_to(out_dir)})" for p in plots]
     return "\n".join(lines) + "\n"

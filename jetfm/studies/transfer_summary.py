@@ -46,10 +46,14 @@ def seed_point(values: np.ndarray, boot_errors: np.ndarray) -> dict[str, float]:
 
 def d_needed(a: float, gamma: float, value: float) -> float:
     """Training jets at which the power law a D^-gamma reaches ``value``: (a / value)^(1 / gamma);
-    for a curve that does not fall (gamma <= 0): infinite if ``value`` < a, else 1."""
+    for a curve that does not fall (gamma <= 0): infinite if ``value`` < a, else 1; infinite
+    too when the power overflows a float (a nearly flat curve, gamma -> 0+)."""
     if gamma <= 0:
         return math.inf if value < a else 1.0
-    return float((a / value) ** (1.0 / gamma))
+    try:
+        return float((a / value) ** (1.0 / gamma))
+    except OverflowError:
+        return math.inf
 
 
 

@@ -27,6 +27,7 @@ from jetfm.data.batch import JetBatch
 from jetfm.data.tokens import TokenDataset
 from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.models.backbone import backbone_from_meta
+from jetfm.models.codebook import CodebookConfig, FeatureCodebook
 from jetfm.models.gpt import GPTConfig, NextTokenHead, next_token_loss
 from jetfm.models.omnijet import load_generative, omnijet_backbone, save_generative
 from jetfm.models.tokenizer import (
@@ -55,6 +56,7 @@ log = logging.getLogger("jetfm.omnijet")
 # (the preprocessing sets the VQ-VAE's n_features, the tokenizer the GPT's vocabulary and
 # length).
 VQVAE_KEYS = frozenset(config_keys(VQVAEConfig, ("n_features",)))
+CODEBOOK_KEYS = frozenset(config_keys(CodebookConfig, ("n_features",)))
 GPT_KEYS = frozenset(config_keys(GPTConfig, ("vocab_size", "max_length")))
 
 
@@ -141,14 +143,47 @@ def fit_tokenizer(
                   tensor_dataset(*(c[val_idx] for c in columns)), train_config, out_dir)
     tokenizer = Tokenizer(task.model.cpu(), preprocessing)
     if trainer.global_rank == 0:
-        tokenizer.save(out_dir / "tokenizer.safetensors")
-        resolution = tokenizer.resolution(batch[val_idx])
-        write_json(out_dir / "resolution.json", resolution)
-        console.print(f"tokenizer resolution on {len(val_idx)} validation jets:")
-        console.print(indent(format_resolution(resolution), "  "))
-        for message in resolution_warnings(resolution):
-            log.warning("%s: %s", out_dir / "tokenizer.safetensors", message)
+        finish_tokenizer(tokenizer, batch[val_idx], out_dir)
     return tokenizer
+
+
+def fit_codebook(
+    batch: JetBatch, codebook: dict[str, Any], n_max: int, out_dir: Path, seed: int = 1,
+    pt_min: float | None = None,
+) -> Tokenizer:
+    """Fit a feature-space codebook tokenizer (:class:`~jetfm.models.codebook.FeatureCodebook`,
+    weighted mini-batch k-means) on ``batch`` with OmniJet-alpha's preprocessing, 10 % of the
+    jets held out for the resolution; writes ``tokenizer.safetensors`` and ``resolution.json``
+    as :func:`fit_tokenizer` does. ``codebook``: :class:`CodebookConfig` fields but
+    ``n_features``; unknown keys raise ``ValueError``."""
+    check_keys(codebook, CODEBOOK_KEYS, "codebook")
+    preprocessing = omnijet_preprocessing(n_max, pt_min)
+    values, mask, reports = preprocessing.apply(batch)
+    for report in reports:
+        console.print(f"  {report}")
+    train_idx, val_idx = split_indices(len(values), 0.1, seed)
+    config = CodebookConfig(**{**codebook, "n_features": len(preprocessing.features)})
+    pt = preprocessing.pt(values, mask)
+    train_mask = mask[train_idx]
+    console.print(f"  codebook: k-means of {config.codebook_size} codes on "
+                  f"{int(train_mask.sum())} particles of {len(train_idx)} jets")
+    model = FeatureCodebook(config).fit(values[train_idx][train_mask],
+                                        pt[train_idx][train_mask], seed)
+    tokenizer = Tokenizer(model, preprocessing)
+    finish_tokenizer(tokenizer, batch[val_idx], out_dir)
+    return tokenizer
+
+
+def finish_tokenizer(tokenizer: Tokenizer, validation: JetBatch, out_dir: Path) -> None:
+    """Write ``out_dir/tokenizer.safetensors`` and ``resolution.json`` (on the ``validation``
+    jets), print the resolution and log a warning per figure beyond the limits."""
+    tokenizer.save(out_dir / "tokenizer.safetensors")
+    resolution = tokenizer.resolution(validation)
+    write_json(out_dir / "resolution.json", resolution)
+    console.print(f"tokenizer resolution on {len(validation)} validation jets:")
+    console.print(indent(format_resolution(resolution), "  "))
+    for message in resolution_warnings(resolution):
+        log.warning("%s: %s", out_dir / "tokenizer.safetensors", message)
 
 
 def fit_generative(

@@ -1,0 +1,131 @@
+"""The feature-space codebook tokenizer (jetfm.models.codebook): exact round trips, nearest-code
+assignment against an independent k-d tree, per-particle tokens, pT weighting, files."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+from io_jets import random_jets
+from scipy.spatial import cKDTree
+
+from jetfm.models.codebook import CodebookConfig, FeatureCodebook
+from jetfm.models.omnijet import omnijet_backbone
+from jetfm.models.tokenizer import Tokenizer
+from jetfm.tasks.omnijet import fit_codebook
+
+
+def particles(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised (log pT, eta_rel, phi_rel)-like features and pT [GeV]."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return x, np.exp(x[:, 0] + 1.8).astype(np.float64)
+
+
+def fitted(k: int = 64, **options) -> FeatureCodebook:
+    x, pt = particles()
+    return FeatureCodebook(CodebookConfig(codebook_size=k, max_iter=10, **options)).fit(x, pt, 3)
+
+
+def padded(x: np.ndarray, n_max: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    n_jets = len(x) // n_max
+    values = torch.as_tensor(x[: n_jets * n_max].reshape(n_jets, n_max, 3))
+    counts = torch.arange(n_jets) % n_max + 1
+    mask = torch.arange(n_max)[None] < counts[:, None]
+    return values * mask[..., None], mask
+
+
+def test_round_trip_is_exact_in_feature_space():
+    """decode(encode(decode(encode(x)))) == decode(encode(x)), bit for bit."""
+    book = fitted()
+    x, mask = padded(particles(seed=1)[0])
+    codes = book.encode(x, mask)
+    once = book.decode(codes, mask)
+    assert torch.equal(book.encode(once, mask), codes)
+    assert torch.equal(book.decode(book.encode(once, mask), mask), once)
+    assert torch.equal(once[~mask], torch.zeros_like(once[~mask]))
+    assert not torch.equal(once[mask], x[mask])  # it does quantise
+
+
+def test_codes_are_the_nearest_code_vectors_of_an_independent_kd_tree():
+    weights = [1.0, 2.0, 2.0]
+    book = fitted(feature_weights=weights)
+    x, mask = padded(particles(seed=2)[0])
+    w = np.array(weights)
+    tree = cKDTree(book.codebook.double().numpy() * w)
+    _, expected = tree.query(x[mask].double().numpy() * w)
+    assert np.array_equal(book.encode(x, mask)[mask].numpy(), expected)
+
+
+def test_a_particle_is_tokenized_on_its_own():
+    """Tokens do not depend on the other particles: permuting a jet permutes its codes, and
+    a particle alone gets the code it has inside the jet."""
+    book = fitted()
+    x, mask = padded(particles(seed=4)[0])
+    codes = book.encode(x, mask)
+    perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(book.encode(x[:, perm], mask[:, perm]), codes[:, perm])
+    single = torch.zeros_like(mask)
+    single[:, 0] = mask[:, 0]
+    assert torch.equal(book.encode(x, single)[:, 0], codes[:, 0])
+
+
+def test_pt_weighting_puts_codes_where_the_hard_particles_are():
+    """With pt_power = 1 the hardest 5 % of particles are reconstructed better than without."""
+    x, pt = particles(seed=5)
+    hard = pt > np.quantile(pt, 0.95)
+
+    def error(power: float) -> float:
+        book = FeatureCodebook(CodebookConfig(codebook_size=64, pt_power=power, max_iter=10))
+        book.fit(x, pt, 3)
+        xt = torch.as_tensor(x[hard])[None]
+        mask = torch.ones(xt.shape[:2], dtype=torch.bool)
+        decoded = book.decode(book.encode(xt, mask), mask)
+        return float(((decoded - xt) ** 2).sum(-1).mean())
+
+    assert error(1.0) < 0.7 * error(0.0)
+
+
+def test_tokenizer_keeps_multiplicity_and_files_round_trip(tmp_path):
+    jets = random_jets(300, seed=6)
+    tokenizer = fit_codebook(jets, {"codebook_size": 32, "max_iter": 5}, 16, tmp_path, seed=2)
+    codes, mask, _ = tokenizer.encode(jets)
+    decoded = tokenizer.decode(codes, mask)
+    n_in = np.minimum(ak.to_numpy(jets.n_particles), 16)  # no cut window removes any here
+    assert np.array_equal(ak.to_numpy(decoded.n_particles), n_in)
+    values = tokenizer.decode_values(codes, mask)
+    assert np.array_equal(tokenizer.encode_values(values, mask), codes)
+    loaded = Tokenizer.load(tmp_path / "tokenizer.safetensors")
+    assert loaded.kind == "codebook" and loaded.fingerprint == tokenizer.fingerprint
+    assert np.array_equal(loaded.encode(jets)[0], codes)
+    assert (tmp_path / "resolution.json").exists()
+    # an OmniJet backbone takes the codebook tokenizer like a VQ-VAE one
+    backbone = omnijet_backbone(tokenizer, {"dim": 16, "n_blocks": 1, "n_heads": 2})
+    assert backbone.tokenizer.fingerprint == tokenizer.fingerprint
+    inputs, _ = backbone.prepare(jets[:4])
+    embeddings, _ = backbone(inputs.to_torch())
+    assert embeddings.shape == (4, 18, 16)
+
+
+@pytest.mark.parametrize(("options", "key"), [
+    ({"codebook_size": 0}, "codebook_size"),
+    ({"pt_power": -1}, "pt_power"),
+    ({"feature_weights": [1, 2]}, "feature_weights"),
+    ({"feature_weights": [1, 0, 1]}, "feature_weights"),
+])
+def test_bad_values_name_the_key(options, key):
+    with pytest.raises(ValueError, match=key):
+        CodebookConfig(**options)
+
+
+def test_fit_refuses_fewer_particles_than_codes_and_bad_inputs():
+    x, pt = particles(100)
+    with pytest.raises(ValueError, match="100 particles for 128 codes"):
+        FeatureCodebook(CodebookConfig(codebook_size=128)).fit(x, pt)
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        FeatureCodebook(CodebookConfig(codebook_size=16)).fit(x, pt)
+    with pytest.raises(ValueError, match="unknown"):
+        fit_codebook(random_jets(10), {"codebook_sise": 16}, 16, None)  # type: ignore[arg-type]
+

@@ -1,0 +1,100 @@
+"""`jetfm study tokenizer` (jetfm.studies.tokenizer): the tiny preset end to end, reuse of
+variants, and config errors that name the file, the variant and the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from jetfm.cli import main
+from jetfm.studies.tokenizer import load_config
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tokenizer_study_tiny.yaml"
+CPU = TINY.with_name("tokenizer_study_cpu.yaml")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tokenizer_study")
+    assert main(["study", "tokenizer", "--config", str(TINY), "--out", str(out)]) == 0
+    return out
+
+
+def metrics(out: Path, variant: str) -> dict:
+    return json.loads((out / "variants" / variant / "metrics.json").read_text())
+
+
+def test_tiny_study_runs_end_to_end(study):
+    names = [v["name"] for v in yaml.safe_load(TINY.read_text())["variants"]]
+    table = (study / "table.md").read_text()
+    assert all(f"| {name} |" in table for name in names)
+    assert "floor" in (study / "summary.md").read_text()
+    for name in names:
+        result = metrics(study, name)
+        for cls in ("top", "qcd"):
+            m = result[cls]["metrics"]
+            # the decoded multiplicity is the input's (after the tokenizer's cuts), jet by jet
+            assert m["W1 n_particles"]["value"] == 0.0
+            for key in ("W1 mass", "W1 tau32", "KL tau21", "KL mass"):
+                assert np.isfinite(m[key]["value"]) and np.isfinite(m[key]["floor"])
+    book = metrics(study, "codebook-64")
+    assert book["top"]["round_trip"]["features"] == 1.0  # exact in feature space
+    for png in ("top_tau32", "top_mass", "qcd_tau32", "qcd_mass"):
+        assert (study / "plots" / f"{png}.png").stat().st_size > 0
+
+
+def test_rerun_reuses_every_variant_and_redoes_a_changed_one(study, tmp_path, capsys):
+    before = {n: metrics(study, n)["fingerprint"] for n in ("vq-32", "codebook-64")}
+    config = yaml.safe_load(TINY.read_text())
+    config["variants"][2]["codebook"] = {"codebook_size": 48}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["study", "tokenizer", "--config", str(changed), "--out", str(study)]) == 0
+    out = capsys.readouterr().out
+    assert "variant vq-32: reused" in out and "variant fsq-27: reused" in out
+    assert "stage variants/codebook-64: redone (config codebook.codebook_size: 64 -> 48)" \
+        in out
+    assert metrics(study, "vq-32")["fingerprint"] == before["vq-32"]
+    assert metrics(study, "codebook-64")["fingerprint"] != before["codebook-64"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"variants": [{"name": "a", "quantiser": "fsq"}]},
+     r"variant a: unknown keys \['quantiser'\]"),
+    ({"variants": [{"name": "a"}, {"name": "a"}]}, r"names \['a'\] appear more than once"),
+    ({"variants": [{"name": "a", "model": "kmeans"}]}, "model 'kmeans' is not one of"),
+    ({"variants": [{"name": "a", "model": "codebook", "vqvae": {"dim": 8}}]},
+     r"variant a: \['vqvae'\] do not apply to model codebook"),
+    ({"variants": [{"name": "a", "vqvae": {"codebook_size": -3}}]},
+     "variant a: vqvae: codebook_size"),
+    ({"variants": [{"name": "a", "n_train": "many"}]}, "variant a: n_train"),
+    ({"variants": [{"name": "a/b"}]}, "it names a folder"),
+    ({"n_evall": 3}, r"unknown keys \['n_evall'\]"),
+])
+def test_config_errors_name_the_file_variant_and_key(tmp_path, change, message):
+    config = {**yaml.safe_load(TINY.read_text()), **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_too_few_jets_for_the_split_is_named(tmp_path):
+    from io_jets import random_jets
+
+    from jetfm.studies.tokenizer import make_splits
+
+    config = load_config(TINY)
+    with pytest.raises(ValueError, match=r"top: 100 jets, fewer than n_eval \+ n_floor"):
+        make_splits({"top": random_jets(100), "qcd": random_jets(200)}, config)
+
+
+def test_cpu_preset_is_valid():
+    config = load_config(CPU)
+    assert len({v["name"] for v in config.variants}) == len(config.variants) >= 8
