@@ -373,13 +373,22 @@ def _rank_zero() -> bool:
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from jetfm.tasks.omnijet import fit_tokenizer
+    from jetfm.tasks.omnijet import fit_codebook, fit_tokenizer
 
     config = _omnijet_config(args.config)
     training, seed = _training(args, config, "tokenizer_training")
     jets = read_jet_files(args.files, "train a tokenizer on", skip_invalid=args.skip_invalid)
-    tokenizer = fit_tokenizer(jets, config.vqvae, training, config.n_max, Path(args.out_dir),
-                              seed, config.pt_min)
+    if config.tokenizer_model == "codebook":  # k-means: the training options do not apply
+        given = sorted(set(_training_overrides(args)) - {"seed"})
+        if given:
+            raise ValueError(f"{args.config}: tokenizer_model is codebook (k-means), which "
+                             f"takes no training options: {given} would not be used; set "
+                             "the codebook block's max_iter / batch_size instead")
+        tokenizer = fit_codebook(jets, config.codebook, config.n_max, Path(args.out_dir), seed,
+                                 config.pt_min)
+    else:
+        tokenizer = fit_tokenizer(jets, config.vqvae, training, config.n_max,
+                                  Path(args.out_dir), seed, config.pt_min)
     if _rank_zero():
         console.print(f"tokenizer {tokenizer.fingerprint} -> "
                       f"{args.out_dir}/tokenizer.safetensors")

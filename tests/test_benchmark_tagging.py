@@ -223,6 +223,16 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path, capsys):
     ({"sizes": ["1e1", 0]}, "sizes: 0 is not a positive whole number"),
     ({"sizez": [10]}, r"unknown keys \['sizez'\]"),
     ({"device": "gpu0"}, r"device: 'gpu0' is not a device"),
+    # found by a fresh tester: each was a raw TypeError / OverflowError or named no key
+    ({"n_test": float("inf")}, "n_test: inf is not a positive whole number"),
+    ({"sizes": [20, float("inf")]}, "sizes: inf is not a positive whole number"),
+    ({"sizes": 20}, "sizes: 20; give a list of D"),
+    ({"sizes": "20"}, "sizes: '20'; give a list of D"),
+    ({"seed": "abc"}, "seed: 'abc' is not an integer"),
+    ({"seed": -1}, "seed: -1 must be >= 0"),
+    ({"val_fraction": "abc"}, "val_fraction: 'abc' is not a number"),
+    ({"val_fraction": 1.0}, "val_fraction: 1.0 must be < 1"),
+    ({"models": "GBDT"}, "models: 'GBDT'; give a list of model entries"),
 ])
 def test_bad_configs_raise_clear_errors(tmp_path, change, message, capsys):
     config = _config(tmp_path, **change)
@@ -271,6 +281,15 @@ def test_budget_per_d_and_stated_exceptions(tmp_path):
     assert "Exceptions (stated): P: 3 optimiser steps at D = 10, 7 optimiser steps at D = 20" \
         in text
     assert "Exceptions" not in budget_text(plain)
+    # a model's own training keys change what it sees: stated too (found by a fresh tester)
+    short = BenchmarkConfig(sizes=[10, 20], max_steps={10: 3, 20: 5},
+                            models=[{**part, "training": {"max_epochs": 1}},
+                                    {"name": "G", "backbone": "gbdt"}])
+    assert "Exceptions (stated): P: training max_epochs 1" in budget_text(short)
+    only_gbdt = budget_text(BenchmarkConfig(sizes=[10], max_steps=3,
+                                            models=[{"name": "G", "backbone": "gbdt"}]))
+    assert "neural" not in only_gbdt and "gradient-boosted" in only_gbdt
+    assert "gradient-boosted" not in budget_text(plain)
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -129,3 +129,34 @@ def test_fit_refuses_fewer_particles_than_codes_and_bad_inputs():
     with pytest.raises(ValueError, match="unknown"):
         fit_codebook(random_jets(10), {"codebook_sise": 16}, 16, None)  # type: ignore[arg-type]
 
+
+
+def test_omnijet_config_and_cli_train_a_codebook_tokenizer(tmp_path, capsys):
+    """``tokenizer_model: codebook`` in an OmniJet config: `jetfm tokenizer` fits the codebook;
+    VQ-VAE blocks and training options, which it would not use, are refused by name."""
+    import yaml
+
+    from jetfm.cli import main
+    from jetfm.data.io import write_jets
+    from jetfm.studies.omnijet import OmniJetConfig
+
+    jets = tmp_path / "jets.root"
+    write_jets(random_jets(200, seed=9), jets)
+    config = tmp_path / "codebook.yaml"
+    config.write_text(yaml.safe_dump({"tokenizer_model": "codebook", "n_max": 16,
+                                      "codebook": {"codebook_size": 32, "max_iter": 3}}))
+    assert main(["tokenizer", str(jets), "--config", str(config), "--out-dir",
+                 str(tmp_path / "tok")]) == 0
+    tokenizer = Tokenizer.load(tmp_path / "tok" / "tokenizer.safetensors")
+    assert tokenizer.kind == "codebook" and tokenizer.codebook_size == 32
+    capsys.readouterr()
+    assert main(["tokenizer", str(jets), "--config", str(config), "--max-epochs", "3",
+                 "--out-dir", str(tmp_path / "tok2")]) == 2
+    assert "takes no training options: ['max_epochs']" in capsys.readouterr().err
+    for extra, message in (({"vqvae": {"dim": 8}}, r"\['vqvae'\] would not be used"),
+                           ({"tokenizer_model": "kmeans"}, "tokenizer_model: 'kmeans'"),
+                           ({"codebook": {"codebook_size": -1}}, "codebook: codebook_size")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), **extra}))
+        with pytest.raises(ValueError, match=message):
+            OmniJetConfig.from_yaml(bad)

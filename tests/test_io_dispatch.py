@@ -135,3 +135,10 @@ def test_the_same_file_twice_is_refused(tmp_path):
     check_distinct_files([tmp_path / "a.root"])
     with pytest.raises(ValueError, match="a.root and .*b.root are the same file"):
         check_distinct_files([tmp_path / "a.root", tmp_path / "b.root"])
+    # a copy (other path, same bytes) is refused too: its jets could be in training and test
+    (tmp_path / "c.root").write_bytes(b"jets")
+    (tmp_path / "d.root").write_bytes(b"jets")
+    (tmp_path / "e.root").write_bytes(b"other jets")
+    check_distinct_files([tmp_path / "c.root", tmp_path / "e.root"])
+    with pytest.raises(ValueError, match="c.root and .*d.root hold the same bytes"):
+        check_distinct_files([tmp_path / "c.root", tmp_path / "e.root", tmp_path / "d.root"])

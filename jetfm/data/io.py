@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from jetfm.atomic import file_digest
 from jetfm.data._files import Paths, as_paths, concatenate_common, open_hdf5
 from jetfm.data.aspen import read_aspen, write_aspen
 from jetfm.data.batch import JetBatch, JetDataError
@@ -112,10 +113,21 @@ def write_jets(batch: JetBatch, path: str | os.PathLike[str], fmt: str | None = 
 
 def check_distinct_files(paths: Sequence[str | os.PathLike[str]]) -> None:
     """``ValueError`` naming two of ``paths`` that are the same file (through a link or another
-    spelling): its jets would count twice, and could land in both a training and a test set."""
+    spelling) or copies of one (the same bytes: the same SHA-256 digest): its jets would count
+    twice, and could land in both a training and a test set."""
     seen: dict[Path, str] = {}
     for path in paths:
         key = Path(path).resolve()
         if key in seen:
             raise ValueError(f"{seen[key]} and {path} are the same file: give each file once")
         seen[key] = str(path)
+    contents: dict[str, str] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            continue  # the reader names a missing file
+        digest = file_digest(path)
+        if digest in contents:
+            raise ValueError(f"{contents[digest]} and {path} hold the same bytes (copies of one "
+                             "file): their jets would count twice, and the same jet could land "
+                             "in both the training and the test set; give each file once")
+        contents[digest] = str(path)

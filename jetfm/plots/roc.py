@@ -60,7 +60,8 @@ def plot_multiclass_roc(
     ncols = math.ceil(math.sqrt(len(signals)))
     nrows = math.ceil(len(signals) / ncols)
     use_style()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 6 * nrows), squeeze=False,
+                             layout="constrained")  # titles clear of the axis labels above
     for ax, x in zip(axes.flat, signals, strict=False):
         for name, (labels, probs) in checked.items():
             sel = (labels == x) | (labels == bkg)

@@ -73,7 +73,7 @@ import pandas as pd
 from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
-from jetfm.checks import POSITIVE_INT, Rule, check_fields, check_flag
+from jetfm.checks import POSITIVE_INT, Rule, check_fields, check_flag, number
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index, class_name
 from jetfm.data.generated import generated_files
@@ -150,16 +150,19 @@ class BenchmarkConfig:
         if "QCD" not in self.classes:
             raise ValueError(f"classes {self.classes}: QCD is needed (rejections are quoted "
                              "against QCD)")
+        if not isinstance(self.sizes, list):
+            raise ValueError(f"sizes: {self.sizes!r}; give a list of D (training jets per "
+                             "class), e.g. [1000, 10000]")
         self.sizes = [_count(v, "sizes") for v in self.sizes]
         if len(set(self.sizes)) != len(self.sizes):
             raise ValueError(f"sizes: {self.sizes} lists a D twice")
         self.n_test = _count(self.n_test, "n_test")
         if not self.sizes:
             raise ValueError("sizes: give at least one D (training jets per class)")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         self.max_steps = check_budget(self.max_steps, self.sizes, "max_steps")
-        check_fields(self, {"workers": POSITIVE_INT,
+        check_fields(self, {"workers": POSITIVE_INT, "seed": Rule(int, low=0),
+                            "val_fraction": Rule(float, low=0, low_open=True, high=1,
+                                                 high_open=True),
                             "n_bootstrap": Rule(int, low=2), "inference_batch": POSITIVE_INT,
                             "signal_efficiency": Rule(float, low=0, low_open=True, high=1)})
         if isinstance(self.files, str):
@@ -177,6 +180,10 @@ class BenchmarkConfig:
                                  "cuda or cuda:N") from None
         if not self.models:
             raise ValueError("models: list at least one model")
+        if not isinstance(self.models, list) or not all(isinstance(m, dict)
+                                                         for m in self.models):
+            raise ValueError(f"models: {self.models!r}; give a list of model entries, each a "
+                             "mapping with name and backbone")
         names = [m.get("name") if isinstance(m, dict) else None for m in self.models]
         for i, (entry, name) in enumerate(zip(self.models, names, strict=True)):
             model = self.model_config(entry, f"models[{i}]")
@@ -288,14 +295,12 @@ def check_budget(value: Any, sizes: list[int], name: str) -> int | dict[int, int
 
 
 def _count(value: Any, name: str) -> int:
-    """A positive whole number of jets; YAML's '1e4' (a string) and 1.0e4 are accepted."""
+    """A positive whole number of jets; YAML's '1e4' (a string) and 1.0e4 are accepted;
+    ``ValueError`` naming ``name`` for anything else (infinities and NaN included)."""
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not number >= 1 or number != int(number):
-        raise ValueError(f"{name}: {value!r} is not a positive whole number of jets")
-    return int(number)
+        return number(name, value, POSITIVE_INT)
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not a positive whole number of jets") from None
 
 
 def load_config(path: str | Path) -> BenchmarkConfig:
@@ -637,12 +642,21 @@ def budget_text(config: BenchmarkConfig) -> str:
         return ", ".join(f"{budget[size]:,} optimiser steps at D = {size:,}"
                          for size in config.sizes)
 
-    own = [f"{m['name']}: {steps(m['max_steps'])}" for m in config.models if "max_steps" in m]
+    neural = [m for m in config.models if m.get("backbone") != GBDT]
+    own = [f"{m['name']}: {steps(m['max_steps'])}" for m in neural if "max_steps" in m]
+    # a model's own training keys (epochs, batch size, patience, ...) change what it sees too
+    own += [f"{m['name']}: training " + ", ".join(f"{k} {v}" for k, v in m["training"].items())
+            for m in neural if m.get("training")]
     exceptions = f" Exceptions (stated): {'; '.join(own)}." if own else ""
-    return (f"Budget: equal optimiser steps. Every neural model trains for at most "
-            f"{steps(config.max_steps)} (early stopping on the validation loss may end it "
-            f"earlier: column steps).{exceptions} The gradient-boosted baseline (GBDT, five "
-            "jet observables) stops by early stopping on the same validation jets.")
+    text = []
+    if neural:
+        text.append(f"Budget: equal optimiser steps. Every neural model trains for at most "
+                    f"{steps(config.max_steps)} (early stopping on the validation loss may "
+                    f"end it earlier: column steps).{exceptions}")
+    if len(neural) < len(config.models):
+        text.append("The gradient-boosted baseline (GBDT, five jet observables) stops by "
+                    "early stopping on the same validation jets.")
+    return " ".join(text)
 
 
 def write_outputs(rows: list[dict[str, Any]], config: BenchmarkConfig, out_dir: Path
@@ -762,11 +776,18 @@ def markdown(flat: list[dict[str, Any]], metric_keys: list[str], config: Benchma
                  f" AUC {a} vs {b}: p_{a} / (p_{a} + p_{b}) on {a} and {b} jets."
                  for a, b in CLASS_PAIRS if a in config.classes and b in config.classes), "",
              budget_text(config), "", markdown_table(cells, list(columns.values())), "",
-             "Parameters of GBDT: nodes of its trees. Training time: from jets to a fitted "
-             "model (features and observables included); inference: test jets per second "
+             ("Parameters of GBDT: nodes of its trees. " if any(
+                 r["backbone"] == GBDT for r in flat) else "")
+             + "Training time: from jets to a fitted model (features and observables "
+             "included); inference: test jets per second "
              f"from jets to probabilities ({config.device}).", ""]
     lines += [f"- {note}" for note in notes]
-    lines += [f"Best neural model minus {c['baseline']} at D = {c['D']:,}: {c['model']}, "
+    if not comparisons:
+        lines.append("No best-neural-model-minus-baseline line: the config has "
+                     + ("no neural model." if all(r["backbone"] == GBDT for r in flat)
+                        else "no gradient-boosted baseline (backbone: gbdt)."))
+    lines += [f"Best neural model (highest accuracy) minus {c['baseline']} at D = {c['D']:,}: "
+              f"{c['model']}, "
               f"accuracy {c['accuracy']['value']:+.4f} ± {c['accuracy']['error']:.2g}, "
               f"macro AUC {c['macro_auc']['value']:+.4f} ± {c['macro_auc']['error']:.2g} "
               "(paired bootstrap over the same test jets)." for c in comparisons or []]

@@ -52,10 +52,11 @@ from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
 from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.metrics.evaluate import evaluate_batches, evaluate_tagging, tokenizer_frame
+from jetfm.models.codebook import CodebookConfig
 from jetfm.models.gpt import GPTConfig
 from jetfm.models.heads import HEADS
 from jetfm.models.omnijet import load_generative, sample_jets
-from jetfm.models.tokenizer import Tokenizer
+from jetfm.models.tokenizer import TOKEN_MODELS, Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
@@ -68,7 +69,14 @@ from jetfm.studies import (
     read_config,
     write_json,
 )
-from jetfm.tasks.omnijet import GPT_KEYS, VQVAE_KEYS, fit_generative, fit_tokenizer
+from jetfm.tasks.omnijet import (
+    CODEBOOK_KEYS,
+    GPT_KEYS,
+    VQVAE_KEYS,
+    fit_codebook,
+    fit_generative,
+    fit_tokenizer,
+)
 from jetfm.tasks.tagging import FINETUNE_MODES, TaggingConfig, train_tagger
 from jetfm.tasks.training import (
     TRAIN_KEYS,
@@ -93,7 +101,9 @@ class OmniJetConfig:
     tokenizer_jets: int | None = None  # per class, from the pre-training split (None: all)
     pretrain_fraction: float = 0.5  # of top jets: tokenizer + GPT training (QCD: tokenizer)
     eval_fraction: float = 0.2  # of top jets: held-out truth for the generated sample
+    tokenizer_model: str = "vqvae"  # or "codebook" (jetfm.models.codebook)
     vqvae: dict[str, Any] = field(default_factory=dict)
+    codebook: dict[str, Any] = field(default_factory=dict)
     gpt: dict[str, Any] = field(default_factory=dict)
     tokenizer_training: dict[str, Any] = field(default_factory=dict)
     pretraining: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +122,17 @@ class OmniJetConfig:
     backbone: str | None = None  # an existing backbone.safetensors (of that tokenizer)
 
     def __post_init__(self) -> None:
-        given = {"tokenizer": ("vqvae", "tokenizer_training"), "backbone": ("gpt", "pretraining")}
+        if self.tokenizer_model not in TOKEN_MODELS:
+            raise ValueError(f"tokenizer_model: {self.tokenizer_model!r} is not one of "
+                             f"{list(TOKEN_MODELS)}")
+        unused = (("vqvae", "tokenizer_training") if self.tokenizer_model == "codebook"
+                  else ("codebook",))
+        extra = [key for key in unused if getattr(self, key)]
+        if extra:
+            raise ValueError(f"tokenizer_model is {self.tokenizer_model}, so {extra} would not "
+                             "be used: remove them")
+        given = {"tokenizer": ("vqvae", "codebook", "tokenizer_training"),
+                 "backbone": ("gpt", "pretraining")}
         for key, unused in given.items():
             extra = [k for k in unused if getattr(self, key) is not None and getattr(self, k)]
             if extra:
@@ -138,7 +158,8 @@ class OmniJetConfig:
         is used; an unknown one raises ``ValueError`` naming the file, the block, the key and
         the valid keys (as do unknown tagging modes or heads)."""
         data = read_config(path, cls)
-        blocks = {"vqvae": VQVAE_KEYS, "gpt": GPT_KEYS, "tokenizer_training": TRAIN_KEYS,
+        blocks = {"vqvae": VQVAE_KEYS, "codebook": CODEBOOK_KEYS, "gpt": GPT_KEYS,
+                  "tokenizer_training": TRAIN_KEYS,
                   "pretraining": TRAIN_KEYS, "tagging_training": TRAIN_KEYS,
                   "files": ("top", "qcd")}
         if isinstance(data.get("n_jets"), dict):
@@ -161,6 +182,7 @@ class OmniJetConfig:
         blocks = ("tokenizer_training", "pretraining", "tagging_training")
         check_config_values(where, [
             ("vqvae", lambda: VQVAEConfig(**self.vqvae)),
+            ("codebook", lambda: CodebookConfig(**self.codebook)),
             ("gpt", lambda: GPTConfig(**self.gpt)),
             ("", lambda: omnijet_preprocessing(self.n_max, self.pt_min)),
             *((block, partial(TrainConfig, **getattr(self, block))) for block in blocks),
@@ -239,6 +261,9 @@ def train_tokenizer(
     batch = JetBatch.concatenate(
         [jets[n][splits.pretrain[n][:cap]] for n in ("top", "qcd")]
     )
+    if config.tokenizer_model == "codebook":
+        return fit_codebook(batch, config.codebook, config.n_max, out_dir / "tokenizer",
+                            config.seed, config.pt_min)
     return fit_tokenizer(batch, config.vqvae, config.tokenizer_training, config.n_max,
                          out_dir / "tokenizer", config.seed, config.pt_min)
 
@@ -256,6 +281,8 @@ def tokenizer_stage(
     folder = out_dir / "tokenizer"
     keys = ("vqvae", "tokenizer_training", "n_max", "pt_min", "seed", "tokenizer_jets",
             "pretrain_fraction")
+    if config.tokenizer_model != "vqvae":  # records of VQ-VAE runs stay what they were
+        keys += ("tokenizer_model", "codebook")
     stage = Stage(out_dir, "tokenizer", {k: getattr(config, k) for k in keys}, data,
                   [folder / "tokenizer.safetensors", folder / "resolution.json"], folder)
     reused = stage.prepare()
