@@ -28,7 +28,7 @@ Conventions, fixed once for all of jetfm:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -285,6 +285,16 @@ def _summary_values(labels: np.ndarray, probs: np.ndarray, classes: list[str], b
     return values
 
 
+def stratified_resamples(labels: np.ndarray, n_classes: int, n_bootstrap: int, seed: int
+                         ) -> Iterator[np.ndarray]:
+    """``n_bootstrap`` index arrays resampling the jets with replacement within each class
+    (each replica keeps every class's count), seeded by ``seed``."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(labels == k) for k in range(n_classes)]
+    for _ in range(n_bootstrap):
+        yield np.concatenate([rng.choice(m, len(m)) for m in members])
+
+
 def multiclass_summary(
     labels: np.ndarray,
     probs: np.ndarray,
@@ -327,11 +337,8 @@ def multiclass_summary(
     labels, probs = check_class_probs(labels, probs, classes, background)
     bkg = classes.index(background)
     values = _summary_values(labels, probs, classes, bkg, signal_efficiency)
-    rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(labels == k) for k in range(len(classes))]
     replicas: dict[str, list[float]] = {key: [] for key in values}
-    for _ in range(n_bootstrap):
-        idx = np.concatenate([rng.choice(m, len(m)) for m in members])
+    for idx in stratified_resamples(labels, len(classes), n_bootstrap, seed):
         for key, value in _summary_values(labels[idx], probs[idx], classes, bkg,
                                           signal_efficiency).items():
             replicas[key].append(value)
@@ -381,9 +388,7 @@ def paired_difference(
         return {k: a[k] - b[k] for k in a if not k.startswith("rejection@")}
 
     value = values(np.arange(len(labels)))
-    rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(labels == k) for k in range(len(classes))]
-    replicas = [values(np.concatenate([rng.choice(m, len(m)) for m in members]))
-                for _ in range(n_bootstrap)]
+    replicas = [values(idx) for idx in stratified_resamples(labels, len(classes), n_bootstrap,
+                                                            seed)]
     return {k: Estimate(v, float(np.std([r[k] for r in replicas], ddof=1)))
             for k, v in value.items()}
