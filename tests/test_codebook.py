@@ -160,3 +160,24 @@ def test_omnijet_config_and_cli_train_a_codebook_tokenizer(tmp_path, capsys):
         bad.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), **extra}))
         with pytest.raises(ValueError, match=message):
             OmniJetConfig.from_yaml(bad)
+
+
+def test_omnijet_backbone_draws_no_extra_random_numbers():
+    """Building an OmniJet backbone draws random numbers only for the tokenizer model and the
+    GPT, in that order (so seeded runs of earlier versions give the same GPT): checking the
+    tokenizer's configuration must not build a throw-away model."""
+    from jetfm.data.transforms import omnijet_preprocessing
+    from jetfm.models.gpt import GPT
+    from jetfm.models.vqvae import VQVAE, VQVAEConfig
+
+    vq = VQVAEConfig(dim=16, n_blocks=1, n_heads=2, codebook_size=32)
+    tokenizer = Tokenizer(VQVAE(vq), omnijet_preprocessing(16))
+    gpt = {"dim": 16, "n_blocks": 1, "n_heads": 2}
+    torch.manual_seed(5)
+    backbone = omnijet_backbone(tokenizer, gpt)
+    torch.manual_seed(5)
+    VQVAE(vq)
+    expected = GPT(backbone.gpt.config)
+    for (name, a), (_, b) in zip(backbone.gpt.state_dict().items(),
+                                 expected.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
