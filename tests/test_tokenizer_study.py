@@ -75,6 +75,10 @@ def test_rerun_reuses_every_variant_and_redoes_a_changed_one(study, tmp_path, ca
     ({"variants": [{"name": "a", "n_train": "many"}]}, "variant a: n_train"),
     ({"variants": [{"name": "a/b"}]}, "it names a folder"),
     ({"n_evall": 3}, r"unknown keys \['n_evall'\]"),
+    # found by a fresh tester: no file named, or found only after generating the jets
+    ({"n_eval": 1}, "n_eval: 1 must be >= 2"),
+    ({"n_train": 500}, r"n_jets: 150 per class, fewer than n_eval \+ n_floor \+ the largest "
+                       r"n_train \(variants \['vq-32', 'fsq-27'\]\)"),
 ])
 def test_config_errors_name_the_file_variant_and_key(tmp_path, change, message):
     config = {**yaml.safe_load(TINY.read_text()), **change}
@@ -98,3 +102,26 @@ def test_too_few_jets_for_the_split_is_named(tmp_path):
 def test_cpu_preset_is_valid():
     config = load_config(CPU)
     assert len({v["name"] for v in config.variants}) == len(config.variants) >= 8
+
+
+def test_a_variant_that_cannot_train_is_named(tmp_path):
+    """More codes than training particles: the error names the variant (and nothing is
+    generated: the jets come from files)."""
+    from io_jets import random_jets
+
+    from jetfm.data.io import write_jets
+    from jetfm.studies.tokenizer import run
+
+    files = {}
+    for i, name in enumerate(("top", "qcd")):
+        files[name] = str(tmp_path / f"{name}.root")
+        write_jets(random_jets(60, seed=i, n_max=10), files[name])
+    config = yaml.safe_load(TINY.read_text())
+    config.update(files=files, n_eval=10, n_floor=10, n_train=20,
+                  variants=[{"name": "big", "model": "codebook",
+                             "codebook": {"codebook_size": 100000}}])
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"variant big: codebook fit: \d+ particles for 100000 "
+                                         "codes"):
+        run(load_config(path), tmp_path / "out")

@@ -118,13 +118,13 @@ class TokenizerStudyConfig:
     def check(self, where: str | Path) -> None:
         """Every value and every variant, before any work: ``ValueError`` naming ``where``,
         the variant and the key."""
-        check_fields(self, {"n_jets": POSITIVE_INT, "workers": POSITIVE_INT,
-                            "seed": Rule(int, low=0), "n_max": POSITIVE_INT,
-                            "n_eval": Rule(int, low=2), "n_floor": Rule(int, low=2,
-                                                                         optional=True),
-                            "n_train": POSITIVE_INT, "n_bootstrap": Rule(int, low=2)})
-        check_config_values(where, [("", lambda: omnijet_preprocessing(self.n_max,
-                                                                       self.pt_min))])
+        check_config_values(where, [
+            ("", lambda: check_fields(self, {
+                "n_jets": POSITIVE_INT, "workers": POSITIVE_INT, "seed": Rule(int, low=0),
+                "n_max": POSITIVE_INT, "n_eval": Rule(int, low=2),
+                "n_floor": Rule(int, low=2, optional=True), "n_train": POSITIVE_INT,
+                "n_bootstrap": Rule(int, low=2)})),
+            ("", lambda: omnijet_preprocessing(self.n_max, self.pt_min))])
         if set(self.files) - set(CLASSES):
             unknown = sorted(set(self.files) - set(CLASSES))
             raise ValueError(f"{where}: files: unknown classes {unknown}; valid: "
@@ -162,6 +162,15 @@ class TokenizerStudyConfig:
         repeated = sorted(n for n, c in Counter(names).items() if c > 1)
         if repeated:
             raise ValueError(f"{where}: variants: names {repeated} appear more than once")
+        # generated classes: enough jets for the split, said before anything is generated
+        need_train = max(self.variant(v)["n_train"] for v in self.variants)
+        need = self.n_eval + self.floor_jets + need_train
+        if set(CLASSES) - set(self.files) and self.n_jets < need:
+            largest = [v["name"] for v in self.variants
+                       if self.variant(v)["n_train"] == need_train]
+            raise ValueError(f"{where}: n_jets: {self.n_jets} per class, fewer than n_eval + "
+                             f"n_floor + the largest n_train (variants {largest}) = "
+                             f"{self.n_eval} + {self.floor_jets} + {need_train} = {need}")
 
 
 def load_config(path: str | Path) -> TokenizerStudyConfig:
@@ -308,7 +317,10 @@ def run_variant(entry: dict[str, Any], jets: dict[str, JetBatch], splits: dict[s
         console.print(f"variant {full['name']}: reused ({folder})")
         return json.loads((folder / "metrics.json").read_text())
     console.rule(f"variant {full['name']}: {full['model']}, {full['n_train']} jets per class")
-    tokenizer, seconds = train_variant(full, jets, splits, config, folder)
+    try:
+        tokenizer, seconds = train_variant(full, jets, splits, config, folder)
+    except ValueError as err:  # e.g. more codes than training particles: name the variant
+        raise ValueError(f"variant {full['name']}: {err}") from None
     result = {"variant": full, "training_seconds": seconds,
               "fingerprint": tokenizer.fingerprint,
               **evaluate_variant(tokenizer, jets, splits, config, folder)}
@@ -403,7 +415,11 @@ def run(config: TokenizerStudyConfig, out_dir: str | Path) -> dict[str, Any]:
                + (", ".join(met) if met else "none"))
     text = "\n\n".join([
         "# Tokenizer resolution study", f"Decoded vs truth held-out jets ({config.n_eval} per "
-        f"class), floors from {config.floor_jets} independent truth jets per class; 'round "
+        f"class). Floor: the same metric between those truth jets and {config.floor_jets} "
+        "independent truth jets of the class, the sampling noise of a sample this size; the "
+        "decoded jets are the truth jets themselves, passed through the tokenizer, so a good "
+        "tokenizer can fall below it (0 = perfect). Multiplicity rows are 0 by construction "
+        "(decoding keeps the particle count). Table columns from 'top' on: top jets. 'round "
         "trip' = tokens kept when the decoded jets are tokenized again.", table, verdict,
         "## Every metric", full_table(results)])
     write_text_atomic(out_dir / "summary.md", text + "\n")
