@@ -205,11 +205,11 @@ def tagging_split(size: int, val_fraction: float) -> tuple[int, int]:
 
 MEDIAN_OBSERVABLES = ("mass", "tau21", "tau32", "n_particles")  # medians in the summary
 
-def load_jets(config: OmniJetConfig, out_dir: Path) -> tuple[dict[str, JetBatch],
-                                                              dict[str, str]]:
+def load_jets(config: Any, out_dir: Path) -> tuple[dict[str, JetBatch], dict[str, str]]:
     """Top and QCD jets: given files or generated ones (reused when already on disk, see
     :func:`jetfm.data.generated.generated_files`); and the digest of each class's file, the
-    input the downstream stages record."""
+    input the downstream stages record. ``config``: an :class:`OmniJetConfig` or any config
+    with its ``n_jets``, ``files``, ``seed`` and ``workers`` (the tokenizer study's)."""
     files = dict(config.files)
     for name in ("top", "qcd"):
         if name in files:

@@ -31,7 +31,6 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,6 @@ from rich.console import Console
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE_INT, Rule, check_fields, number
 from jetfm.data.batch import JetBatch
-from jetfm.data.generated import generated_files
-from jetfm.data.io import read_jets
 from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
 from jetfm.models.codebook import CodebookConfig
@@ -54,11 +51,10 @@ from jetfm.report import markdown_table
 from jetfm.studies import (
     Stage,
     check_config_values,
-    file_digest,
-    generated_stage,
     read_config,
     write_json,
 )
+from jetfm.studies.omnijet import load_jets  # top and QCD jets: the config's files or generated
 from jetfm.tasks.omnijet import CODEBOOK_KEYS, VQVAE_KEYS, fit_codebook, fit_tokenizer
 from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, check_keys
 
@@ -185,23 +181,6 @@ def load_config(path: str | Path) -> TokenizerStudyConfig:
 
 
 # ----------------------------------------------------------------------------- data
-def load_jets(config: TokenizerStudyConfig, out_dir: Path
-              ) -> tuple[dict[str, JetBatch], dict[str, str]]:
-    """Top and QCD jets (the config's files, or generated and reused while the generator
-    settings are the same) and their files' digests."""
-    files = dict(config.files)
-    for name in CLASSES:
-        if name not in files:
-            (path,) = generated_stage(
-                out_dir, f"data/{name}", {"n_jets": config.n_jets, "seed": config.seed,
-                                          "workers": config.workers},
-                partial(generated_files, [name], config.n_jets, out_dir / "data",
-                        seed=config.seed, workers=config.workers))
-            files[name] = str(path)
-    jets = {name: read_jets([files[name]]) for name in CLASSES}
-    return jets, {f"data/{name}": file_digest(files[name]) for name in CLASSES}
-
-
 @dataclass
 class Split:
     """Jet indices of one class: evaluated, floor, training pool (disjoint; fixed by the
