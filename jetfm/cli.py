@@ -13,7 +13,8 @@
     jetfm omnijet    the whole OmniJet-alpha chain from a YAML config
     jetfm evolution  jet-evolution generator (and thesis baseline) on declustering trees
     jetfm study      studies: ``jetfm study transfer`` (AOJ -> JetClass transfer),
-                     ``jetfm study tokenizer`` (tokenizer resolution)
+                     ``jetfm study tokenizer`` (tokenizer resolution),
+                     ``jetfm study gpt-curve`` (GPT learning curve)
     jetfm benchmark  ``jetfm benchmark tagging``: every backbone and a GBDT on the same jets
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
 
@@ -33,6 +34,7 @@ their inputs were checked: a failed command leaves no partial or empty output fi
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -61,6 +63,7 @@ DEMO_CONFIG = CONFIGS / "omnijet_cpu.yaml"
 TAGGING_CONFIG = CONFIGS / "tagging_cpu.yaml"
 BENCHMARK_CONFIG = CONFIGS / "benchmark_tagging_cpu.yaml"
 TOKENIZER_STUDY_CONFIG = CONFIGS / "tokenizer_study_cpu.yaml"
+GPT_CURVE_CONFIG = CONFIGS / "gpt_curve_cpu.yaml"
 # names the parser offers; the modules behind them load only when a command needs them
 BACKBONES = ("lgatr", "omnijet", "part", "pet")
 HEAD_NAMES = ("class_attention", "global_token", "pooled_mlp", "summation")
@@ -666,11 +669,14 @@ def _cmd_study_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_study_tokenizer(args: argparse.Namespace) -> int:
-    """The tokenizer resolution study (:mod:`jetfm.studies.tokenizer`) from a config."""
-    from jetfm.studies.tokenizer import load_config, run
+VARIANT_STUDIES = {"tokenizer": "jetfm.studies.tokenizer", "gpt-curve": "jetfm.studies.gpt_curve"}
 
-    summary = run(load_config(args.config), args.out)
+
+def _cmd_study_variants(args: argparse.Namespace) -> int:
+    """A study of variants from a config: the tokenizer resolution study
+    (:mod:`jetfm.studies.tokenizer`) or the GPT learning curve (:mod:`jetfm.studies.gpt_curve`)."""
+    module = importlib.import_module(VARIANT_STUDIES[args.study])
+    summary = module.run(module.load_config(args.config), args.out)
     console.print(Path(args.out, "table.md").read_text(), markup=False)
     console.print(f"run time {summary['seconds']:.0f} s; every metric in "
                   f"{Path(args.out, 'summary.md')}")
@@ -884,7 +890,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="YAML config (default: configs/tokenizer_study_cpu.yaml)")
     ts.add_argument("--out", type=folder_output, default="runs/tokenizer_study",
                     help="output folder (rerun to resume)")
-    ts.set_defaults(func=_cmd_study_tokenizer)
+    ts.set_defaults(func=_cmd_study_variants)
+    gc = studies.add_parser("gpt-curve", help="GPT learning curve: generated vs held-out top "
+                            "jets over training jets, GPT size and sampling, one tokenizer")
+    gc.add_argument("--config", type=Path, default=GPT_CURVE_CONFIG,
+                    help="YAML config (default: configs/gpt_curve_cpu.yaml)")
+    gc.add_argument("--out", type=folder_output, default="runs/gpt_curve",
+                    help="output folder (rerun to resume)")
+    gc.set_defaults(func=_cmd_study_variants)
 
     bench = sub.add_parser("benchmark", help="benchmarks from configs (resumable)")
     benches = bench.add_subparsers(dest="study", required=True)

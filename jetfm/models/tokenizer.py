@@ -156,6 +156,13 @@ class Tokenizer:
         return self.preprocessing.invert(self.decode_values(codes, mask, batch_size), mask,
                                          **batch_kwargs)
 
+    def reconstruct(self, jets: JetBatch) -> JetBatch:
+        """``jets`` encoded and decoded again (labels kept): what the tokens keep of them. The
+        best a generator over these tokens can do; compare with :meth:`in_frame` of the same
+        jets or with independent truth (OmniJet-alpha, arXiv:2403.05618, Fig. 3)."""
+        codes, mask, _ = self.encode(jets)
+        return self.decode(codes, mask, label=jets.label)
+
     def in_frame(self, jets: JetBatch) -> JetBatch:
         """``jets`` after this tokenizer's preprocessing and its inverse (particle cuts,
         ``n_max`` truncation, massless particles around the jet axis): the frame that jets

@@ -331,20 +331,22 @@ def tokenize_all(
 
 def pretrain(
     tokens: TokenDataset, idx: np.ndarray, tokenizer: Tokenizer, config: OmniJetConfig,
-    out_dir: Path,
+    out_dir: Path, tokens_file: Path | None = None, record: dict[str, Any] | None = None,
 ) -> Path:
     """The backbone file: the config's, or pre-trained on the top-jet tokens ``idx`` (reused
-    while its configuration and token file are the same). Its tokenizer is checked."""
+    while its configuration, ``record`` (what else chose ``idx``) and the token file
+    ``tokens_file`` (default ``out_dir/tokens/top.parquet``) are the same). Its tokenizer is
+    checked."""
     if config.backbone is not None:
         load_generative(config.backbone, tokenizer)
         console.print(f"backbone from {config.backbone}")
         return Path(config.backbone)
     path = out_dir / "pretrain" / "backbone.safetensors"
+    tokens_file = out_dir / "tokens" / "top.parquet" if tokens_file is None else tokens_file
     stage = Stage(out_dir, "pretrain",
-                  {k: getattr(config, k) for k in ("gpt", "pretraining", "seed",
-                                                   "pretrain_fraction")},
-                  {"tokenizer": tokenizer.fingerprint,
-                   "tokens/top": file_digest(out_dir / "tokens" / "top.parquet")},
+                  {**{k: getattr(config, k) for k in ("gpt", "pretraining", "seed",
+                                                      "pretrain_fraction")}, **(record or {})},
+                  {"tokenizer": tokenizer.fingerprint, "tokens/top": file_digest(tokens_file)},
                   [path], path.parent)
     if not stage.prepare():
         console.rule("pre-training: GPT on top-jet tokens")

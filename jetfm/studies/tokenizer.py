@@ -259,8 +259,7 @@ def evaluate_variant(tokenizer: Tokenizer, jets: dict[str, JetBatch],
     for name in CLASSES:
         truth = jets[name][splits[name].evaluation]
         floor = jets[name][splits[name].floor]
-        codes, mask, _ = tokenizer.encode(truth)
-        decoded = tokenizer.decode(codes, mask)
+        decoded = tokenizer.reconstruct(truth)
         result = evaluate_batches(
             truth, decoded, folder / f"eval_{name}", n_bootstrap=config.n_bootstrap,
             seed=config.seed, plots=False, frame=frame, frame_name=frame_name,
