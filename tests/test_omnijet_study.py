@@ -17,6 +17,7 @@ from jetfm.data.io import read_jets
 from jetfm.models.backbone import backbone_from_meta
 from jetfm.models.features import ParticleInputs
 from jetfm.models.tagger import Tagger
+from jetfm.physics.observables import jet_observables
 from jetfm.studies.omnijet import OmniJetConfig, make_splits
 from jetfm.tasks.tagging import InputsDataset, TaggingTask
 from jetfm.tasks.training import TrainConfig, fit
@@ -66,7 +67,22 @@ def test_chain_writes_every_stage_and_resumes(tmp_path, capsys):
         assert rows[("W1", observable)]["floor"] is not None
         assert np.isfinite(rows[("KL", observable)]["value"])
     assert len(splits.evaluation) == 18  # 20 % of 90 top jets
-    truth = jets["top"][splits.evaluation]
+    # held-out jets: the last n_generate (at most half) give the floor, the rest is the truth
+    assert (summary["n_truth"], summary["n_floor"]) == (10, 8)
+    truth = jets["top"][splits.evaluation[:10]]
+    # tokenizer only: the floor jets encoded and decoded keep their multiplicity, so their
+    # multiplicity metrics are the floor's own
+    decoded = {(r["metric"], r["observable"]): r for r in summary["tokenizer_only"]}
+    for metric in ("W1", "KL"):
+        row = decoded[(metric, "n_particles")]
+        assert row["value"] == pytest.approx(row["floor"], abs=1e-12)
+    assert [r["sample"] for r in summary["samples"]] == ["tokenizer only (decoded truth)",
+                                                        "generated"]
+    prong = summary["three_prong"]
+    assert prong["tau32_median"] == pytest.approx(np.nanmedian(jet_observables(generated)["tau32"]))
+    assert prong["pass"] == (prong["tau32_median"] < 0.55
+                             and abs(prong["mass_mode"] - prong["truth_mass_mode"]) <= 10)
+    assert "Three-prong check" in (out / "summary.md").read_text()
     medians = summary["medians"]["mass"]  # of the held-out truth, raw and in the frame
     assert medians["generated"] == pytest.approx(np.nanmedian(generated.jet_mass))
     assert medians["truth"] == pytest.approx(np.nanmedian(truth.jet_mass))

@@ -45,7 +45,6 @@ from rich.console import Console
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
 from jetfm.data.batch import JetBatch
-from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
 from jetfm.models.gpt import GPTConfig
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
@@ -55,8 +54,10 @@ from jetfm.studies import Stage, check_config_values, file_digest, read_config, 
 from jetfm.studies.omnijet import (
     OmniJetConfig,
     Splits,
+    compare_sample,
     generate_jets,
     load_jets,
+    mass_mode,
     pretrain,
     tokenize_all,
     tokenizer_stage,
@@ -235,22 +236,13 @@ def training_record(folder: Path) -> dict[str, Any]:
             "steps": int(rows["step"].max()) + 1}
 
 
-def evaluate(truth: JetBatch, sample: JetBatch, floor: JetBatch, tokenizer: Tokenizer,
-             folder: Path, config: GPTCurveConfig, title: str) -> dict[str, Any]:
-    """Metrics of ``sample`` vs ``truth`` with the floor ``floor`` vs ``truth``; medians
-    and the mass mode; the observables of ``sample`` (for the plots)."""
-    frame, frame_name = tokenizer_frame(tokenizer)
-    result = evaluate_batches(truth, sample, folder, n_bootstrap=config.n_bootstrap,
-                              seed=config.seed, plots=False, frame=frame, frame_name=frame_name,
-                              floor_sample=floor, title=title)
-    obs = jet_observables(sample)
-    mass = obs["mass"][np.isfinite(obs["mass"])]
-    hist, edges = np.histogram(mass, bins=np.linspace(0, 300, 31))
-    return {"metrics": {f"{r['metric']} {r['observable']}": r for r in result.table},
-            "tau32_median": float(np.nanmedian(obs["tau32"])),
-            "mass_median": float(np.nanmedian(obs["mass"])),
-            "mass_mode": float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1])),
-            "values": {o: obs[o].tolist() for o in ("tau32", "mass")}}
+def sample_result(truth: JetBatch, sample: JetBatch, floor: JetBatch, tokenizer: Tokenizer,
+                  folder: Path, config: GPTCurveConfig, title: str) -> dict[str, Any]:
+    """:func:`jetfm.studies.omnijet.compare_sample` without its text and full table (the
+    evaluation folder has them)."""
+    out = compare_sample(truth, sample, floor, tokenizer, folder, n_bootstrap=config.n_bootstrap,
+                         seed=config.seed, title=title)
+    return {k: v for k, v in out.items() if k not in ("text", "table")}
 
 
 def run_variant(entry: dict[str, Any], jets: dict[str, JetBatch], pools: dict[str, np.ndarray],
@@ -285,8 +277,8 @@ def run_variant(entry: dict[str, Any], jets: dict[str, JetBatch], pools: dict[st
               "training_seconds": json.loads(seconds_file.read_text())["seconds"],
               "training": training_record(model_dir / "pretrain"),
               "n_parameters": sum(t.numel() for t in _backbone_weights(backbone)),
-              **evaluate(truth, generated, floor, tokenizer, folder / "evaluation", config,
-                         f"Generated ({full['name']}) vs held-out truth top jets")}
+              **sample_result(truth, generated, floor, tokenizer, folder / "evaluation",
+                              config, f"Generated ({full['name']}) vs held-out truth top jets")}
     write_json(metrics_file, result)
     stage.finish()
     return result
@@ -375,9 +367,9 @@ def run(config: GPTCurveConfig, out_dir: str | Path) -> dict[str, Any]:
     if stage.prepare():
         decoded = json.loads((out_dir / "tokenizer_only.json").read_text())
     else:
-        decoded = evaluate(truth, tokenizer.reconstruct(floor), floor, tokenizer,
-                           out_dir / "tokenizer_only" / "evaluation", config,
-                           "Tokenizer only: decoded floor jets vs held-out truth top jets")
+        decoded = sample_result(truth, tokenizer.reconstruct(floor), floor, tokenizer,
+                                out_dir / "tokenizer_only" / "evaluation", config,
+                                "Tokenizer only: decoded floor jets vs held-out truth top jets")
         write_json(out_dir / "tokenizer_only.json", decoded)
         stage.finish()
     obs_truth = jet_observables(tokenizer.in_frame(truth))
@@ -387,9 +379,7 @@ def run(config: GPTCurveConfig, out_dir: str | Path) -> dict[str, Any]:
     write_text_atomic(out_dir / "table.md", table + "\n")
     met = [r["variant"]["name"] for r in results if meets_target(r, truth_tau32)]
     plots = plot_variants(obs_truth, [decoded, *results], out_dir)
-    truth_mass = obs_truth["mass"][np.isfinite(obs_truth["mass"])]
-    hist, edges = np.histogram(truth_mass, bins=np.linspace(0, 300, 31))
-    truth_mode = float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1]))
+    truth_mode = mass_mode(obs_truth["mass"])
     text = "\n\n".join([
         "# GPT learning curve", f"Generated ({config.n_generate} per variant) vs {config.n_eval} "
         f"held-out truth top jets; in brackets the floor: {config.floor_jets} independent truth "

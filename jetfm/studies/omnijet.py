@@ -484,6 +484,57 @@ def plot_taggers(tagging_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- the run
+def mass_mode(mass: np.ndarray, width: float = 10.0, high: float = 300.0) -> float:
+    """Centre of the most populated ``width``-GeV bin of the finite jet masses ``mass`` (GeV)
+    in [0, ``high``]; NaN when none is inside."""
+    mass = np.asarray(mass, dtype=float)
+    hist, edges = np.histogram(mass[np.isfinite(mass)], bins=np.arange(0.0, high + width, width))
+    return float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1])) if hist.any() \
+        else float("nan")
+
+
+def compare_sample(
+    truth: JetBatch, sample: JetBatch, floor: JetBatch, tokenizer: Tokenizer, folder: Path, *,
+    n_bootstrap: int, seed: int, title: str, plots: bool = False,
+) -> dict[str, Any]:
+    """``sample`` (generated, or ``floor`` reconstructed by the tokenizer) vs held-out
+    ``truth`` in the tokenizer's frame, the floor being the independent truth jets ``floor``
+    vs ``truth`` (:func:`jetfm.metrics.evaluate.evaluate_batches`); plus the sample's tau32 and
+    mass medians, its mass mode (:func:`mass_mode`) and its tau32 and mass values."""
+    frame, frame_name = tokenizer_frame(tokenizer)
+    result = evaluate_batches(truth, sample, folder, n_bootstrap=n_bootstrap, seed=seed,
+                              plots=plots, frame=frame, frame_name=frame_name,
+                              floor_sample=floor, title=title)
+    obs = jet_observables(sample)
+    return {"table": result.table,
+            "metrics": {f"{r['metric']} {r['observable']}": r for r in result.table},
+            "tau32_median": float(np.nanmedian(obs["tau32"])),
+            "mass_median": float(np.nanmedian(obs["mass"])),
+            "mass_mode": mass_mode(obs["mass"]),
+            "values": {o: obs[o].tolist() for o in ("tau32", "mass")},
+            "text": result.format()}
+
+
+THREE_PRONG = {"tau32_median": 0.55, "mass_mode_window": 10.0}  # issue 13: the demo's top jets
+
+
+def sample_rows(samples: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per compared sample (:func:`compare_sample`): tau32 median, mass mode, and the
+    headline W1 / C2ST numbers, each with its floor in brackets."""
+
+    def cell(result: dict[str, Any], key: str, digits: int) -> str:
+        m = result["metrics"][key]
+        return f"{m['value']:.{digits}f} ({m['floor']:.{digits}f})"
+
+    return [{"sample": name, "tau32 median": f"{r['tau32_median']:.3f}",
+             "mass mode [GeV]": f"{r['mass_mode']:.0f}",
+             "W1 tau32 (floor)": cell(r, "W1 tau32", 4),
+             "W1 mass [GeV] (floor)": cell(r, "W1 mass", 2),
+             "W1 n (floor)": cell(r, "W1 n_particles", 2),
+             "C2ST AUC (floor)": cell(r, "C2ST AUC jet features", 3)}
+            for name, r in samples.items()]
+
+
 def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     """The whole chain; returns (and writes to ``summary.json``/``summary.md``) the numbers."""
     out_dir = Path(out_dir)
@@ -496,27 +547,44 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     backbone = pretrain(tokens["top"], splits.pretrain["top"], tokenizer, config, out_dir)
     generated = generate_jets(backbone, tokenizer, config, out_dir)
     console.rule("evaluation: generated vs held-out top jets")
-    truth = jets["top"][splits.evaluation]
-    frame, frame_name = tokenizer_frame(tokenizer)
-    evaluation = evaluate_batches(truth, generated, out_dir / "evaluation",
-                                  n_bootstrap=config.n_bootstrap, seed=config.seed,
-                                  frame=frame, frame_name=frame_name,
-                                  title="OmniJet-alpha generated top jets vs held-out truth")
-    print(evaluation.format())
+    held = jets["top"][splits.evaluation]  # the last n_floor: the floor, the rest: the truth
+    n_floor = min(config.n_generate, len(held) // 2)
+    truth, floor = held[: len(held) - n_floor], held[len(held) - n_floor:]
+    common = {"n_bootstrap": config.n_bootstrap, "seed": config.seed}
+    samples = {
+        "tokenizer only (decoded truth)": compare_sample(
+            truth, tokenizer.reconstruct(floor), floor, tokenizer,
+            out_dir / "evaluation_tokenizer_only", **common,
+            title="Tokenizer only: independent truth top jets encoded and decoded, vs "
+                  "held-out truth"),
+        "generated": compare_sample(
+            truth, generated, floor, tokenizer, out_dir / "evaluation", **common, plots=True,
+            title="OmniJet-alpha generated top jets vs held-out truth")}
+    print(samples["generated"]["text"])
     tagging = train_taggers(jets, splits, tokenizer, config, out_dir, backbone, data)
     resolution = (json.loads(resolution_path.read_text()) if resolution_path.exists()
                   else {})
     observables = {"truth": jet_observables(truth),
                    "truth in the tokenizer frame": jet_observables(tokenizer.in_frame(truth)),
                    "generated": jet_observables(generated)}
-    mass = observables["generated"]["mass"]
-    hist, edges = np.histogram(mass[np.isfinite(mass)], bins=np.linspace(0, 300, 31))
+    truth_mode = mass_mode(observables["truth in the tokenizer frame"]["mass"])
+    gen = samples["generated"]
+    three_prong = {
+        "tau32_median": gen["tau32_median"], "tau32_median_max": THREE_PRONG["tau32_median"],
+        "mass_mode": gen["mass_mode"], "truth_mass_mode": truth_mode,
+        "mass_mode_window": THREE_PRONG["mass_mode_window"],
+        "pass": bool(gen["tau32_median"] < THREE_PRONG["tau32_median"] and abs(
+            gen["mass_mode"] - truth_mode) <= THREE_PRONG["mass_mode_window"])}
     summary = {
         "tokenizer_resolution": resolution,
-        "generation": evaluation.table,
+        "generation": gen["table"],
+        "tokenizer_only": samples["tokenizer only (decoded truth)"]["table"],
+        "samples": sample_rows(samples),
+        "n_truth": len(truth), "n_floor": len(floor),
         "medians": {name: {k: float(np.nanmedian(obs[name])) for k, obs in observables.items()}
                     for name in MEDIAN_OBSERVABLES},
-        "generated_mass_mode": float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1])),
+        "generated_mass_mode": gen["mass_mode"],
+        "three_prong": three_prong,
         "tagging": tagging,
         "seconds": time.perf_counter() - start,
     }
@@ -528,8 +596,22 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
 def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
     lines = ["# OmniJet-alpha run", "", "## Tokenizer resolution", ""]
     lines += [f"- {k}: {format_value(v)}" for k, v in summary["tokenizer_resolution"].items()]
+    lines += ["", "## Which part limits: tokenizer only vs generated", "",
+              f"Both samples vs the same {summary['n_truth']} held-out truth top jets (in the "
+              f"tokenizer's frame); in brackets the floor: {summary['n_floor']} independent "
+              "truth jets vs the same ones. 'tokenizer only' = those independent jets encoded "
+              "and decoded: the best a GPT over these tokens can do.", "",
+              markdown_table(summary["samples"])]
+    prong = summary["three_prong"]
+    lines += ["", f"Three-prong check (issue 13): generated tau32 median "
+              f"{prong['tau32_median']:.3f} (< {prong['tau32_median_max']} needed), mass mode "
+              f"{prong['mass_mode']:.0f} GeV vs truth {prong['truth_mass_mode']:.0f} GeV "
+              f"(within {prong['mass_mode_window']:.0f} GeV needed): "
+              + ("PASS" if prong["pass"] else "FAIL")]
     lines += ["", "## Generated top jets vs held-out truth", "",
-              markdown_table(summary["generation"], METRIC_COLUMNS)]
+              markdown_table(summary["generation"], METRIC_COLUMNS),
+              "", "## Tokenizer only (decoded truth) vs held-out truth", "",
+              markdown_table(summary["tokenizer_only"], METRIC_COLUMNS)]
     medians = summary.get("medians", {})
     if medians:
         samples = list(next(iter(medians.values())))
@@ -537,8 +619,7 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
                   "| --- |" + " --- |" * len(samples)]
         lines += [f"| {name} | " + " | ".join(format_value(row[k]) for k in samples) + " |"
                   for name, row in medians.items()]
-    lines += ["", f"Generated jet-mass mode: {summary['generated_mass_mode']:.0f} GeV", "",
-              "## Top-vs-QCD tagging (test set)", "",
+    lines += ["", "## Top-vs-QCD tagging (test set)", "",
               "D: all labelled jets a tagger sees, training + validation (early stopping), "
               "half of them per class; the same jets for both modes; the test jets are not "
               "in D.", "",
