@@ -181,3 +181,82 @@ def test_omnijet_backbone_draws_no_extra_random_numbers():
     for (name, a), (_, b) in zip(backbone.gpt.state_dict().items(),
                                  expected.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+# ----------------------------------------------------------------------------- code coordinates
+def codebook_tokenizer(k: int = 64) -> Tokenizer:
+    from jetfm.data.transforms import omnijet_preprocessing
+
+    return Tokenizer(fitted(k, feature_weights=[1, 2, 2]), omnijet_preprocessing(12))
+
+
+CODE_GPT = {"dim": 16, "n_blocks": 1, "n_heads": 2, "code_features": 8}
+
+
+def test_code_coordinates_are_the_weighted_code_vectors():
+    tokenizer = codebook_tokenizer()
+    backbone = omnijet_backbone(tokenizer, CODE_GPT)
+    coords = backbone.gpt.codes.coordinates
+    model = tokenizer.model
+    torch.testing.assert_close(coords[1:-1], model.codebook * model.weights)
+    table = backbone.gpt.code_table()
+    assert table.shape == (66, 16)
+    assert not table[0].any() and not table[-1].any()  # start and stop have no position
+    # the Fourier features of a code are those of its coordinates: sin^2 + cos^2 = 1
+    torch.testing.assert_close((table[1:-1] ** 2).reshape(64, 2, 8).sum(1),
+                               torch.ones(64, 8))
+    # a fresh GPT of the same tokenizer (taggers from scratch) gets them too
+    torch.testing.assert_close(backbone.scratch().gpt.codes.coordinates, coords)
+
+
+def test_code_coordinates_move_logits_smoothly_and_survive_a_file(tmp_path):
+    """Two codes at the same coordinates get the same code-feature logit; a saved generative
+    model gives the same logits after loading (buffers included)."""
+    from jetfm.models.gpt import NextTokenHead
+    from jetfm.models.omnijet import load_generative, save_generative
+
+    tokenizer = codebook_tokenizer()
+    torch.manual_seed(0)
+    backbone = omnijet_backbone(tokenizer, CODE_GPT).eval()
+    head = NextTokenHead.for_backbone(backbone.gpt).eval()
+    tokens = torch.tensor([[0, 5, 9, 17, 3]])
+    hidden, _ = backbone.gpt(tokens)
+    logits = head(hidden, backbone.gpt.code_table())
+    path = save_generative(tmp_path / "model.safetensors", backbone, head)
+    loaded, loaded_head = load_generative(path, tokenizer)
+    hidden2, _ = loaded.gpt(tokens)
+    torch.testing.assert_close(loaded_head(hidden2, loaded.gpt.code_table()), logits)
+    with pytest.raises(ValueError, match="pass the backbone's code_table"):
+        head(hidden)
+
+
+def test_code_features_need_a_codebook_tokenizer_and_set_coordinates():
+    from jetfm.data.transforms import omnijet_preprocessing
+    from jetfm.models.gpt import GPT, GPTConfig
+    from jetfm.models.vqvae import VQVAE, VQVAEConfig
+
+    vq = Tokenizer(VQVAE(VQVAEConfig(dim=16, n_blocks=1, n_heads=2, codebook_size=32)),
+                   omnijet_preprocessing(16))
+    with pytest.raises(ValueError, match="codes of a vqvae tokenizer have no coordinates"):
+        omnijet_backbone(vq, CODE_GPT)
+    gpt = GPT(GPTConfig(vocab_size=10, dim=16, n_blocks=1, n_heads=2, code_features=4,
+                        code_dim=3))
+    with pytest.raises(RuntimeError, match="code coordinates are not set"):
+        gpt(torch.tensor([[0, 1, 2]]))
+
+
+def test_code_frequencies_do_not_depend_on_the_global_seed():
+    """The Fourier frequencies come from a private generator (seed 0) times code_scale: the
+    same in every model of that size, whatever the global seed (a model file's buffers and a
+    fresh model agree)."""
+    from jetfm.models.gpt import GPT, GPTConfig
+
+    config = GPTConfig(vocab_size=10, dim=16, n_blocks=1, n_heads=2, code_features=4,
+                       code_dim=3, code_scale=2.5)
+    freqs = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        freqs.append(GPT(config).codes.frequencies)
+    torch.testing.assert_close(freqs[0], freqs[1])
+    expected = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)) * 2.5
+    torch.testing.assert_close(freqs[0], expected)

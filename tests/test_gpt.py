@@ -1,19 +1,26 @@
 """GPT backbone: causal language modelling, KV-cached sampling equals full recomputation."""
 
+import pytest
 import torch
 
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss, sample
 
 
-def small_model(positional: bool = False) -> tuple[GPT, NextTokenHead]:
+def small_model(positional: bool = False, code_features: int = 0
+                ) -> tuple[GPT, NextTokenHead]:
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=12, dim=32, n_blocks=2, n_heads=4, max_length=16,
-                       positional=positional)
-    return GPT(config).eval(), NextTokenHead(32, 12)
+                       positional=positional, code_features=code_features,
+                       code_dim=2 if code_features else 0)
+    gpt = GPT(config)
+    if code_features:  # ten codes on a line in 2D
+        gpt.codes.set_coordinates(torch.stack([torch.linspace(-1, 1, 10), torch.zeros(10)], 1))
+    return gpt.eval(), NextTokenHead.for_backbone(gpt)
 
 
-def test_cached_and_recomputed_sampling_agree():
-    backbone, head = small_model(positional=True)
+@pytest.mark.parametrize("code_features", [0, 6])
+def test_cached_and_recomputed_sampling_agree(code_features):
+    backbone, head = small_model(positional=True, code_features=code_features)
     runs = []
     for use_cache in (True, False):
         g = torch.Generator().manual_seed(7)

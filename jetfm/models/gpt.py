@@ -31,27 +31,82 @@ class GPTConfig:
     max_length: int = 130  # start + 128 particles + stop
     dropout: float = 0.0
     positional: bool = False
+    code_features: int = 0  # Fourier frequencies of the code coordinates (0: off, the paper's)
+    code_scale: float = 1.0  # their standard deviation, cycles per unit of the coordinates
+    code_dim: int = 0  # coordinates per code (set from the tokenizer, like vocab_size)
 
     def __post_init__(self) -> None:
         """Sizes >= 1 (``dim`` a multiple of ``n_heads``; ``vocab_size`` >= 3: start, one
-        code, stop; ``max_length`` >= 2), ``dropout`` in [0, 1), ``positional`` a bool;
-        ``ValueError`` naming the key."""
+        code, stop; ``max_length`` >= 2), ``dropout`` in [0, 1), ``positional`` a bool,
+        ``code_features`` / ``code_dim`` >= 0, ``code_scale`` > 0; ``ValueError`` naming
+        the key."""
         check_fields(self, {"vocab_size": Rule(int, low=3), "max_length": Rule(int, low=2),
                             **dict.fromkeys(("dim", "n_blocks", "n_heads"), POSITIVE_INT),
-                            "dropout": Rule(float, low=0, high=1, high_open=True)})
+                            "dropout": Rule(float, low=0, high=1, high_open=True),
+                            "code_features": Rule(int, low=0), "code_dim": Rule(int, low=0),
+                            "code_scale": Rule(float, low=0, low_open=True)})
         check_flag("positional", self.positional)
         check_divisible(self)
+
+    @property
+    def uses_code_coordinates(self) -> bool:
+        return self.code_features > 0
 
     @property
     def stop_token(self) -> int:
         return self.vocab_size - 1
 
 
+class CodeCoordinates(nn.Module):
+    """Where each token's code sits in the tokenizer's feature space, as Fourier features.
+
+    Buffers: ``coordinates`` (vocab_size, code_dim), row ``t`` = the coordinates of code
+    ``t - 1`` (rows of the start and stop tokens are 0 and masked), filled from the tokenizer
+    with :meth:`set_coordinates`; ``frequencies`` (code_features, code_dim), drawn once from
+    N(0, code_scale^2) with a fixed private generator (seed 0, so building a model draws no
+    number from the global stream). :meth:`forward` gives the (vocab_size, 2 code_features)
+    table [sin(2 pi c B^T), cos(2 pi c B^T)] (random Fourier features, Tancik et al.,
+    arXiv:2006.10739), 0 for the start and stop tokens.
+
+    A learned embedding per code (OmniJet-alpha) must learn from data which codes are close in
+    (eta, phi); with a few thousand jets and 8192 codes each code is seen a few dozen times.
+    These features give the GPT the geometry of the codes from the start: the input embedding
+    adds a linear map of them and the generative head scores every code by a linear map of the
+    hidden state dotted with them, so probability moves smoothly between neighbouring codes.
+    A jetfm departure from the paper, off by default (``code_features: 0``).
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        freqs = torch.randn(config.code_features, config.code_dim, generator=generator)
+        self.register_buffer("frequencies", freqs * config.code_scale)
+        self.register_buffer("coordinates", torch.zeros(config.vocab_size, config.code_dim))
+
+    def set_coordinates(self, codes: torch.Tensor) -> None:
+        """``codes`` (vocab_size - 2, code_dim): the code vectors, in code order."""
+        expected = (self.coordinates.shape[0] - 2, self.coordinates.shape[1])
+        if tuple(codes.shape) != expected:
+            raise ValueError(f"code coordinates: expected shape {expected}, got "
+                             f"{tuple(codes.shape)}")
+        with torch.no_grad():
+            self.coordinates.zero_()
+            self.coordinates[1:-1] = codes.to(self.coordinates)
+
+    def forward(self) -> torch.Tensor:
+        phase = 2 * torch.pi * self.coordinates @ self.frequencies.T
+        table = torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+        table[0] = 0.0
+        table[-1] = 0.0
+        return table
+
+
 class GPT(nn.Module):
     """Token embedding -> causal transformer blocks -> final layer norm.
 
     ``forward`` returns the hidden states (batch, length, dim), which the generative head and
-    the classification heads consume.
+    the classification heads consume. With ``code_features`` > 0 the embedding adds a linear
+    map of the code's Fourier features (:class:`CodeCoordinates`).
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -59,6 +114,13 @@ class GPT(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.position = nn.Embedding(config.max_length, config.dim) if config.positional else None
+        self.codes = self.code_embed = None
+        if config.uses_code_coordinates:
+            if config.code_dim < 1:
+                raise ValueError("code_features > 0 needs code coordinates (code_dim >= 1): "
+                                 "a tokenizer whose codes have them (tokenizer_model: codebook)")
+            self.codes = CodeCoordinates(config)
+            self.code_embed = nn.Linear(2 * config.code_features, config.dim, bias=False)
         self.blocks = nn.ModuleList(
             Block(config.dim, config.n_heads, dropout=config.dropout)
             for _ in range(config.n_blocks)
@@ -75,6 +137,8 @@ class GPT(nn.Module):
         """Hidden states for ``tokens`` (appended after the cached positions, if any)."""
         start = caches[0].length if caches else 0
         x = self.embed(tokens)
+        if self.codes is not None:
+            x = x + self.code_embed(self.code_table()[tokens])
         if self.position is not None:
             positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
             x = x + self.position(positions)[None]
@@ -84,16 +148,44 @@ class GPT(nn.Module):
             new_caches.append(cache)
         return self.norm(x), new_caches
 
+    def code_table(self) -> torch.Tensor | None:
+        """The (vocab_size, 2 code_features) Fourier features of the codes
+        (:class:`CodeCoordinates`), or None without them. ``RuntimeError`` when the
+        coordinates were never set (all 0): a model built without its tokenizer's codes."""
+        if self.codes is None:
+            return None
+        if not bool(self.codes.coordinates.any()):
+            raise RuntimeError("the GPT's code coordinates are not set: build it with "
+                               "jetfm.models.omnijet.omnijet_backbone or load it from its file")
+        return self.codes()
+
 
 class NextTokenHead(nn.Module):
-    """Generative head: logits over the vocabulary for the next token."""
+    """Generative head: logits over the vocabulary for the next token.
 
-    def __init__(self, dim: int, vocab_size: int) -> None:
+    With ``code_features`` > 0 the logit of token t adds W h . phi(c_t), phi the code
+    Fourier features of the backbone (:meth:`GPT.code_table`, passed to :meth:`forward`).
+    """
+
+    def __init__(self, dim: int, vocab_size: int, code_features: int = 0) -> None:
         super().__init__()
         self.linear = nn.Linear(dim, vocab_size)
+        self.code_out = nn.Linear(dim, 2 * code_features, bias=False) if code_features else None
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.linear(hidden)
+    @classmethod
+    def for_backbone(cls, gpt: GPT) -> NextTokenHead:
+        """The head matching ``gpt``'s size, vocabulary and code features."""
+        return cls(gpt.config.dim, gpt.config.vocab_size, gpt.config.code_features)
+
+    def forward(self, hidden: torch.Tensor, code_table: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        logits = self.linear(hidden)
+        if self.code_out is not None:
+            if code_table is None:
+                raise ValueError("this head scores codes by their coordinates: pass the "
+                                 "backbone's code_table()")
+            logits = logits + self.code_out(hidden) @ code_table.T
+        return logits
 
 
 def next_token_loss(
@@ -139,12 +231,13 @@ def sample(
     tokens = torch.full((n_jets, 1), START_TOKEN, dtype=torch.long, device=device)
     finished = torch.zeros(n_jets, dtype=torch.bool, device=device)
     caches = None
+    table = backbone.code_table()
     for _ in range(max_particles):
         if use_cache:
             hidden, caches = backbone(tokens[:, -1:], caches=caches)
         else:
             hidden, _ = backbone(tokens)
-        logits = head(hidden[:, -1])
+        logits = head(hidden[:, -1], table)
         if forbid_start:
             logits[:, START_TOKEN] = float("-inf")
         nxt = _sample_from(logits, temperature, top_k, generator).squeeze(1)

@@ -57,10 +57,17 @@ class OmniJetBackboneConfig:
         if not any(keys == {"kind", model, "preprocessing"} for model in TOKEN_MODELS):
             raise ValueError(f"tokenizer: expected the keys kind, preprocessing and one of "
                              f"{list(TOKEN_MODELS)} (a tokenizer's metadata), got {sorted(keys)}")
-        size = token_model_config(self.tokenizer)[1].codebook_size
+        kind, model = token_model_config(self.tokenizer)
         n_max = int(self.tokenizer["preprocessing"]["n_max"])
-        self.gpt = asdict(GPTConfig(**{**self.gpt, "vocab_size": size + 2,
-                                       "max_length": n_max + 2}))
+        code_dim = 0
+        if self.gpt.get("code_features"):
+            if kind != "codebook":
+                raise ValueError(f"gpt.code_features: the codes of a {kind} tokenizer have no "
+                                 "coordinates of their own; use tokenizer_model: codebook or "
+                                 "code_features: 0")
+            code_dim = model.n_features
+        self.gpt = asdict(GPTConfig(**{**self.gpt, "vocab_size": model.codebook_size + 2,
+                                       "max_length": n_max + 2, "code_dim": code_dim}))
 
 
 def tokenizer_features(preprocessing: Preprocessing) -> FeatureSpec:
@@ -112,7 +119,16 @@ class OmniJetBackbone(Backbone):
         """A new random GPT with the same tokenizer."""
         fresh = super().scratch()
         fresh.vqvae.load_state_dict(self.vqvae.state_dict())
+        fresh.set_code_coordinates()
         return fresh
+
+    def set_code_coordinates(self) -> None:
+        """Give the GPT the coordinates of the tokenizer's codes when it uses them
+        (``gpt.code_features`` > 0; :class:`jetfm.models.gpt.CodeCoordinates`): the feature
+        codebook's code vectors times its feature weights, the space its distance lives in."""
+        if self.gpt.codes is not None:
+            model = self.vqvae
+            self.gpt.codes.set_coordinates(model.codebook * model.weights)
 
     def prepare(self, batch: JetBatch, origin: str | None = None
                 ) -> tuple[ParticleInputs, list[SelectionReport]]:
@@ -150,6 +166,7 @@ def omnijet_backbone(tokenizer: Tokenizer, gpt: Mapping[str, Any] | None = None
     config = OmniJetBackboneConfig(dict(gpt or {}), tokenizer.meta())
     backbone = OmniJetBackbone(config, tokenizer_features(tokenizer.preprocessing))
     backbone.vqvae.load_state_dict(tokenizer.model.state_dict())
+    backbone.set_code_coordinates()
     return backbone
 
 
@@ -181,7 +198,7 @@ def load_generative(path: str | Path, tokenizer: Tokenizer | None = None,
     if tokenizer is not None:
         check_fingerprint(tokenizer.fingerprint, backbone.tokenizer.fingerprint,
                           f"backbone {path}")
-    head = NextTokenHead(backbone.dim, backbone.gpt.config.vocab_size)
+    head = NextTokenHead.for_backbone(backbone.gpt)
     head.load_state_dict(prefixed(tensors, "generative_head"))
     return backbone.to(device).eval(), head.to(device).eval()
 

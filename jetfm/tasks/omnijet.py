@@ -57,7 +57,7 @@ log = logging.getLogger("jetfm.omnijet")
 # length).
 VQVAE_KEYS = frozenset(config_keys(VQVAEConfig, ("n_features",)))
 CODEBOOK_KEYS = frozenset(config_keys(CodebookConfig, ("n_features",)))
-GPT_KEYS = frozenset(config_keys(GPTConfig, ("vocab_size", "max_length")))
+GPT_KEYS = frozenset(config_keys(GPTConfig, ("vocab_size", "max_length", "code_dim")))
 
 
 class TokenizerTask(LossTask):
@@ -97,12 +97,12 @@ class GenerativeTask(LossTask):
         super().__init__()
         self.save_hyperparameters()
         self.backbone = backbone_from_meta(backbone, "generative task")
-        self.head = NextTokenHead(self.backbone.dim, self.backbone.gpt.config.vocab_size)
+        self.head = NextTokenHead.for_backbone(self.backbone.gpt)
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         tokens, mask = batch[:2]
         hidden, _ = self.backbone.gpt(tokens, mask)
-        loss = next_token_loss(self.head(hidden), tokens, mask)
+        loss = next_token_loss(self.head(hidden, self.backbone.gpt.code_table()), tokens, mask)
         n_tokens = mask[:, 1:].sum()
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False,
                  batch_size=int(n_tokens), sync_dist=stage == "val")
