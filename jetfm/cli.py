@@ -376,7 +376,7 @@ def _rank_zero() -> bool:
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from jetfm.tasks.omnijet import fit_codebook, fit_tokenizer
+    from jetfm.tasks.omnijet import fit_token_model
 
     config = _omnijet_config(args.config)
     training, seed = _training(args, config, "tokenizer_training")
@@ -387,11 +387,8 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.config}: tokenizer_model is codebook (k-means), which "
                              f"takes no training options: {given} would not be used; set "
                              "the codebook block's max_iter / batch_size instead")
-        tokenizer = fit_codebook(jets, config.codebook, config.n_max, Path(args.out_dir), seed,
-                                 config.pt_min)
-    else:
-        tokenizer = fit_tokenizer(jets, config.vqvae, training, config.n_max,
-                                  Path(args.out_dir), seed, config.pt_min)
+    tokenizer = fit_token_model(jets, config.tokenizer_model, config.tokenizer_settings, training,
+                                config.n_max, Path(args.out_dir), seed, config.pt_min)
     if _rank_zero():
         console.print(f"tokenizer {tokenizer.fingerprint} -> "
                       f"{args.out_dir}/tokenizer.safetensors")

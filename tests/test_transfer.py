@@ -20,7 +20,14 @@ from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index
 from jetfm.data.io import read_jets
 from jetfm.studies import transfer
-from jetfm.studies.transfer import Cell, Target, generation_cells, load_config, run
+from jetfm.studies.transfer import (
+    Cell,
+    Target,
+    TransferConfig,
+    generation_cells,
+    load_config,
+    run,
+)
 from jetfm.studies.transfer_summary import (
     closing_note,
     compare,
@@ -169,13 +176,13 @@ def test_scratch_tokenizer_of_a_d_cell_sees_only_its_d_jets(tmp_path, monkeypatc
     config = load_config("tiny")
     config.scratch_tokenizer_jets, config.tokenizer_jets = "d", 15
     seen = []
-    real = transfer.fit_tokenizer
+    real = transfer.fit_token_model
 
     def spy(batch, *args, **kwargs):
         seen.append(batch.jet_p4)
         return real(batch, *args, **kwargs)
 
-    monkeypatch.setattr(transfer, "fit_tokenizer", spy)
+    monkeypatch.setattr(transfer, "fit_token_model", spy)
     idx = target.training(20, 1, config.seed)
     tokenizer, tokens, truth = transfer.cell_tokenizer(target, idx, config, tmp_path)
     np.testing.assert_array_equal(seen[0], jets.jet_p4[idx[:15]])  # the first 15 of the D
@@ -278,3 +285,23 @@ def test_bad_configs_raise_clear_errors(tmp_path, capsys):
     assert main(["study", "transfer", "--preset", "tiny", "--config", str(path),
                  "--out", str(tmp_path / "run")]) == 2
     assert "unknown keys ['sizez']" in capsys.readouterr().err
+
+
+def test_codebook_tokenizer_in_the_transfer_study(tmp_path):
+    """tokenizer_model: codebook fits the feature codebook with the codebook block; its keys
+    join the tokenizer records (VQ-VAE records keep theirs); a VQ-VAE block beside it is
+    refused."""
+    config = load_config("tiny")
+    vq_keys = config.tokenizer_keys
+    assert "codebook" not in vq_keys
+    config.tokenizer_model, config.vqvae, config.tokenizer_training = "codebook", {}, {}
+    config.codebook = {"codebook_size": 16, "max_iter": 3}
+    assert set(config.tokenizer_keys) == {*vq_keys, "tokenizer_model", "codebook"}
+    tokenizer = config.fit_tokenizer(random_jets(40, seed=2, n_min=3, n_max=12),
+                                     tmp_path / "tok")
+    assert tokenizer.kind == "codebook" and tokenizer.codebook_size == 16
+    assert (tmp_path / "tok" / "tokenizer.safetensors").exists()
+    with pytest.raises(ValueError, match=r"\['vqvae'\] would not be used"):
+        TransferConfig(tokenizer_model="codebook", vqvae={"dim": 8})
+    with pytest.raises(ValueError, match="tokenizer_model: 'kmeans'"):
+        TransferConfig(tokenizer_model="kmeans")

@@ -56,7 +56,7 @@ from jetfm.models.codebook import CodebookConfig
 from jetfm.models.gpt import GPTConfig
 from jetfm.models.heads import HEADS
 from jetfm.models.omnijet import load_generative, sample_jets
-from jetfm.models.tokenizer import TOKEN_MODELS, Tokenizer
+from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.physics.observables import jet_observables
 from jetfm.plots.roc import plot_roc
@@ -73,9 +73,9 @@ from jetfm.tasks.omnijet import (
     CODEBOOK_KEYS,
     GPT_KEYS,
     VQVAE_KEYS,
-    fit_codebook,
+    check_token_model_blocks,
     fit_generative,
-    fit_tokenizer,
+    fit_token_model,
 )
 from jetfm.tasks.tagging import FINETUNE_MODES, TaggingConfig, train_tagger
 from jetfm.tasks.training import (
@@ -122,15 +122,8 @@ class OmniJetConfig:
     backbone: str | None = None  # an existing backbone.safetensors (of that tokenizer)
 
     def __post_init__(self) -> None:
-        if self.tokenizer_model not in TOKEN_MODELS:
-            raise ValueError(f"tokenizer_model: {self.tokenizer_model!r} is not one of "
-                             f"{list(TOKEN_MODELS)}")
-        unused = (("vqvae", "tokenizer_training") if self.tokenizer_model == "codebook"
-                  else ("codebook",))
-        extra = [key for key in unused if getattr(self, key)]
-        if extra:
-            raise ValueError(f"tokenizer_model is {self.tokenizer_model}, so {extra} would not "
-                             "be used: remove them")
+        check_token_model_blocks(self.tokenizer_model, {
+            k: getattr(self, k) for k in ("vqvae", "codebook", "tokenizer_training")})
         given = {"tokenizer": ("vqvae", "codebook", "tokenizer_training"),
                  "backbone": ("gpt", "pretraining")}
         for key, unused in given.items():
@@ -150,6 +143,11 @@ class OmniJetConfig:
                 raise ValueError(f"tagging_sizes: D = {size} must be even (D / 2 jets per "
                                  "class) with at least one training and one validation jet "
                                  "per class")
+
+    @property
+    def tokenizer_settings(self) -> dict[str, Any]:
+        """The block of the tokenizer model: ``codebook`` or ``vqvae``."""
+        return self.codebook if self.tokenizer_model == "codebook" else self.vqvae
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OmniJetConfig:
@@ -261,11 +259,9 @@ def train_tokenizer(
     batch = JetBatch.concatenate(
         [jets[n][splits.pretrain[n][:cap]] for n in ("top", "qcd")]
     )
-    if config.tokenizer_model == "codebook":
-        return fit_codebook(batch, config.codebook, config.n_max, out_dir / "tokenizer",
-                            config.seed, config.pt_min)
-    return fit_tokenizer(batch, config.vqvae, config.tokenizer_training, config.n_max,
-                         out_dir / "tokenizer", config.seed, config.pt_min)
+    return fit_token_model(batch, config.tokenizer_model, config.tokenizer_settings,
+                           config.tokenizer_training,
+                           config.n_max, out_dir / "tokenizer", config.seed, config.pt_min)
 
 
 def tokenizer_stage(

@@ -55,7 +55,7 @@ from jetfm.studies import (
     write_json,
 )
 from jetfm.studies.omnijet import load_jets  # top and QCD jets: the config's files or generated
-from jetfm.tasks.omnijet import CODEBOOK_KEYS, VQVAE_KEYS, fit_codebook, fit_tokenizer
+from jetfm.tasks.omnijet import CODEBOOK_KEYS, VQVAE_KEYS, fit_token_model
 from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, check_keys
 
 console = Console(soft_wrap=True, emoji=False)
@@ -216,13 +216,9 @@ def train_variant(full: dict[str, Any], jets: dict[str, JetBatch], splits: dict[
     seconds its training took (wall clock, this machine)."""
     batch = JetBatch.concatenate([jets[n][splits[n].pool[: full["n_train"]]] for n in CLASSES])
     start = time.perf_counter()
-    if full["model"] == "codebook":
-        tokenizer = fit_codebook(batch, full["codebook"], config.n_max, folder, config.seed,
-                                 config.pt_min)
-    else:
-        training = {"progress": False, **full["training"]}
-        tokenizer = fit_tokenizer(batch, full["vqvae"], training, config.n_max, folder,
-                                  config.seed, config.pt_min)
+    tokenizer = fit_token_model(batch, full["model"], full[full["model"]],
+                                {"progress": False, **full.get("training", {})}, config.n_max,
+                                folder, config.seed, config.pt_min)
     return tokenizer, time.perf_counter() - start
 
 

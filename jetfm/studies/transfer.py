@@ -93,7 +93,14 @@ from jetfm.studies.transfer_summary import (
     plot_target,
     write_pages,
 )
-from jetfm.tasks.omnijet import GPT_KEYS, VQVAE_KEYS, fit_generative, fit_tokenizer
+from jetfm.tasks.omnijet import (
+    CODEBOOK_KEYS,
+    GPT_KEYS,
+    VQVAE_KEYS,
+    check_token_model_blocks,
+    fit_generative,
+    fit_token_model,
+)
 from jetfm.tasks.tagging import TaggingConfig, train_tagger
 from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, split_indices
 
@@ -127,7 +134,9 @@ class TransferConfig:
     # its training pool, whatever D (the AOJ paper's choice); "d" = one per scratch cell on
     # that cell's D training jets only (up to tokenizer_jets of them)
     scratch_tokenizer_jets: str = "fixed"
+    tokenizer_model: str = "vqvae"  # or "codebook" (jetfm.models.codebook)
     vqvae: dict[str, Any] = field(default_factory=dict)
+    codebook: dict[str, Any] = field(default_factory=dict)
     tokenizer_training: dict[str, Any] = field(default_factory=dict)
     gpt: dict[str, Any] = field(default_factory=dict)
     pretraining: dict[str, Any] = field(default_factory=dict)
@@ -159,11 +168,27 @@ class TransferConfig:
         if self.scratch_tokenizer_jets not in SCRATCH_TOKENIZER_JETS:
             raise ValueError(f"scratch_tokenizer_jets: {self.scratch_tokenizer_jets!r}; use "
                              f"one of {', '.join(SCRATCH_TOKENIZER_JETS)}")
+        check_token_model_blocks(self.tokenizer_model, {
+            k: getattr(self, k) for k in ("vqvae", "codebook", "tokenizer_training")})
         unknown = set(self.files) - {"source", *TARGETS}
         if unknown:
             raise ValueError(f"files: unknown keys {sorted(unknown)}; use source, qcd, top")
         check_blocks({block: getattr(self, block) for block in BLOCK_KEYS}, BLOCK_KEYS,
                      "transfer config")
+
+    @property
+    def tokenizer_keys(self) -> tuple[str, ...]:
+        """The config keys a tokenizer depends on (a VQ-VAE's records stay what they were)."""
+        keys = ("vqvae", "tokenizer_training", "n_max", "pt_min", "seed", "tokenizer_jets")
+        return keys + (("tokenizer_model", "codebook") if self.tokenizer_model != "vqvae"
+                       else ())
+
+    def fit_tokenizer(self, jets: JetBatch, out_dir: Path) -> Tokenizer:
+        """This config's tokenizer fitted on ``jets`` (:func:`jetfm.tasks.omnijet.
+        fit_token_model`), written to ``out_dir``."""
+        settings = self.codebook if self.tokenizer_model == "codebook" else self.vqvae
+        return fit_token_model(jets, self.tokenizer_model, settings, self.tokenizer_training,
+                               self.n_max, out_dir, self.seed, self.pt_min)
 
     @property
     def n_target(self) -> int:
@@ -177,6 +202,7 @@ class TransferConfig:
 BLOCK_KEYS: dict[str, frozenset[str]] = {
     "files": frozenset({"source", *TARGETS}),
     "vqvae": VQVAE_KEYS,
+    "codebook": CODEBOOK_KEYS,
     "gpt": GPT_KEYS,
     **dict.fromkeys(TRAINING_BLOCKS, TRAIN_KEYS - {"seed"}),
 }
@@ -271,9 +297,6 @@ def load_data(config: TransferConfig, out_dir: Path
     return source, targets, digests
 
 
-TOKENIZER_KEYS = ("vqvae", "tokenizer_training", "n_max", "pt_min", "seed", "tokenizer_jets")
-
-
 def train_tokenizer(jets: JetBatch, config: TransferConfig, out_dir: Path, root: Path,
                     inputs: dict[str, str]) -> Tokenizer:
     """A tokenizer trained on the first ``tokenizer_jets`` of ``jets``: the stage
@@ -281,14 +304,13 @@ def train_tokenizer(jets: JetBatch, config: TransferConfig, out_dir: Path, root:
     ``inputs`` (digests of the jets' files and how they were selected) are the same."""
     path = out_dir / "tokenizer" / "tokenizer.safetensors"
     stage = Stage(root, str(path.parent.relative_to(root)),
-                  {k: getattr(config, k) for k in TOKENIZER_KEYS}, inputs,
+                  {k: getattr(config, k) for k in config.tokenizer_keys}, inputs,
                   [path, path.parent / "resolution.json"], path.parent)
     if stage.prepare():
         return Tokenizer.load(path)
     batch = jets[: config.tokenizer_jets]
     console.rule(f"tokenizer on {len(batch)} jets -> {path.parent}")
-    tokenizer = fit_tokenizer(batch, config.vqvae, config.tokenizer_training, config.n_max,
-                              out_dir / "tokenizer", config.seed, config.pt_min)
+    tokenizer = config.fit_tokenizer(batch, out_dir / "tokenizer")
     stage.finish()
     return tokenizer
 
@@ -366,8 +388,8 @@ def cell_stage(cell: Cell, config: TransferConfig, out_dir: Path,
     else:
         keys = (*CELL_KEYS["generation"],
                 *(("finetuning",) if cell.mode == "finetune" else
-                  ("scratch", "scratch_tokenizer_jets", "vqvae", "tokenizer_training",
-                   "tokenizer_jets", "n_max", "pt_min")))
+                  ("scratch", "scratch_tokenizer_jets",
+                   *(k for k in config.tokenizer_keys if k != "seed"))))
         outputs = [cell_dir / RESULT, cell_dir / "generated.parquet"]
     return Stage(out_dir, str(cell_dir.relative_to(out_dir)),
                  {**asdict(cell), **{k: getattr(config, k) for k in keys}}, inputs, outputs,
@@ -435,9 +457,7 @@ def cell_tokenizer(target: Target, idx: np.ndarray, config: TransferConfig, cell
     tokens of those jets and the target's truth in its frame."""
     jets = target.jets[idx]
     # not a stage of its own: the cell's record covers it (cell_stage)
-    tokenizer = fit_tokenizer(jets[: config.tokenizer_jets], config.vqvae,
-                              config.tokenizer_training, config.n_max, cell_dir / "tokenizer",
-                              config.seed, config.pt_min)
+    tokenizer = config.fit_tokenizer(jets[: config.tokenizer_jets], cell_dir / "tokenizer")
     shutil.rmtree(cell_dir / "tokenizer" / "checkpoints", ignore_errors=True)  # file kept
     codes, mask, _ = tokenizer.encode(jets)
     tokens = TokenDataset(codes, mask, jets.label, {"fingerprint": tokenizer.fingerprint})

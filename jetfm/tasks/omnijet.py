@@ -31,6 +31,7 @@ from jetfm.models.codebook import CodebookConfig, FeatureCodebook
 from jetfm.models.gpt import GPTConfig, NextTokenHead, next_token_loss
 from jetfm.models.omnijet import load_generative, omnijet_backbone, save_generative
 from jetfm.models.tokenizer import (
+    TOKEN_MODELS,
     Tokenizer,
     check_fingerprint,
     format_resolution,
@@ -172,6 +173,37 @@ def fit_codebook(
     tokenizer = Tokenizer(model, preprocessing)
     finish_tokenizer(tokenizer, batch[val_idx], out_dir)
     return tokenizer
+
+
+def check_token_model_blocks(tokenizer_model: str, blocks: dict[str, Any]) -> None:
+    """``ValueError`` unless ``tokenizer_model`` is a known kind and ``blocks`` (config block
+    name -> value: ``vqvae``, ``codebook``, ``tokenizer_training``) gives only the blocks it
+    uses (a codebook has no ``vqvae`` nor ``tokenizer_training``, a VQ-VAE no ``codebook``)."""
+    if tokenizer_model not in TOKEN_MODELS:
+        raise ValueError(f"tokenizer_model: {tokenizer_model!r} is not one of "
+                         f"{list(TOKEN_MODELS)}")
+    unused = ("vqvae", "tokenizer_training") if tokenizer_model == "codebook" else ("codebook",)
+    extra = [key for key in unused if blocks.get(key)]
+    if extra:
+        raise ValueError(f"tokenizer_model is {tokenizer_model}, so {extra} would not be used: "
+                         "remove them")
+
+
+def fit_token_model(
+    batch: JetBatch, tokenizer_model: str, settings: dict[str, Any],
+    training: dict[str, Any] | None, n_max: int, out_dir: Path, seed: int = 1,
+    pt_min: float | None = None,
+) -> Tokenizer:
+    """The tokenizer of kind ``tokenizer_model`` fitted on ``batch``: ``"vqvae"``
+    (:func:`fit_tokenizer`, ``settings`` = the vqvae block, ``training`` its training block)
+    or ``"codebook"`` (:func:`fit_codebook`, ``settings`` = the codebook block; no training
+    block). ``ValueError`` for another kind."""
+    if tokenizer_model == "codebook":
+        return fit_codebook(batch, settings, n_max, out_dir, seed, pt_min)
+    if tokenizer_model == "vqvae":
+        return fit_tokenizer(batch, settings, training or {}, n_max, out_dir, seed, pt_min)
+    raise ValueError(f"tokenizer_model: {tokenizer_model!r} is not one of "
+                     f"{list(TOKEN_MODELS)}")
 
 
 def finish_tokenizer(tokenizer: Tokenizer, validation: JetBatch, out_dir: Path) -> None:
