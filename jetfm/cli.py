@@ -388,7 +388,8 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
                              f"takes no training options: {given} would not be used; set "
                              "the codebook block's max_iter / batch_size instead")
     tokenizer = fit_token_model(jets, config.tokenizer_model, config.tokenizer_settings, training,
-                                config.n_max, Path(args.out_dir), seed, config.pt_min)
+                                config.n_max, Path(args.out_dir), seed, config.pt_min,
+                                config.subjet_order)
     if _rank_zero():
         console.print(f"tokenizer {tokenizer.fingerprint} -> "
                       f"{args.out_dir}/tokenizer.safetensors")

@@ -4,6 +4,7 @@ import json
 
 import awkward as ak
 import numpy as np
+import pytest
 from io_jets import random_jets
 
 from jetfm.data import JetBatch
@@ -50,3 +51,59 @@ def test_fit_standardises_and_serialises_as_plain_data():
     np.testing.assert_allclose(values[mask].std(0), 1.0, atol=1e-3)
     again = Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
     assert again == prep
+
+
+def three_prong_jet() -> tuple[JetBatch, np.ndarray]:
+    """One jet of three well separated clusters (pT sums 300 > 200 > 100 GeV, the hardest
+    particle of the jet in the *second* hardest cluster), and each particle's cluster rank."""
+    centres = [(0.0, 0.0), (0.4, 0.3), (-0.3, 0.4)]
+    pts = [[90.0, 80.0, 70.0, 60.0], [150.0, 30.0, 20.0], [60.0, 25.0, 15.0]]
+    rng = np.random.default_rng(0)
+    pt, eta, phi, rank = [], [], [], []
+    for r, ((e, p), cluster) in enumerate(zip(centres, pts, strict=True)):
+        for value in cluster:
+            pt.append(value)
+            eta.append(1.0 + e + rng.normal(0, 0.01))
+            phi.append(0.5 + p + rng.normal(0, 0.01))
+            rank.append(r)
+    return JetBatch.from_ptetaphi([pt], [eta], [phi]), np.array(rank)
+
+
+def test_subjet_order_visits_one_prong_after_the_other():
+    """The kept particles come grouped by exclusive-kt subjet, subjets by pT sum, pT order
+    inside: the known clusters of a constructed jet, in the known order."""
+    batch, rank = three_prong_jet()
+    prep = omnijet_preprocessing(n_max=16, subjet_order=3)
+    values, mask, _ = prep.apply(batch)
+    back = prep.invert(values, mask)
+    pt = ak.to_numpy(back.pt[0])
+    truth_pt = ak.to_numpy(batch.pt[0])
+    expected = np.concatenate([np.sort(truth_pt[rank == r])[::-1] for r in range(3)])
+    np.testing.assert_allclose(pt, expected, rtol=1e-5)
+    # the same particles as the pT order, only permuted; the mask is the same
+    plain, plain_mask, _ = omnijet_preprocessing(n_max=16).apply(batch)
+    np.testing.assert_array_equal(plain_mask, mask)
+    np.testing.assert_allclose(np.sort(plain[0, :, 0]), np.sort(values[0, :, 0]))
+
+
+def test_subjet_order_is_a_permutation_of_the_pt_order_for_every_jet():
+    batch = random_jets(30, seed=5, n_max=40)
+    a, mask_a, _ = omnijet_preprocessing(n_max=20).apply(batch)
+    b, mask_b, _ = omnijet_preprocessing(n_max=20, subjet_order=3).apply(batch)
+    np.testing.assert_array_equal(mask_a, mask_b)
+    for i in range(len(batch)):  # the same set of particles, row by row
+        rows_a = a[i][mask_a[i]].tolist()
+        rows_b = b[i][mask_b[i]].tolist()
+        assert sorted(rows_a) == sorted(rows_b)
+
+
+def test_subjet_order_is_recorded_only_when_set():
+    """pT-ordered preprocessing serialises as before (tokenizer fingerprints unchanged)."""
+    plain = omnijet_preprocessing(n_max=8)
+    assert "subjet_order" not in plain.to_dict()
+    grouped = omnijet_preprocessing(n_max=8, subjet_order=3)
+    assert grouped.to_dict()["subjet_order"] == 3
+    assert Preprocessing.from_dict(json.loads(json.dumps(grouped.to_dict()))) == grouped
+    assert Preprocessing.from_dict(plain.to_dict()) == plain
+    with pytest.raises(ValueError, match="subjet_order"):
+        omnijet_preprocessing(n_max=8, subjet_order=-1)

@@ -6,7 +6,8 @@ so it can be written to YAML/JSON and safetensors metadata without pickling or `
     standardised = (value - shift) / scale,     value = standardised * scale + shift
 
 Applying it to a :class:`~jetfm.data.JetBatch`: compute each feature, drop particles outside
-any cut window (counted per feature), order by pT, truncate to ``n_max`` (counted) and
+any cut window (counted per feature), order by pT, truncate to ``n_max`` (counted; optionally
+then regroup by subjet, ``subjet_order``) and
 standardise, giving a (n_jets, n_max, n_features) array and mask. A particle with a feature
 that is not finite (log pT of a zero-pT or null particle, whose pT = 0 carries no weight) is
 dropped and counted as ``non-finite <feature>``, so no NaN or inf reaches a model. Inverting
@@ -26,8 +27,9 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from jetfm.checks import POSITIVE, POSITIVE_INT, check_fields, number
+from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields, number
 from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
+from jetfm.physics.clustering import subjet_order
 
 ANGLE_FEATURES = ("eta_rel", "phi_rel")
 PT_FEATURES = ("pt", "log_pt")
@@ -50,21 +52,29 @@ class Preprocessing:
 
     features: list[FeatureTransform] = field(default_factory=list)
     n_max: int = 128
+    subjet_order: int = 0  # 0: pT order; N: grouped by exclusive-kt subjet (N subjets)
 
     def __post_init__(self) -> None:
-        """``n_max`` >= 1 (particles per jet); ``ValueError`` naming it otherwise."""
-        check_fields(self, {"n_max": POSITIVE_INT})
+        """``n_max`` >= 1 (particles per jet), ``subjet_order`` >= 0; ``ValueError`` naming
+        the key otherwise."""
+        check_fields(self, {"n_max": POSITIVE_INT, "subjet_order": Rule(int, low=0)})
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data; ``subjet_order`` only when set (so the records and fingerprints of
+        pT-ordered preprocessing stay what they were)."""
+        out = asdict(self)
+        if not self.subjet_order:
+            del out["subjet_order"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        return cls([FeatureTransform(**f) for f in data["features"]], int(data["n_max"]))
+        return cls([FeatureTransform(**f) for f in data["features"]], int(data["n_max"]),
+                   int(data.get("subjet_order", 0)))
 
     def fit(self, batch: JetBatch) -> Preprocessing:
         """Set shift/scale of every feature to the mean/std over particles passing the cuts."""
@@ -113,6 +123,12 @@ class Preprocessing:
             padded = ak.fill_none(ak.pad_none(column, self.n_max, axis=1, clip=True), 0.0)
             values[..., i] = ak.to_numpy(padded)
         mask = np.arange(self.n_max)[None, :] < np.minimum(counts, self.n_max)[:, None]
+        if self.subjet_order:  # the kept particles (after cuts and truncation), regrouped
+            kinematics = [ak.to_numpy(ak.fill_none(ak.pad_none(
+                column[keep][:, : self.n_max], self.n_max, axis=1, clip=True), 0.0))
+                for column in (batch.pt, batch.eta_rel, batch.phi_rel)]
+            order = subjet_order(*kinematics, mask, self.subjet_order)
+            values = np.take_along_axis(values, order[..., None], axis=1)
         return values, mask, reports
 
     def apply(self, batch: JetBatch) -> tuple[np.ndarray, np.ndarray, list[SelectionReport]]:
@@ -161,13 +177,18 @@ class Preprocessing:
         )
 
 
-def omnijet_preprocessing(n_max: int = 128, pt_min: float | None = None) -> Preprocessing:
+def omnijet_preprocessing(n_max: int = 128, pt_min: float | None = None,
+                          subjet_order: int = 0) -> Preprocessing:
     """OmniJet-alpha's tokenizer inputs: log pT - 1.8, 3 eta_rel, 3 phi_rel, |angles| < 0.8.
 
     ``pt_min`` [GeV] optionally removes softer particles (counted): generator-level jets
     contain photons down to 1e-13 GeV whose log pT would dominate a squared-error loss;
-    JetClass' detector-level constituents have no such tail. ``ValueError`` naming the key
-    when ``n_max`` is not an integer >= 1 or ``pt_min`` not a number > 0.
+    JetClass' detector-level constituents have no such tail. ``subjet_order`` = N > 0 orders
+    each jet's kept particles by exclusive-kt subjet (N of them, hardest first, pT order
+    inside: :func:`jetfm.physics.clustering.subjet_order`) instead of by pT alone (the
+    paper's order); the token sequence then visits one prong after the other. ``ValueError``
+    naming the key when ``n_max`` is not an integer >= 1, ``pt_min`` not a number > 0 or
+    ``subjet_order`` not an integer >= 0.
     """
     pt_min = None if pt_min is None else number("pt_min", pt_min, POSITIVE)
     log_pt_min = None if pt_min is None else float(np.log(pt_min))
@@ -178,4 +199,5 @@ def omnijet_preprocessing(n_max: int = 128, pt_min: float | None = None) -> Prep
             FeatureTransform("phi_rel", scale=1 / 3, min=-0.8, max=0.8),
         ],
         n_max=n_max,
+        subjet_order=subjet_order,
     )

@@ -116,3 +116,41 @@ def exclusive_jets_up_to(sequence: fastjet.ClusterSequence, n_jets: int) -> ak.A
         if algorithm in (fastjet.kt_algorithm, fastjet.cambridge_algorithm):
             warnings.filterwarnings("ignore", message="dcut and exclusive jets")
         return sequence.exclusive_jets_up_to(n_jets)
+
+
+def subjet_order(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mask: np.ndarray,
+                 n_subjets: int) -> np.ndarray:
+    """Per jet, the permutation that groups its particles by exclusive-kt subjet.
+
+    ``pt`` [GeV], ``eta``, ``phi``: (n_jets, n) padded particle arrays (massless particles;
+    angles absolute or relative to the jet axis), ``mask`` (n_jets, n) the real ones. Each jet
+    is reclustered with kt (R = ``MAX_R``, E scheme) into ``n_subjets`` exclusive subjets (the
+    axes of N-subjettiness, Thaler & Van Tilburg, arXiv:1011.2268); every particle joins the
+    nearest axis in (y, phi); subjets are ranked by their pT sum, particles inside a subjet by
+    pT. Returns (n_jets, n) int64 indices: real particles first in that order, padding last
+    (``np.take_along_axis(values, order[..., None], 1)`` reorders (n_jets, n, F) values).
+    """
+    if n_subjets < 1:
+        raise ValueError(f"n_subjets must be >= 1, got {n_subjets}")
+    mask = np.asarray(mask, dtype=bool)
+    pt, eta, phi = (np.where(mask, np.asarray(a, dtype=np.float64), 0.0)
+                    for a in (pt, eta, phi))
+    counts = mask.sum(axis=1)
+    flat = {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta),
+            "E": pt * np.cosh(eta)}
+    p4 = ak.unflatten(ak.zip({k: v[mask] for k, v in flat.items()}, with_name="Momentum4D"),
+                      counts)
+    sequence = fastjet.ClusterSequence(p4, jet_definition("kt", MAX_R, "E"))
+    axes = exclusive_jets_up_to(sequence, n_subjets)
+    padded = {f: ak.to_numpy(ak.fill_none(ak.pad_none(axes[f], n_subjets, clip=True), np.nan))
+              for f in ("px", "py", "pz", "E")}
+    axis_y = kin.rapidity(padded["E"], padded["pz"], padded["px"], padded["py"])
+    axis_phi = kin.phi(padded["px"], padded["py"])
+    dr2 = ((eta[:, :, None] - axis_y[:, None, :]) ** 2
+           + kin.delta_phi(phi[:, :, None], axis_phi[:, None, :]) ** 2)
+    owner = np.argmin(np.where(np.isfinite(dr2), dr2, np.inf), axis=2)  # (n_jets, n)
+    subjet_pt = np.zeros((len(pt), n_subjets))
+    np.add.at(subjet_pt, (np.nonzero(mask)[0], owner[mask]), pt[mask])
+    rank = np.argsort(np.argsort(-subjet_pt, axis=1, kind="stable"), axis=1)
+    key = np.take_along_axis(rank, owner, axis=1) * (pt.max() + 1.0) - pt
+    return np.argsort(np.where(mask, key, np.inf), axis=1, kind="stable")

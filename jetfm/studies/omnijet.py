@@ -98,6 +98,7 @@ class OmniJetConfig:
     seed: int = 1
     n_max: int = 128
     pt_min: float | None = 0.1  # GeV, particle cut of the tokenizer preprocessing
+    subjet_order: int = 0  # tokens ordered by pT (0) or by exclusive-kt subjet (N subjets)
     tokenizer_jets: int | None = None  # per class, from the pre-training split (None: all)
     pretrain_fraction: float = 0.5  # of top jets: tokenizer + GPT training (QCD: tokenizer)
     eval_fraction: float = 0.2  # of top jets: held-out truth for the generated sample
@@ -124,7 +125,7 @@ class OmniJetConfig:
     def __post_init__(self) -> None:
         check_token_model_blocks(self.tokenizer_model, {
             k: getattr(self, k) for k in ("vqvae", "codebook", "tokenizer_training")})
-        given = {"tokenizer": ("vqvae", "codebook", "tokenizer_training"),
+        given = {"tokenizer": ("vqvae", "codebook", "tokenizer_training", "subjet_order"),
                  "backbone": ("gpt", "pretraining")}
         for key, unused in given.items():
             extra = [k for k in unused if getattr(self, key) is not None and getattr(self, k)]
@@ -182,7 +183,7 @@ class OmniJetConfig:
             ("vqvae", lambda: VQVAEConfig(**self.vqvae)),
             ("codebook", lambda: CodebookConfig(**self.codebook)),
             ("gpt", lambda: GPTConfig(**self.gpt)),
-            ("", lambda: omnijet_preprocessing(self.n_max, self.pt_min)),
+            ("", lambda: omnijet_preprocessing(self.n_max, self.pt_min, self.subjet_order)),
             *((block, partial(TrainConfig, **getattr(self, block))) for block in blocks),
             ("", partial(check_fields, copy(self), {  # sampling and evaluation of the chain
                 "temperature": POSITIVE, "top_k": Rule(int, low=1, optional=True),
@@ -260,8 +261,8 @@ def train_tokenizer(
         [jets[n][splits.pretrain[n][:cap]] for n in ("top", "qcd")]
     )
     return fit_token_model(batch, config.tokenizer_model, config.tokenizer_settings,
-                           config.tokenizer_training,
-                           config.n_max, out_dir / "tokenizer", config.seed, config.pt_min)
+                           config.tokenizer_training, config.n_max, out_dir / "tokenizer",
+                           config.seed, config.pt_min, config.subjet_order)
 
 
 def tokenizer_stage(
@@ -279,6 +280,8 @@ def tokenizer_stage(
             "pretrain_fraction")
     if config.tokenizer_model != "vqvae":  # records of VQ-VAE runs stay what they were
         keys += ("tokenizer_model", "codebook")
+    if config.subjet_order:  # and those of pT-ordered ones
+        keys += ("subjet_order",)
     stage = Stage(out_dir, "tokenizer", {k: getattr(config, k) for k in keys}, data,
                   [folder / "tokenizer.safetensors", folder / "resolution.json"], folder)
     reused = stage.prepare()

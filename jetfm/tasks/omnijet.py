@@ -117,7 +117,7 @@ class GenerativeTask(LossTask):
 
 def fit_tokenizer(
     batch: JetBatch, vqvae: dict[str, Any], training: dict[str, Any], n_max: int,
-    out_dir: Path, seed: int = 1, pt_min: float | None = None,
+    out_dir: Path, seed: int = 1, pt_min: float | None = None, subjet_order: int = 0,
 ) -> Tokenizer:
     """Train a VQ-VAE on ``batch`` (OmniJet-alpha preprocessing, 10 % validation jets);
     writes ``tokenizer.safetensors`` and ``resolution.json`` (on the validation jets), prints
@@ -129,7 +129,7 @@ def fit_tokenizer(
     """
     check_keys(vqvae, VQVAE_KEYS, "vqvae")
     train_config = TrainConfig.from_overrides(training, seed, "tokenizer_training")
-    preprocessing = omnijet_preprocessing(n_max, pt_min)
+    preprocessing = omnijet_preprocessing(n_max, pt_min, subjet_order)
     values, mask, reports = preprocessing.apply(batch)
     for report in reports:
         console.print(f"  {report}")
@@ -150,7 +150,7 @@ def fit_tokenizer(
 
 def fit_codebook(
     batch: JetBatch, codebook: dict[str, Any], n_max: int, out_dir: Path, seed: int = 1,
-    pt_min: float | None = None,
+    pt_min: float | None = None, subjet_order: int = 0,
 ) -> Tokenizer:
     """Fit a feature-space codebook tokenizer (:class:`~jetfm.models.codebook.FeatureCodebook`,
     weighted mini-batch k-means) on ``batch`` with OmniJet-alpha's preprocessing, 10 % of the
@@ -158,7 +158,7 @@ def fit_codebook(
     as :func:`fit_tokenizer` does. ``codebook``: :class:`CodebookConfig` fields but
     ``n_features``; unknown keys raise ``ValueError``."""
     check_keys(codebook, CODEBOOK_KEYS, "codebook")
-    preprocessing = omnijet_preprocessing(n_max, pt_min)
+    preprocessing = omnijet_preprocessing(n_max, pt_min, subjet_order)
     values, mask, reports = preprocessing.apply(batch)
     for report in reports:
         console.print(f"  {report}")
@@ -192,16 +192,18 @@ def check_token_model_blocks(tokenizer_model: str, blocks: dict[str, Any]) -> No
 def fit_token_model(
     batch: JetBatch, tokenizer_model: str, settings: dict[str, Any],
     training: dict[str, Any] | None, n_max: int, out_dir: Path, seed: int = 1,
-    pt_min: float | None = None,
+    pt_min: float | None = None, subjet_order: int = 0,
 ) -> Tokenizer:
     """The tokenizer of kind ``tokenizer_model`` fitted on ``batch``: ``"vqvae"``
     (:func:`fit_tokenizer`, ``settings`` = the vqvae block, ``training`` its training block)
     or ``"codebook"`` (:func:`fit_codebook`, ``settings`` = the codebook block; no training
-    block). ``ValueError`` for another kind."""
+    block); ``n_max``, ``pt_min``, ``subjet_order``: its preprocessing
+    (:func:`jetfm.data.transforms.omnijet_preprocessing`). ``ValueError`` for another kind."""
     if tokenizer_model == "codebook":
-        return fit_codebook(batch, settings, n_max, out_dir, seed, pt_min)
+        return fit_codebook(batch, settings, n_max, out_dir, seed, pt_min, subjet_order)
     if tokenizer_model == "vqvae":
-        return fit_tokenizer(batch, settings, training or {}, n_max, out_dir, seed, pt_min)
+        return fit_tokenizer(batch, settings, training or {}, n_max, out_dir, seed, pt_min,
+                             subjet_order)
     raise ValueError(f"tokenizer_model: {tokenizer_model!r} is not one of "
                      f"{list(TOKEN_MODELS)}")
 
