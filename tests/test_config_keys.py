@@ -15,6 +15,7 @@ from jetfm.models.features import ParticleInputs
 from jetfm.models.tagger import Tagger
 from jetfm.studies.benchmark_tagging import load_config as benchmark_config
 from jetfm.studies.evolution import EvolutionStudyConfig
+from jetfm.studies.gpt_curve import load_config as gpt_curve_config
 from jetfm.studies.omnijet import OmniJetConfig
 from jetfm.studies.tokenizer import load_config as tokenizer_study_config
 from jetfm.studies.transfer import load_config
@@ -52,6 +53,8 @@ def load_any(path: Path) -> object:
         return benchmark_config(path)
     if kind == "tokenizer":
         return tokenizer_study_config(path)
+    if kind == "gpt":
+        return gpt_curve_config(path)
     if kind == "tagging":  # `jetfm finetune --config`: TaggingConfig keys and the seed
         data = yaml.safe_load(path.read_text())
         seed = data.pop("seed")
@@ -86,8 +89,9 @@ def with_key(tmp_path: Path, preset: str, block: list[str], key: str = "weight_d
 
 @pytest.mark.parametrize(
     ("preset", "block"),
-    [("omnijet_cpu", ["tokenizer_training"]), ("omnijet_cpu", ["pretraining"]),
-     ("omnijet_cpu", ["tagging_training"]), ("omnijet_cpu", ["vqvae"]),
+    [("omnijet_cpu_vqvae", ["tokenizer_training"]), ("omnijet_cpu", ["pretraining"]),
+     ("omnijet_cpu", ["tagging_training"]), ("omnijet_cpu_vqvae", ["vqvae"]),
+     ("omnijet_cpu", ["codebook"]),
      ("omnijet_cpu", ["gpt"]), ("omnijet_cpu", ["files"]), ("omnijet_cpu", ["n_jets"]),
      ("evolution_cpu", ["training"]), ("evolution_cpu", ["model"]),
      ("evolution_cpu", ["thesis"]), ("evolution_cpu", ["thesis", "vqvae"]),
@@ -105,7 +109,7 @@ def test_unknown_block_key_is_rejected_naming_file_block_and_valid_keys(tmp_path
     assert str(path) in message and block[-1] in message and "valid: [" in message
 
 
-@pytest.mark.parametrize("key", ["vocab_size", "max_length"])
+@pytest.mark.parametrize("key", ["vocab_size", "max_length", "code_dim"])
 def test_gpt_keys_the_tokenizer_sets_are_rejected(tmp_path, key):
     """The tokenizer fixes the GPT's vocabulary and length: a configured one would be ignored."""
     with pytest.raises(ValueError, match=key):
