@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -85,6 +87,34 @@ def check_config_values(where: str | Path, checks: Iterable[tuple[str, Callable[
 
 # ----------------------------------------------------------------------------- stages
 STAGES_DIR = "stages"
+
+
+def variant_entries(variants: Any, where: str | Path, keys: Iterable[str],
+                    blocks: dict[str, Iterable[str]]) -> list[tuple[dict[str, Any], str]]:
+    """The ``variants`` list of a study config, checked: a non-empty list of mappings, each
+    with a ``name`` usable as a folder name, only ``keys`` and, in its blocks, only the keys
+    of ``blocks``; names unique. Returns (entry, label) pairs, the label naming ``where`` and
+    the variant for the study's own checks; ``ValueError`` naming them otherwise."""
+    from jetfm.tasks.training import check_blocks, check_keys
+
+    if not isinstance(variants, list) or not variants:
+        raise ValueError(f"{where}: variants: give a list of at least one variant")
+    out, names = [], []
+    for i, entry in enumerate(variants):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"{where}: variants[{i}]: each variant is a mapping with a name")
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", entry["name"]):
+            raise ValueError(f"{where}: variants[{i}]: name {entry['name']!r}: use letters, "
+                             "digits and _ . + - (it names a folder)")
+        names.append(entry["name"])
+        label = f"{where}: variant {entry['name']}"
+        check_keys(entry, keys, label)
+        check_blocks(entry, blocks, label)
+        out.append((entry, label))
+    repeated = sorted(n for n, c in Counter(names).items() if c > 1)
+    if repeated:
+        raise ValueError(f"{where}: variants: names {repeated} appear more than once")
+    return out
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

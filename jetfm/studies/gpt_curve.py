@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,14 @@ from jetfm.models.tokenizer import Tokenizer
 from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
 from jetfm.plots.histograms import plot_distribution
 from jetfm.report import markdown_table
-from jetfm.studies import Stage, check_config_values, file_digest, read_config, write_json
+from jetfm.studies import (
+    Stage,
+    check_config_values,
+    file_digest,
+    read_config,
+    variant_entries,
+    write_json,
+)
 from jetfm.studies.omnijet import (
     OmniJetConfig,
     Splits,
@@ -63,7 +68,7 @@ from jetfm.studies.omnijet import (
     tokenizer_stage,
 )
 from jetfm.tasks.omnijet import CODEBOOK_KEYS, GPT_KEYS, VQVAE_KEYS
-from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, check_keys
+from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks
 
 console = Console(soft_wrap=True, emoji=False)
 
@@ -143,29 +148,14 @@ class GPTCurveConfig:
                 "n_floor": Rule(int, low=2, optional=True), "n_train": POSITIVE_INT,
                 "n_generate": Rule(int, low=2), "n_bootstrap": Rule(int, low=2)})),
             ("", self.omnijet)])
-        if not isinstance(self.variants, list) or not self.variants:
-            raise ValueError(f"{where}: variants: give a list of at least one variant")
-        names = []
-        for i, entry in enumerate(self.variants):
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                raise ValueError(f"{where}: variants[{i}]: each variant is a mapping with a "
-                                 "name")
-            if not re.fullmatch(r"[A-Za-z0-9_.+-]+", entry["name"]):
-                raise ValueError(f"{where}: variants[{i}]: name {entry['name']!r}: use "
-                                 "letters, digits and _ . + - (it names a folder)")
-            names.append(entry["name"])
-            label = f"{where}: variant {entry['name']}"
-            check_keys(entry, VARIANT_KEYS, label)
-            check_blocks(entry, {"gpt": GPT_KEYS, "pretraining": TRAIN_KEYS}, label)
+        for entry, label in variant_entries(self.variants, where, VARIANT_KEYS,
+                                            {"gpt": GPT_KEYS, "pretraining": TRAIN_KEYS}):
             full = self.variant(entry)
             check_config_values(label, [
                 ("", lambda f=full: check_fields(_Fields(f["n_train"], f["temperature"],
                                                          f["top_k"]), _Fields.RULES)),
                 ("gpt", lambda f=full: GPTConfig(**f["gpt"])),
                 ("pretraining", lambda f=full: TrainConfig(**f["pretraining"]))])
-        repeated = sorted(n for n, c in Counter(names).items() if c > 1)
-        if repeated:
-            raise ValueError(f"{where}: variants: names {repeated} appear more than once")
         n_top = self.n_jets["top"] if isinstance(self.n_jets, dict) else self.n_jets
         need = self.n_eval + self.floor_jets + max(self.variant(v)["n_train"]
                                                    for v in self.variants)

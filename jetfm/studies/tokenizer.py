@@ -27,7 +27,6 @@ tokenizer trained in <= 15 minutes on 2 cores; ``summary.md`` says which variant
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,11 +51,12 @@ from jetfm.studies import (
     Stage,
     check_config_values,
     read_config,
+    variant_entries,
     write_json,
 )
 from jetfm.studies.omnijet import load_jets  # top and QCD jets: the config's files or generated
 from jetfm.tasks.omnijet import CODEBOOK_KEYS, VQVAE_KEYS, fit_token_model
-from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, check_keys
+from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks
 
 console = Console(soft_wrap=True, emoji=False)
 
@@ -125,21 +125,8 @@ class TokenizerStudyConfig:
             unknown = sorted(set(self.files) - set(CLASSES))
             raise ValueError(f"{where}: files: unknown classes {unknown}; valid: "
                              f"{list(CLASSES)}")
-        if not isinstance(self.variants, list) or not self.variants:
-            raise ValueError(f"{where}: variants: give a list of at least one variant")
-        names = []
-        for i, entry in enumerate(self.variants):
-            label = f"{where}: variants[{i}]"
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                raise ValueError(f"{label}: each variant is a mapping with a name")
-            if not re.fullmatch(r"[A-Za-z0-9_.+-]+", entry["name"]):
-                raise ValueError(f"{label}: name {entry['name']!r}: use letters, digits and "
-                                 "_ . + - (it names a folder)")
-            names.append(entry["name"])
-            label = f"{where}: variant {entry['name']}"
-            check_keys(entry, VARIANT_KEYS, label)
-            check_blocks(entry, {"vqvae": VQVAE_KEYS, "codebook": CODEBOOK_KEYS,
-                                 "training": TRAIN_KEYS}, label)
+        blocks = {"vqvae": VQVAE_KEYS, "codebook": CODEBOOK_KEYS, "training": TRAIN_KEYS}
+        for entry, label in variant_entries(self.variants, where, VARIANT_KEYS, blocks):
             full = self.variant(entry)
             if full["model"] not in MODELS:
                 raise ValueError(f"{label}: model {full['model']!r} is not one of "
@@ -155,9 +142,6 @@ class TokenizerStudyConfig:
                 ("vqvae", lambda f=full: VQVAEConfig(**f["vqvae"])),
                 ("training", lambda f=full: TrainConfig(**f["training"]))]
             check_config_values(label, checks)
-        repeated = sorted(n for n, c in Counter(names).items() if c > 1)
-        if repeated:
-            raise ValueError(f"{where}: variants: names {repeated} appear more than once")
         # generated classes: enough jets for the split, said before anything is generated
         need_train = max(self.variant(v)["n_train"] for v in self.variants)
         need = self.n_eval + self.floor_jets + need_train
