@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from jetfm.cli import main
 from jetfm.data.io import read_jets
+from jetfm.data.tokens import read_tokens
 from jetfm.models.backbone import backbone_from_meta
 from jetfm.models.features import ParticleInputs
 from jetfm.models.tagger import Tagger
@@ -39,6 +40,7 @@ TINY = {
     "tagging_sizes": [20, 10000],
     "tagging_training": {"max_epochs": 1, "batch_size": 8},
     "n_bootstrap": 3,
+    "augment": 2,  # the GPT trains on its jets and their eta-reflected images
 }
 
 
@@ -54,6 +56,10 @@ def test_chain_writes_every_stage_and_resumes(tmp_path, capsys):
     assert (len(jets["top"]), len(jets["qcd"])) == (90, 60)
     splits = make_splits(jets, OmniJetConfig(**TINY))
     summary = json.loads((out / "summary.json").read_text())
+
+    # augment 2: the GPT's tokens are its 45 pre-training jets and their 45 images
+    augmented = read_tokens(out / "augmented" / "tokens" / "top.parquet", TINY["n_max"])
+    assert len(augmented) == 2 * len(splits.pretrain["top"]) == 90
 
     # generated jets: every requested sequence is either decoded or counted as empty
     sampling = json.loads((out / "generated" / "sampling.json").read_text())

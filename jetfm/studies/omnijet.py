@@ -45,6 +45,7 @@ from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
+from jetfm.data.augment import DIHEDRAL, dihedral_images
 from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -99,6 +100,7 @@ class OmniJetConfig:
     n_max: int = 128
     pt_min: float | None = 0.1  # GeV, particle cut of the tokenizer preprocessing
     subjet_order: int = 0  # tokens ordered by pT (0) or by exclusive-kt subjet (N subjets)
+    augment: int = 1  # GPT training jets: each with its first `augment` D4 images (1: none)
     tokenizer_jets: int | None = None  # per class, from the pre-training split (None: all)
     pretrain_fraction: float = 0.5  # of top jets: tokenizer + GPT training (QCD: tokenizer)
     eval_fraction: float = 0.2  # of top jets: held-out truth for the generated sample
@@ -186,7 +188,8 @@ class OmniJetConfig:
             ("", lambda: omnijet_preprocessing(self.n_max, self.pt_min, self.subjet_order)),
             *((block, partial(TrainConfig, **getattr(self, block))) for block in blocks),
             ("", partial(check_fields, copy(self), {  # sampling and evaluation of the chain
-                "temperature": POSITIVE, "top_k": Rule(int, low=1, optional=True),
+                "augment": Rule(int, low=1, high=len(DIHEDRAL)), "temperature": POSITIVE,
+                "top_k": Rule(int, low=1, optional=True),
                 "sample_batch": POSITIVE_INT, "n_generate": POSITIVE_INT,
                 "n_bootstrap": Rule(int, low=2)}))])
 
@@ -543,7 +546,15 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     splits = make_splits(jets, config)
     tokenizer, resolution_path = tokenizer_stage(jets, splits, config, out_dir, data)
     tokens = tokenize_all(tokenizer, jets, out_dir, data)
-    backbone = pretrain(tokens["top"], splits.pretrain["top"], tokenizer, config, out_dir)
+    if config.augment > 1:  # the GPT's jets and their symmetry images, tokenized
+        images = dihedral_images(jets["top"][splits.pretrain["top"]], config.augment)
+        folder = out_dir / "augmented"
+        augmented = tokenize_all(tokenizer, {"top": images}, folder,
+                                 {**data, "augment": str(config.augment)}, out_dir)["top"]
+        backbone = pretrain(augmented, np.arange(len(augmented)), tokenizer, config, out_dir,
+                            folder / "tokens" / "top.parquet", {"augment": config.augment})
+    else:
+        backbone = pretrain(tokens["top"], splits.pretrain["top"], tokenizer, config, out_dir)
     generated = generate_jets(backbone, tokenizer, config, out_dir)
     console.rule("evaluation: generated vs held-out top jets")
     held = jets["top"][splits.evaluation]  # the last n_floor: the floor, the rest: the truth
