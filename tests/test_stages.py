@@ -319,7 +319,7 @@ def test_omnijet_configs_count_validation_jets_in_d(tmp_path):
     from pathlib import Path
 
     configs = sorted((Path(__file__).parents[1] / "configs").glob("omnijet_*.yaml"))
-    assert len(configs) == 3
+    assert len(configs) == 4
     for path in configs:
         config = OmniJetConfig.from_yaml(path)
         assert config.tagging_val_fraction == 0.2
