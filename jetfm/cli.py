@@ -882,20 +882,19 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--out", type=folder_output, default="runs/transfer",
                     help="output folder (rerun to resume)")
     tl.set_defaults(func=_cmd_study_transfer)
-    ts = studies.add_parser("tokenizer", help="tokenizer resolution: decoded vs truth top and "
-                            "QCD jets over codebook size, training jets, quantiser, ...")
-    ts.add_argument("--config", type=Path, default=TOKENIZER_STUDY_CONFIG,
-                    help="YAML config (default: configs/tokenizer_study_cpu.yaml)")
-    ts.add_argument("--out", type=folder_output, default="runs/tokenizer_study",
-                    help="output folder (rerun to resume)")
-    ts.set_defaults(func=_cmd_study_variants)
-    gc = studies.add_parser("gpt-curve", help="GPT learning curve: generated vs held-out top "
-                            "jets over training jets, GPT size and sampling, one tokenizer")
-    gc.add_argument("--config", type=Path, default=GPT_CURVE_CONFIG,
-                    help="YAML config (default: configs/gpt_curve_cpu.yaml)")
-    gc.add_argument("--out", type=folder_output, default="runs/gpt_curve",
-                    help="output folder (rerun to resume)")
-    gc.set_defaults(func=_cmd_study_variants)
+    for name, config, out, text in (
+            ("tokenizer", TOKENIZER_STUDY_CONFIG, "runs/tokenizer_study",
+             "tokenizer resolution: decoded vs truth top and QCD jets over codebook size, "
+             "training jets, quantiser, ..."),
+            ("gpt-curve", GPT_CURVE_CONFIG, "runs/gpt_curve",
+             "GPT learning curve: generated vs held-out top jets over training jets, GPT size "
+             "and sampling, one tokenizer")):
+        variants = studies.add_parser(name, help=text)
+        variants.add_argument("--config", type=Path, default=config,
+                              help=f"YAML config (default: configs/{config.name})")
+        variants.add_argument("--out", type=folder_output, default=out,
+                              help="output folder (rerun to resume)")
+        variants.set_defaults(func=_cmd_study_variants)
 
     bench = sub.add_parser("benchmark", help="benchmarks from configs (resumable)")
     benches = bench.add_subparsers(dest="study", required=True)

@@ -23,7 +23,7 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,25 @@ def check_config_values(where: str | Path, checks: Iterable[tuple[str, Callable[
 
 # ----------------------------------------------------------------------------- stages
 STAGES_DIR = "stages"
+
+
+@dataclass
+class HeldOutStudy:
+    """Fields shared by the studies of variants (tokenizer, GPT curve): the jets (generated,
+    or ``files``), the preprocessing cuts and the held-out split: ``n_eval`` evaluated jets
+    and ``n_floor`` (default ``n_eval``) independent ones for the floor."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    workers: int = 2
+    seed: int = 1
+    n_max: int = 64
+    pt_min: float | None = 0.1
+    n_eval: int = 1000
+    n_floor: int | None = None
+
+    @property
+    def floor_jets(self) -> int:
+        return self.n_eval if self.n_floor is None else self.n_floor
 
 
 def variant_entries(variants: Any, where: str | Path, keys: Iterable[str],

@@ -49,6 +49,7 @@ from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
 from jetfm.plots.histograms import plot_distribution
 from jetfm.report import markdown_table
 from jetfm.studies import (
+    HeldOutStudy,
     Stage,
     check_config_values,
     file_digest,
@@ -80,7 +81,7 @@ TARGET = {"tau32_median": 0.08, "floor_factor": 5.0}  # issue 13, held-out top j
 
 
 @dataclass
-class GPTCurveConfig:
+class GPTCurveConfig(HeldOutStudy):
     """The study; YAML files (``configs/gpt_curve_*.yaml``) fill it.
 
     ``n_jets``: generated per class ({top: n, qcd: n} or one number; or ``files``). Top jets
@@ -92,13 +93,6 @@ class GPTCurveConfig:
     """
 
     n_jets: int | dict[str, int] = field(default_factory=lambda: {"top": 34000, "qcd": 3000})
-    files: dict[str, str] = field(default_factory=dict)
-    workers: int = 2
-    seed: int = 1
-    n_max: int = 64
-    pt_min: float | None = 0.1
-    n_eval: int = 1000
-    n_floor: int | None = None
     tokenizer_jets: int | None = 3000
     tokenizer_model: str = "codebook"
     vqvae: dict[str, Any] = field(default_factory=dict)
@@ -115,10 +109,6 @@ class GPTCurveConfig:
     sample_batch: int = 250
     n_bootstrap: int = 30
     variants: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "default"}])
-
-    @property
-    def floor_jets(self) -> int:
-        return self.n_eval if self.n_floor is None else self.n_floor
 
     def variant(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The full settings of variant ``entry``: the defaults with its overrides."""

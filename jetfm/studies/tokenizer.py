@@ -48,6 +48,7 @@ from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
 from jetfm.plots.histograms import plot_distribution
 from jetfm.report import markdown_table
 from jetfm.studies import (
+    HeldOutStudy,
     Stage,
     check_config_values,
     read_config,
@@ -68,7 +69,7 @@ TARGET = {"tau32": 0.03, "mass": 3.0, "seconds": 15 * 60}  # issue 13: top jets,
 
 
 @dataclass
-class TokenizerStudyConfig:
+class TokenizerStudyConfig(HeldOutStudy):
     """The study; YAML files (``configs/tokenizer_study_*.yaml``) fill it.
 
     ``n_jets`` generated per class (or ``files``: {top: path, qcd: path}); per class,
@@ -80,13 +81,6 @@ class TokenizerStudyConfig:
     """
 
     n_jets: int = 12000
-    files: dict[str, str] = field(default_factory=dict)
-    workers: int = 2
-    seed: int = 1
-    n_max: int = 64
-    pt_min: float | None = 0.1
-    n_eval: int = 1000
-    n_floor: int | None = None
     n_train: int = 5000
     model: str = "vqvae"
     vqvae: dict[str, Any] = field(default_factory=dict)
@@ -94,10 +88,6 @@ class TokenizerStudyConfig:
     training: dict[str, Any] = field(default_factory=dict)
     variants: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "default"}])
     n_bootstrap: int = 30
-
-    @property
-    def floor_jets(self) -> int:
-        return self.n_eval if self.n_floor is None else self.n_floor
 
     def variant(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The full settings of variant ``entry``: the defaults with its overrides."""
