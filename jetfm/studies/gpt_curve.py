@@ -44,6 +44,7 @@ from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
 from jetfm.data.batch import JetBatch
 from jetfm.models.gpt import GPTConfig
+from jetfm.models.omnijet import load_generative
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
 from jetfm.plots.histograms import plot_distribution
@@ -257,7 +258,7 @@ def run_variant(entry: dict[str, Any], jets: dict[str, JetBatch], pools: dict[st
     result = {"variant": full, "model": model_folder(full),
               "training_seconds": json.loads(seconds_file.read_text())["seconds"],
               "training": training_record(model_dir / "pretrain"),
-              "n_parameters": sum(t.numel() for t in _backbone_weights(backbone)),
+              "n_parameters": gpt_parameters(backbone),
               **sample_result(truth, generated, floor, tokenizer, folder / "evaluation",
                               config, f"Generated ({full['name']}) vs held-out truth top jets")}
     write_json(metrics_file, result)
@@ -265,10 +266,11 @@ def run_variant(entry: dict[str, Any], jets: dict[str, JetBatch], pools: dict[st
     return result
 
 
-def _backbone_weights(path: Path) -> list[Any]:
-    from safetensors.torch import load_file
-
-    return list(load_file(str(path)).values())
+def gpt_parameters(path: Path) -> int:
+    """Trainable parameters of the generative model in ``path``: GPT and next-token head (not
+    the fixed tokenizer, not buffers)."""
+    backbone, head = load_generative(path)
+    return sum(p.numel() for module in (backbone.gpt, head) for p in module.parameters())
 
 
 # ----------------------------------------------------------------------------- summary
