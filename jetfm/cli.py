@@ -389,7 +389,7 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
                              "the codebook block's max_iter / batch_size instead")
     tokenizer = fit_token_model(jets, config.tokenizer_model, config.tokenizer_settings, training,
                                 config.n_max, Path(args.out_dir), seed, config.pt_min,
-                                config.subjet_order)
+                                config.subjet_order, config.subjet_frame)
     if _rank_zero():
         console.print(f"tokenizer {tokenizer.fingerprint} -> "
                       f"{args.out_dir}/tokenizer.safetensors")

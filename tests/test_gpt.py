@@ -68,3 +68,21 @@ def test_loss_ignores_padding():
     torch.testing.assert_close(
         next_token_loss(logits, tokens, mask), next_token_loss(head(hidden2), garbage, mask)
     )
+
+
+def test_grammar_restricts_each_step_to_its_tokens():
+    """sample(grammar=...): step k draws only from row min(k, n_rows - 1); here codes 1-3
+    (tokens 2-4) at step 0, token 5 at step 1, then codes 6-8 or stop, whatever the model."""
+    backbone, head = small_model()
+    grammar = torch.zeros(3, 12, dtype=torch.bool)
+    grammar[0, 2:5] = True
+    grammar[1, 5] = True
+    grammar[2, 7:10] = True
+    grammar[2, 11] = True
+    codes, mask = sample(backbone, head, 200, 10, generator=torch.Generator().manual_seed(2),
+                         grammar=grammar)
+    assert mask[:, :2].all()  # no stop in the first two steps
+    assert set(codes[:, 0].tolist()) == {1, 2, 3} and set(codes[:, 1].tolist()) == {4}
+    assert set(codes[:, 2:][mask[:, 2:]].tolist()) <= {6, 7, 8}
+    with pytest.raises(ValueError, match="grammar: shape"):
+        sample(backbone, head, 2, 4, grammar=grammar[:, :5])

@@ -41,8 +41,8 @@ def test_tiny_study_runs_end_to_end(study):
             assert m["W1 n_particles"]["value"] == 0.0
             for key in ("W1 mass", "W1 tau32", "KL tau21", "KL mass"):
                 assert np.isfinite(m[key]["value"]) and np.isfinite(m[key]["floor"])
-    book = metrics(study, "codebook-64")
-    assert book["top"]["round_trip"]["features"] == 1.0  # exact in feature space
+    for name in ("codebook-64", "codebook-64-frame"):  # exact in feature space
+        assert metrics(study, name)["top"]["round_trip"]["features"] == 1.0
     for png in ("top_tau32", "top_mass", "qcd_tau32", "qcd_mass"):
         assert (study / "plots" / f"{png}.png").stat().st_size > 0
 
@@ -73,6 +73,13 @@ def test_rerun_reuses_every_variant_and_redoes_a_changed_one(study, tmp_path, ca
     ({"variants": [{"name": "a", "vqvae": {"codebook_size": -3}}]},
      "variant a: vqvae: codebook_size"),
     ({"variants": [{"name": "a", "n_train": "many"}]}, "variant a: n_train"),
+    ({"variants": [{"name": "a", "subjet_frame": True}]},
+     "variant a: subjet_frame needs model codebook"),
+    ({"variants": [{"name": "a", "model": "codebook", "subjet_frame": True}]},
+     "variant a: subjet_frame: true needs subjet_order >= 1"),
+    ({"variants": [{"name": "a", "model": "codebook", "subjet_order": 3,
+                    "subjet_frame": True, "codebook": {"feature_weights": [1, 2, 2]}}]},
+     r"variant a: codebook: feature_weights: \[1, 2, 2\]; give 4"),
     ({"variants": [{"name": "a/b"}]}, "it names a folder"),
     ({"n_evall": 3}, r"unknown keys \['n_evall'\]"),
     # found by a fresh tester: no file named, or found only after generating the jets

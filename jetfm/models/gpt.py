@@ -218,6 +218,7 @@ def sample(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     forbid_start: bool = True,
+    grammar: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample token sequences autoregressively from the start token.
 
@@ -225,6 +226,9 @@ def sample(
     masked) and a bool mask of the particles generated before each jet's stop token. With
     ``use_cache`` each step feeds only the newest token and reuses keys/values; without it every
     step recomputes the whole prefix (OmniJet-alpha's original sampler), for comparison.
+    ``grammar`` (n_rows, vocab_size) bool: the tokens allowed at each step (row
+    ``min(step, n_rows - 1)``), e.g. :meth:`jetfm.models.tokenizer.Tokenizer.token_grammar`;
+    ``ValueError`` when its width is not the vocabulary's.
     """
     device = next(backbone.parameters()).device
     stop = backbone.config.stop_token
@@ -232,7 +236,12 @@ def sample(
     finished = torch.zeros(n_jets, dtype=torch.bool, device=device)
     caches = None
     table = backbone.code_table()
-    for _ in range(max_particles):
+    if grammar is not None:
+        grammar = grammar.to(device=device, dtype=torch.bool)
+        if grammar.ndim != 2 or grammar.shape[1] != backbone.config.vocab_size:
+            raise ValueError(f"grammar: shape {tuple(grammar.shape)}, expected (n_rows, "
+                             f"{backbone.config.vocab_size})")
+    for step in range(max_particles):
         if use_cache:
             hidden, caches = backbone(tokens[:, -1:], caches=caches)
         else:
@@ -240,6 +249,8 @@ def sample(
         logits = head(hidden[:, -1], table)
         if forbid_start:
             logits[:, START_TOKEN] = float("-inf")
+        if grammar is not None:
+            logits = logits.masked_fill(~grammar[min(step, len(grammar) - 1)], float("-inf"))
         nxt = _sample_from(logits, temperature, top_k, generator).squeeze(1)
         nxt = torch.where(finished, torch.full_like(nxt, stop), nxt)
         finished |= nxt == stop

@@ -25,7 +25,7 @@ import torch
 
 from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
-from jetfm.data.transforms import Preprocessing
+from jetfm.data.transforms import LEADER_FEATURE, Preprocessing
 from jetfm.models.backbone import Backbone, backbone_from_meta, register_backbone
 from jetfm.models.features import FeatureSpec, InputFeature, ParticleInputs
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, sample
@@ -72,9 +72,11 @@ class OmniJetBackboneConfig:
 
 def tokenizer_features(preprocessing: Preprocessing) -> FeatureSpec:
     """The tokenizer's inputs as a feature spec (standardisation as subtract/multiply); the
-    record of what an OmniJet backbone sees (its cut windows live in the preprocessing)."""
+    record of what an OmniJet backbone sees (its cut windows, subjet order and frame live in
+    the preprocessing; the subjet-leader flag is derived there, not a particle feature)."""
     return FeatureSpec(tuple(InputFeature(f.name, f.shift, 1.0 / f.scale)
-                             for f in preprocessing.features), n_max=preprocessing.n_max)
+                             for f in preprocessing.features if f.name != LEADER_FEATURE),
+                       n_max=preprocessing.n_max)
 
 
 @register_backbone
@@ -223,11 +225,12 @@ def sample_jets(
     tokenizer = backbone.tokenizer
     generator = torch.Generator(device=device).manual_seed(seed)
     codes, masks = [], []
+    grammar = tokenizer.token_grammar()
     start = time.perf_counter()
     for first in range(0, n_jets, batch_size):
         n = min(batch_size, n_jets - first)
         c, m = sample(backbone.gpt, head, n, tokenizer.n_max, temperature=temperature,
-                      top_k=top_k, generator=generator, use_cache=use_cache)
+                      top_k=top_k, generator=generator, use_cache=use_cache, grammar=grammar)
         codes.append(c.cpu().numpy())
         masks.append(m.cpu().numpy())
     elapsed = time.perf_counter() - start
@@ -236,5 +239,6 @@ def sample_jets(
     labels = None if label is None else np.full(int((~empty).sum()), label)
     jets = tokenizer.decode(codes_np[~empty], mask_np[~empty], label=labels)
     stats = {"n_requested": n_jets, "n_empty": int(empty.sum()),
-             "jets_per_second": n_jets / elapsed, "seconds": elapsed, "device": str(device)}
+             "jets_per_second": n_jets / elapsed, "seconds": elapsed, "device": str(device),
+             "grammar": grammar is not None}
     return jets, stats

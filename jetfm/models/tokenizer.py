@@ -24,7 +24,7 @@ import torch
 
 from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.data.batch import JetBatch, SelectionReport
-from jetfm.data.transforms import Preprocessing
+from jetfm.data.transforms import FRAME_FEATURES, LEADER_FEATURE, Preprocessing
 from jetfm.models.codebook import CodebookConfig, FeatureCodebook
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 from jetfm.physics.observables import jet_observables
@@ -127,7 +127,37 @@ class Tokenizer:
         for start in range(0, len(values), batch_size):
             x = torch.as_tensor(values[start : start + batch_size], device=device)
             m = torch.as_tensor(mask[start : start + batch_size], device=device)
-            codes[start : start + batch_size] = self.model.encode(x, m).cpu().numpy()
+            c = self.model.encode(x, m)
+            if self.preprocessing.subjet_frame:
+                c = self._against_decoded_references(x, m, c)
+            codes[start : start + batch_size] = c.cpu().numpy()
+        return codes
+
+    def _against_decoded_references(self, x: torch.Tensor, m: torch.Tensor,
+                                    codes: torch.Tensor) -> torch.Tensor:
+        """Subjet frame: the codes of particles given relative to another (Preprocessing.
+        frame_levels), re-taken level by level against their reference's *decoded* absolute
+        position, so that decoding puts each where it was (its own quantisation error only)
+        instead of moving a whole subjet with its leader's error. Particles without a
+        reference keep their codes; decoded values re-encode to themselves, so the token round
+        trip stays exact."""
+        prep = self.preprocessing
+        x_np, m_np = x.cpu().numpy(), m.cpu().numpy()
+        label = prep.features[prep.names.index(LEADER_FEATURE)]
+        labels = x_np[..., prep.names.index(LEADER_FEATURE)] * label.scale + label.shift
+        truth = prep.absolute(x_np, m_np)
+        columns = [prep.names.index(name) for name in FRAME_FEATURES]
+        shift = np.array([prep.features[i].shift for i in columns])
+        scale = np.array([prep.features[i].scale for i in columns])
+        for dependent, reference in prep.frame_levels(labels, m_np):
+            decoded = prep.absolute(self.model.decode(codes, m).cpu().numpy(), m_np)
+            ref = np.take_along_axis(decoded[..., columns], reference[..., None], axis=1)
+            target = x_np.copy()
+            target[..., columns] = np.where(dependent[..., None],
+                                            (truth[..., columns] - ref - shift) / scale,
+                                            x_np[..., columns])
+            again = self.model.encode(torch.as_tensor(target, dtype=x.dtype, device=x.device), m)
+            codes = torch.where(torch.as_tensor(dependent, device=x.device), again, codes)
         return codes
 
     def decode_values(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 1024
@@ -169,6 +199,29 @@ class Tokenizer:
         decoded from its tokens live in, so truth and generated jets compare like for like."""
         values, mask, _ = self.preprocessing.apply(jets)
         return self.preprocessing.invert(values, mask, label=jets.label)
+
+    def token_grammar(self) -> torch.Tensor | None:
+        """The tokens a valid sequence allows at each step, or None (any code, any time).
+
+        Subjet frame (N subjets): step k < N allows only the codes labelled k (the leader of
+        subjet k; the sequences this tokenizer writes always start with the leaders); later
+        steps allow the follower codes (labels N ... 2N - 1) and the stop token. A jet with
+        fewer than N particles (after the cuts) has fewer leaders and cannot be sampled under
+        it; count them in the data (rare for top and QCD jets with pT > 0.1 GeV particles).
+        Returns (N + 1, vocab_size) bool."""
+        prep = self.preprocessing
+        if not prep.subjet_frame:
+            return None
+        label = prep.features[prep.names.index(LEADER_FEATURE)]
+        codes = self.model.codebook[:, prep.names.index(LEADER_FEATURE)].detach().cpu()
+        labels = torch.round(codes.double() * label.scale + label.shift).long()
+        n = prep.subjet_order
+        grammar = torch.zeros(n + 1, self.vocab_size, dtype=torch.bool)
+        for k in range(n):
+            grammar[k, 1:-1] = labels == k
+        grammar[n, 1:-1] = labels >= n
+        grammar[n, self.stop_token] = True
+        return grammar
 
     def to_sequences(self, codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[start, codes + 1, stop] sequences (n_jets, n_max + 2) and their mask."""

@@ -120,6 +120,13 @@ def exclusive_jets_up_to(sequence: fastjet.ClusterSequence, n_jets: int) -> ak.A
 
 def subjet_order(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mask: np.ndarray,
                  n_subjets: int) -> np.ndarray:
+    """Per jet, the permutation that groups its particles by exclusive-kt subjet: the first
+    output of :func:`subjet_groups` (see there)."""
+    return subjet_groups(pt, eta, phi, mask, n_subjets)[0]
+
+
+def subjet_groups(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mask: np.ndarray,
+                  n_subjets: int) -> tuple[np.ndarray, np.ndarray]:
     """Per jet, the permutation that groups its particles by exclusive-kt subjet.
 
     ``pt`` [GeV], ``eta``, ``phi``: (n_jets, n) padded particle arrays (massless particles;
@@ -127,8 +134,10 @@ def subjet_order(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mask: np.ndar
     is reclustered with kt (R = ``MAX_R``, E scheme) into ``n_subjets`` exclusive subjets (the
     axes of N-subjettiness, Thaler & Van Tilburg, arXiv:1011.2268); every particle joins the
     nearest axis in (y, phi); subjets are ranked by their pT sum, particles inside a subjet by
-    pT. Returns (n_jets, n) int64 indices: real particles first in that order, padding last
-    (``np.take_along_axis(values, order[..., None], 1)`` reorders (n_jets, n, F) values).
+    pT. Returns (order, group), both (n_jets, n) int64: ``order`` the indices, real particles
+    first in that order, padding last (``np.take_along_axis(values, order[..., None], 1)``
+    reorders (n_jets, n, F) values); ``group`` the subjet rank (0 = hardest) of each
+    particle in the new order, -1 at padding.
     """
     if n_subjets < 1:
         raise ValueError(f"n_subjets must be >= 1, got {n_subjets}")
@@ -152,5 +161,9 @@ def subjet_order(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mask: np.ndar
     subjet_pt = np.zeros((len(pt), n_subjets))
     np.add.at(subjet_pt, (np.nonzero(mask)[0], owner[mask]), pt[mask])
     rank = np.argsort(np.argsort(-subjet_pt, axis=1, kind="stable"), axis=1)
-    key = np.take_along_axis(rank, owner, axis=1) * (pt.max() + 1.0) - pt
-    return np.argsort(np.where(mask, key, np.inf), axis=1, kind="stable")
+    owner_rank = np.take_along_axis(rank, owner, axis=1)
+    key = owner_rank * (pt.max() + 1.0) - pt
+    order = np.argsort(np.where(mask, key, np.inf), axis=1, kind="stable")
+    group = np.where(np.take_along_axis(mask, order, axis=1),
+                     np.take_along_axis(owner_rank, order, axis=1), -1)
+    return order, group

@@ -77,7 +77,8 @@ console = Console(soft_wrap=True, emoji=False)
 VARIANT_KEYS = ("name", "n_train", "gpt", "pretraining", "temperature", "top_k")
 MODEL_KEYS = ("n_train", "gpt", "pretraining")  # what a trained GPT depends on
 TOKENIZER_KEYS = ("tokenizer_model", "tokenizer_jets", "vqvae", "codebook",
-                  "tokenizer_training", "tokenizer", "subjet_order")
+                  "tokenizer_training", "tokenizer", "subjet_order",
+                  "subjet_frame")
 TARGET = {"tau32_median": 0.08, "floor_factor": 5.0}  # issue 13, held-out top jets
 
 
@@ -101,6 +102,7 @@ class GPTCurveConfig(HeldOutStudy):
     tokenizer_training: dict[str, Any] = field(default_factory=dict)
     tokenizer: str | None = None
     subjet_order: int = 0
+    subjet_frame: bool = False
     n_train: int = 10000
     gpt: dict[str, Any] = field(default_factory=dict)
     pretraining: dict[str, Any] = field(default_factory=dict)

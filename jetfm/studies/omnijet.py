@@ -51,7 +51,7 @@ from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
 from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset, read_tokens, write_tokens
-from jetfm.data.transforms import omnijet_preprocessing
+from jetfm.data.transforms import Preprocessing, omnijet_preprocessing
 from jetfm.metrics.evaluate import evaluate_batches, evaluate_tagging, tokenizer_frame
 from jetfm.models.codebook import CodebookConfig
 from jetfm.models.gpt import GPTConfig
@@ -100,6 +100,7 @@ class OmniJetConfig:
     n_max: int = 128
     pt_min: float | None = 0.1  # GeV, particle cut of the tokenizer preprocessing
     subjet_order: int = 0  # tokens ordered by pT (0) or by exclusive-kt subjet (N subjets)
+    subjet_frame: bool = False  # each subjet's particles relative to its hardest (needs order)
     augment: int = 1  # GPT training jets: each with its first `augment` D4 images (1: none)
     tokenizer_jets: int | None = None  # per class, from the pre-training split (None: all)
     pretrain_fraction: float = 0.5  # of top jets: tokenizer + GPT training (QCD: tokenizer)
@@ -127,7 +128,11 @@ class OmniJetConfig:
     def __post_init__(self) -> None:
         check_token_model_blocks(self.tokenizer_model, {
             k: getattr(self, k) for k in ("vqvae", "codebook", "tokenizer_training")})
-        given = {"tokenizer": ("vqvae", "codebook", "tokenizer_training", "subjet_order"),
+        if self.subjet_frame is True and self.tokenizer_model != "codebook":
+            raise ValueError("subjet_frame: true needs tokenizer_model: codebook (a VQ-VAE "
+                             "mixes the particles of a jet; the frame is per particle)")
+        given = {"tokenizer": ("vqvae", "codebook", "tokenizer_training", "subjet_order",
+                               "subjet_frame"),
                  "backbone": ("gpt", "pretraining")}
         for key, unused in given.items():
             extra = [k for k in unused if getattr(self, key) is not None and getattr(self, k)]
@@ -175,6 +180,13 @@ class OmniJetConfig:
         config.check_values(path)
         return config
 
+    def preprocessing(self) -> Preprocessing:
+        """The tokenizer's preprocessing these settings give
+        (:func:`jetfm.data.transforms.omnijet_preprocessing`); ``ValueError`` naming a bad
+        key."""
+        return omnijet_preprocessing(self.n_max, self.pt_min, self.subjet_order,
+                                     self.subjet_frame)
+
     def check_values(self, where: str | Path) -> None:
         """Build the model, preprocessing and training configs of every block and check the
         sampling and evaluation values, so that a bad value (``dim: sixteen``,
@@ -183,9 +195,10 @@ class OmniJetConfig:
         blocks = ("tokenizer_training", "pretraining", "tagging_training")
         check_config_values(where, [
             ("vqvae", lambda: VQVAEConfig(**self.vqvae)),
-            ("codebook", lambda: CodebookConfig(**self.codebook)),
+            ("", self.preprocessing),
+            ("codebook", lambda: CodebookConfig(**{  # one weight per preprocessing feature
+                "n_features": len(self.preprocessing().features), **self.codebook})),
             ("gpt", lambda: GPTConfig(**self.gpt)),
-            ("", lambda: omnijet_preprocessing(self.n_max, self.pt_min, self.subjet_order)),
             *((block, partial(TrainConfig, **getattr(self, block))) for block in blocks),
             ("", partial(check_fields, copy(self), {  # sampling and evaluation of the chain
                 "augment": Rule(int, low=1, high=len(DIHEDRAL)), "temperature": POSITIVE,
@@ -265,7 +278,8 @@ def train_tokenizer(
     )
     return fit_token_model(batch, config.tokenizer_model, config.tokenizer_settings,
                            config.tokenizer_training, config.n_max, out_dir / "tokenizer",
-                           config.seed, config.pt_min, config.subjet_order)
+                           config.seed, config.pt_min, config.subjet_order,
+                           config.subjet_frame)
 
 
 def tokenizer_stage(
@@ -285,6 +299,8 @@ def tokenizer_stage(
         keys += ("tokenizer_model", "codebook")
     if config.subjet_order:  # and those of pT-ordered ones
         keys += ("subjet_order",)
+    if config.subjet_frame:
+        keys += ("subjet_frame",)
     stage = Stage(out_dir, "tokenizer", {k: getattr(config, k) for k in keys}, data,
                   [folder / "tokenizer.safetensors", folder / "resolution.json"], folder)
     reused = stage.prepare()

@@ -39,7 +39,7 @@ from rich.console import Console
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE_INT, Rule, check_fields, number
 from jetfm.data.batch import JetBatch
-from jetfm.data.transforms import omnijet_preprocessing
+from jetfm.data.transforms import Preprocessing, omnijet_preprocessing
 from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
 from jetfm.models.codebook import CodebookConfig
 from jetfm.models.tokenizer import Tokenizer
@@ -64,7 +64,9 @@ console = Console(soft_wrap=True, emoji=False)
 CLASSES = ("top", "qcd")
 MODELS = ("vqvae", "codebook")
 OBSERVABLES = ("mass", "tau21", "tau32", "n_particles")
-VARIANT_KEYS = ("name", "model", "n_train", "vqvae", "codebook", "training")
+VARIANT_KEYS = ("name", "model", "n_train", "vqvae", "codebook", "training", "subjet_order",
+                "subjet_frame")
+FRAME_KEYS = ("subjet_order", "subjet_frame")  # recorded only when a variant gives them
 TARGET = {"tau32": 0.03, "mass": 3.0, "seconds": 15 * 60}  # issue 13: top jets, 2 cores
 
 
@@ -99,7 +101,13 @@ class TokenizerStudyConfig(HeldOutStudy):
             out["training"] = {**self.training, **entry.get("training", {})}
         else:
             out["codebook"] = {**self.codebook, **entry.get("codebook", {})}
+        out.update({k: entry[k] for k in FRAME_KEYS if k in entry})
         return out
+
+    def preprocessing(self, full: dict[str, Any]) -> Preprocessing:
+        """The tokenizer preprocessing of variant ``full``; ``ValueError`` naming a bad key."""
+        return omnijet_preprocessing(self.n_max, self.pt_min, full.get("subjet_order", 0),
+                                     full.get("subjet_frame", False))
 
     def check(self, where: str | Path) -> None:
         """Every value and every variant, before any work: ``ValueError`` naming ``where``,
@@ -125,10 +133,14 @@ class TokenizerStudyConfig(HeldOutStudy):
                       if entry.get(b) and b not in full]
             if unused:
                 raise ValueError(f"{label}: {unused} do not apply to model {full['model']}")
+            if full.get("subjet_frame") and full["model"] != "codebook":
+                raise ValueError(f"{label}: subjet_frame needs model codebook")
             check_config_values(label, [("", lambda f=full: number("n_train", f["n_train"],
                                                                    POSITIVE_INT))])
-            checks = [("codebook", lambda f=full: CodebookConfig(**f["codebook"]))] \
-                if full["model"] == "codebook" else [
+            checks = [("", lambda f=full: self.preprocessing(f)),
+                      ("codebook", lambda f=full: CodebookConfig(**{
+                          "n_features": len(self.preprocessing(f).features), **f["codebook"]}))] \
+                if full["model"] == "codebook" else [("", lambda f=full: self.preprocessing(f)),
                 ("vqvae", lambda f=full: VQVAEConfig(**f["vqvae"])),
                 ("training", lambda f=full: TrainConfig(**f["training"]))]
             check_config_values(label, checks)
@@ -192,7 +204,8 @@ def train_variant(full: dict[str, Any], jets: dict[str, JetBatch], splits: dict[
     start = time.perf_counter()
     tokenizer = fit_token_model(batch, full["model"], full[full["model"]],
                                 {"progress": False, **full.get("training", {})}, config.n_max,
-                                folder, config.seed, config.pt_min)
+                                folder, config.seed, config.pt_min,
+                                full.get("subjet_order", 0), full.get("subjet_frame", False))
     return tokenizer, time.perf_counter() - start
 
 

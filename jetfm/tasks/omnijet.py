@@ -118,6 +118,7 @@ class GenerativeTask(LossTask):
 def fit_tokenizer(
     batch: JetBatch, vqvae: dict[str, Any], training: dict[str, Any], n_max: int,
     out_dir: Path, seed: int = 1, pt_min: float | None = None, subjet_order: int = 0,
+    subjet_frame: bool = False,
 ) -> Tokenizer:
     """Train a VQ-VAE on ``batch`` (OmniJet-alpha preprocessing, 10 % validation jets);
     writes ``tokenizer.safetensors`` and ``resolution.json`` (on the validation jets), prints
@@ -128,8 +129,11 @@ def fit_tokenizer(
     ``training``: :class:`TrainConfig` fields. Unknown keys raise ``ValueError``.
     """
     check_keys(vqvae, VQVAE_KEYS, "vqvae")
+    if subjet_frame:
+        raise ValueError("subjet_frame needs the codebook tokenizer: a VQ-VAE encodes the "
+                         "particles of a jet together, the frame is per particle")
     train_config = TrainConfig.from_overrides(training, seed, "tokenizer_training")
-    preprocessing = omnijet_preprocessing(n_max, pt_min, subjet_order)
+    preprocessing = omnijet_preprocessing(n_max, pt_min, subjet_order, subjet_frame)
     values, mask, reports = preprocessing.apply(batch)
     for report in reports:
         console.print(f"  {report}")
@@ -150,7 +154,7 @@ def fit_tokenizer(
 
 def fit_codebook(
     batch: JetBatch, codebook: dict[str, Any], n_max: int, out_dir: Path, seed: int = 1,
-    pt_min: float | None = None, subjet_order: int = 0,
+    pt_min: float | None = None, subjet_order: int = 0, subjet_frame: bool = False,
 ) -> Tokenizer:
     """Fit a feature-space codebook tokenizer (:class:`~jetfm.models.codebook.FeatureCodebook`,
     weighted mini-batch k-means) on ``batch`` with OmniJet-alpha's preprocessing, 10 % of the
@@ -158,7 +162,7 @@ def fit_codebook(
     as :func:`fit_tokenizer` does. ``codebook``: :class:`CodebookConfig` fields but
     ``n_features``; unknown keys raise ``ValueError``."""
     check_keys(codebook, CODEBOOK_KEYS, "codebook")
-    preprocessing = omnijet_preprocessing(n_max, pt_min, subjet_order)
+    preprocessing = omnijet_preprocessing(n_max, pt_min, subjet_order, subjet_frame)
     values, mask, reports = preprocessing.apply(batch)
     for report in reports:
         console.print(f"  {report}")
@@ -192,18 +196,19 @@ def check_token_model_blocks(tokenizer_model: str, blocks: dict[str, Any]) -> No
 def fit_token_model(
     batch: JetBatch, tokenizer_model: str, settings: dict[str, Any],
     training: dict[str, Any] | None, n_max: int, out_dir: Path, seed: int = 1,
-    pt_min: float | None = None, subjet_order: int = 0,
+    pt_min: float | None = None, subjet_order: int = 0, subjet_frame: bool = False,
 ) -> Tokenizer:
     """The tokenizer of kind ``tokenizer_model`` fitted on ``batch``: ``"vqvae"``
     (:func:`fit_tokenizer`, ``settings`` = the vqvae block, ``training`` its training block)
     or ``"codebook"`` (:func:`fit_codebook`, ``settings`` = the codebook block; no training
-    block); ``n_max``, ``pt_min``, ``subjet_order``: its preprocessing
+    block); ``n_max``, ``pt_min``, ``subjet_order``, ``subjet_frame``: its preprocessing
     (:func:`jetfm.data.transforms.omnijet_preprocessing`). ``ValueError`` for another kind."""
     if tokenizer_model == "codebook":
-        return fit_codebook(batch, settings, n_max, out_dir, seed, pt_min, subjet_order)
+        return fit_codebook(batch, settings, n_max, out_dir, seed, pt_min, subjet_order,
+                            subjet_frame)
     if tokenizer_model == "vqvae":
         return fit_tokenizer(batch, settings, training or {}, n_max, out_dir, seed, pt_min,
-                             subjet_order)
+                             subjet_order, subjet_frame)
     raise ValueError(f"tokenizer_model: {tokenizer_model!r} is not one of "
                      f"{list(TOKEN_MODELS)}")
 
