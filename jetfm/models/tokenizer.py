@@ -127,37 +127,42 @@ class Tokenizer:
         for start in range(0, len(values), batch_size):
             x = torch.as_tensor(values[start : start + batch_size], device=device)
             m = torch.as_tensor(mask[start : start + batch_size], device=device)
-            c = self.model.encode(x, m)
             if self.preprocessing.subjet_frame:
-                c = self._against_decoded_references(x, m, c)
+                c = self._encode_in_frame(x, m)
+            else:
+                c = self.model.encode(x, m)
             codes[start : start + batch_size] = c.cpu().numpy()
         return codes
 
-    def _against_decoded_references(self, x: torch.Tensor, m: torch.Tensor,
-                                    codes: torch.Tensor) -> torch.Tensor:
-        """Subjet frame: the codes of particles given relative to another (Preprocessing.
-        frame_levels), re-taken level by level against their reference's *decoded* absolute
-        position, so that decoding puts each where it was (its own quantisation error only)
-        instead of moving a whole subjet with its leader's error. Particles without a
-        reference keep their codes; decoded values re-encode to themselves, so the token round
-        trip stays exact."""
+    def _encode_in_frame(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Subjet frame: codes level by level (Preprocessing.frame_levels). Particles without
+        a reference first; then each particle given relative to another is encoded against
+        its reference's *decoded* absolute position, so that decoding puts it where it was
+        (its own quantisation error only) instead of moving a whole subjet with its leader's
+        error. Each particle is encoded once. Decoded values re-encode to themselves, so the
+        token round trip stays exact."""
         prep = self.preprocessing
         x_np, m_np = x.cpu().numpy(), m.cpu().numpy()
         label = prep.features[prep.names.index(LEADER_FEATURE)]
         labels = x_np[..., prep.names.index(LEADER_FEATURE)] * label.scale + label.shift
+        levels = prep.frame_levels(labels, m_np)
+        has_reference = np.logical_or.reduce([dependent for dependent, _ in levels])
+        codes = self.model.encode(x, m & torch.as_tensor(~has_reference, device=x.device))
         truth = prep.absolute(x_np, m_np)
         columns = [prep.names.index(name) for name in FRAME_FEATURES]
         shift = np.array([prep.features[i].shift for i in columns])
         scale = np.array([prep.features[i].scale for i in columns])
-        for dependent, reference in prep.frame_levels(labels, m_np):
+        for dependent, reference in levels:
             decoded = prep.absolute(self.model.decode(codes, m).cpu().numpy(), m_np)
             ref = np.take_along_axis(decoded[..., columns], reference[..., None], axis=1)
             target = x_np.copy()
             target[..., columns] = np.where(dependent[..., None],
                                             (truth[..., columns] - ref - shift) / scale,
                                             x_np[..., columns])
-            again = self.model.encode(torch.as_tensor(target, dtype=x.dtype, device=x.device), m)
-            codes = torch.where(torch.as_tensor(dependent, device=x.device), again, codes)
+            chosen = torch.as_tensor(dependent, device=x.device)
+            again = self.model.encode(torch.as_tensor(target, dtype=x.dtype, device=x.device),
+                                      m & chosen)
+            codes = torch.where(chosen, again, codes)
         return codes
 
     def decode_values(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 1024

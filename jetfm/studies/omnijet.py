@@ -271,7 +271,8 @@ def train_tokenizer(
     path = out_dir / "tokenizer" / "tokenizer.safetensors"
     if path.exists():
         return Tokenizer.load(path)
-    console.rule("tokenizer: train the VQ-VAE on top and QCD jets")
+    what = "fit the codebook" if config.tokenizer_model == "codebook" else "train the VQ-VAE"
+    console.rule(f"tokenizer: {what} on top and QCD jets")
     cap = config.tokenizer_jets
     batch = JetBatch.concatenate(
         [jets[n][splits.pretrain[n][:cap]] for n in ("top", "qcd")]
