@@ -39,8 +39,11 @@ def test_tiny_study_runs_end_to_end(study):
             m = result["metrics"][key]
             assert np.isfinite(m["value"]) and np.isfinite(m["floor"])
         assert result["training"]["val_loss"] > 0
-        # every generated jet is a top jet of at most n_max particles
+        # every generated jet is a top jet of at most n_max particles; tokens in the prongs'
+        # frame are sampled under the tokenizer's grammar: three leaders, so every jet has
+        # at least three particles and a tau32
         assert max(result["values"]["mass"]) < 1e4
+        assert np.isfinite(result["values"]["tau32"]).all()
     # the tokenizer-only sample is the floor jets decoded: their multiplicity is the floor
     # jets' own (decoding keeps the particle count), so its multiplicity metrics equal the floor
     decoded = json.loads((study / "tokenizer_only.json").read_text())["metrics"]
