@@ -317,3 +317,43 @@ def test_subjet_frame_followers_are_encoded_against_their_decoded_leader(tmp_pat
     # the hardest subjet's leader (label 0) has no reference and keeps its code
     leaders = mask & (values[..., 3] < 50)
     assert np.array_equal(tokenizer.encode_values(values, mask)[leaders], open_loop[leaders])
+
+
+def test_token_coordinates_place_every_token_in_the_jet_frame(tmp_path):
+    """Tokenizer.token_coordinates: a token sequence's particles as standardised features in
+    the jet frame (followers' angles made absolute), 0 for start, stop and padding; the
+    backbone scales them like the code coordinates and feeds them to a GPT with
+    absolute_coordinates, which a saved model keeps."""
+    from jetfm.models.gpt import NextTokenHead
+    from jetfm.models.omnijet import load_generative, save_generative
+
+    jets = random_jets(120, seed=8)
+    tokenizer = fit_codebook(jets, {"codebook_size": 64, "max_iter": 5,
+                                    "feature_weights": [1, 2, 2, 1]}, 16, tmp_path, seed=2,
+                             subjet_order=3, subjet_frame=True)
+    codes, mask, _ = tokenizer.encode(jets)
+    tokens, seq_mask = tokenizer.to_sequences(codes, mask)
+    coordinates = tokenizer.token_coordinates(np.where(seq_mask, tokens, 0))
+    prep = tokenizer.preprocessing
+    absolute = prep.absolute(tokenizer.decode_values(codes, mask), mask)
+    scale = np.array([f.scale for f in prep.features])
+    shift = np.array([f.shift for f in prep.features])
+    expected = np.where(mask[..., None], (absolute - shift) / scale, 0.0)
+    np.testing.assert_allclose(coordinates[:, 1:-1], expected, atol=1e-5)
+    counts = mask.sum(1)
+    assert not coordinates[:, 0].any()  # start
+    assert not coordinates[np.arange(len(codes)), counts + 1].any()  # stop
+    followers = mask & (tokenizer.decode_values(codes, mask)[..., 3] > 250)
+    relative = tokenizer.decode_values(codes, mask)[..., 1]
+    assert not np.allclose(coordinates[:, 1:-1, 1][followers], relative[followers])
+    backbone = omnijet_backbone(tokenizer, {**CODE_GPT, "absolute_coordinates": True}).eval()
+    seq = torch.as_tensor(tokens[:3])
+    scaled = backbone.token_coordinates(seq)
+    torch.testing.assert_close(scaled, torch.as_tensor(
+        coordinates[:3] * tokenizer.model.weights.numpy()))
+    head = NextTokenHead.for_backbone(backbone.gpt)
+    path = save_generative(tmp_path / "model.safetensors", backbone, head)
+    loaded, _ = load_generative(path, tokenizer)
+    inputs, _ = loaded.prepare(jets[:3])
+    torch.testing.assert_close(loaded(inputs.to_torch())[0], backbone(inputs.to_torch())[0])
+    assert omnijet_backbone(tokenizer, CODE_GPT).token_coordinates(seq) is None

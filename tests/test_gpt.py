@@ -6,12 +6,13 @@ import torch
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss, sample
 
 
-def small_model(positional: bool = False, code_features: int = 0
-                ) -> tuple[GPT, NextTokenHead]:
+def small_model(positional: bool = False, code_features: int = 0,
+                absolute_coordinates: bool = False) -> tuple[GPT, NextTokenHead]:
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=12, dim=32, n_blocks=2, n_heads=4, max_length=16,
                        positional=positional, code_features=code_features,
-                       code_dim=2 if code_features else 0)
+                       code_dim=2 if code_features else 0,
+                       absolute_coordinates=absolute_coordinates)
     gpt = GPT(config)
     if code_features:  # ten codes on a line in 2D
         gpt.codes.set_coordinates(torch.stack([torch.linspace(-1, 1, 10), torch.zeros(10)], 1))
@@ -86,3 +87,29 @@ def test_grammar_restricts_each_step_to_its_tokens():
     assert set(codes[:, 2:][mask[:, 2:]].tolist()) <= {6, 7, 8}
     with pytest.raises(ValueError, match="grammar: shape"):
         sample(backbone, head, 2, 4, grammar=grammar[:, :5])
+
+
+def test_absolute_coordinates_are_fed_step_by_step_when_sampling():
+    """absolute_coordinates: the GPT embeds per-token coordinates that may depend on the
+    whole prefix (here the running sum of the code positions); the KV-cached sampler feeds
+    the newest token's and agrees with full recomputation; a missing input is named."""
+    backbone, head = small_model(positional=True, code_features=6, absolute_coordinates=True)
+    torch.nn.init.normal_(backbone.absolute_embed.weight, std=1.0)
+    table = backbone.codes.coordinates
+
+    def running_sum(tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(table[tokens], dim=1)
+
+    runs = []
+    for use_cache in (True, False):
+        g = torch.Generator().manual_seed(5)
+        runs.append(sample(backbone, head, 20, 12, generator=g, use_cache=use_cache,
+                           coordinates_fn=running_sum))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    plain = sample(backbone, head, 20, 12, generator=torch.Generator().manual_seed(5),
+                   coordinates_fn=lambda t: torch.zeros(*t.shape, 2))
+    assert not torch.equal(plain[0], runs[0][0])  # the coordinates change what is sampled
+    with pytest.raises(ValueError, match="pass coordinates"):
+        backbone(torch.tensor([[0, 1, 2]]))
+    with pytest.raises(ValueError, match="absolute_coordinates: true needs code_features"):
+        GPTConfig(absolute_coordinates=True)

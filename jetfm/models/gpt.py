@@ -8,6 +8,7 @@ embedding (as OmniJet-alpha: jets are sets, the pT ordering of the tokens is the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,7 @@ class GPTConfig:
     code_features: int = 0  # Fourier frequencies of the code coordinates (0: off, the paper's)
     code_scale: float = 1.0  # their standard deviation, cycles per unit of the coordinates
     code_dim: int = 0  # coordinates per code (set from the tokenizer, like vocab_size)
+    absolute_coordinates: bool = False  # input also embeds each token's position in the jet
 
     def __post_init__(self) -> None:
         """Sizes >= 1 (``dim`` a multiple of ``n_heads``; ``vocab_size`` >= 3: start, one
@@ -46,6 +48,10 @@ class GPTConfig:
                             "code_features": Rule(int, low=0), "code_dim": Rule(int, low=0),
                             "code_scale": Rule(float, low=0, low_open=True)})
         check_flag("positional", self.positional)
+        check_flag("absolute_coordinates", self.absolute_coordinates)
+        if self.absolute_coordinates and not self.code_features:
+            raise ValueError("absolute_coordinates: true needs code_features > 0 (they share "
+                             "the Fourier frequencies)")
         check_divisible(self)
 
     @property
@@ -121,6 +127,8 @@ class GPT(nn.Module):
                                  "a tokenizer whose codes have them (tokenizer_model: codebook)")
             self.codes = CodeCoordinates(config)
             self.code_embed = nn.Linear(2 * config.code_features, config.dim, bias=False)
+        self.absolute_embed = nn.Linear(2 * config.code_features, config.dim, bias=False) \
+            if config.absolute_coordinates else None
         self.blocks = nn.ModuleList(
             Block(config.dim, config.n_heads, dropout=config.dropout)
             for _ in range(config.n_blocks)
@@ -133,12 +141,25 @@ class GPT(nn.Module):
         padding_mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
         causal: bool = True,
+        coordinates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[KVCache]]:
-        """Hidden states for ``tokens`` (appended after the cached positions, if any)."""
+        """Hidden states for ``tokens`` (appended after the cached positions, if any).
+
+        ``coordinates`` (batch, length, code_dim): with ``absolute_coordinates``, each
+        token's particle in the jet frame in the code coordinates' units (e.g.
+        :meth:`jetfm.models.omnijet.OmniJetBackbone.token_coordinates`); its Fourier
+        features, with the code frequencies, are embedded and added. ``ValueError`` when
+        they are needed and missing."""
         start = caches[0].length if caches else 0
         x = self.embed(tokens)
         if self.codes is not None:
             x = x + self.code_embed(self.code_table()[tokens])
+        if self.absolute_embed is not None:
+            if coordinates is None:
+                raise ValueError("this GPT embeds each token's absolute coordinates: pass "
+                                 "coordinates (OmniJetBackbone.token_coordinates)")
+            phase = 2 * torch.pi * coordinates.to(x.dtype) @ self.codes.frequencies.T
+            x = x + self.absolute_embed(torch.cat([torch.sin(phase), torch.cos(phase)], -1))
         if self.position is not None:
             positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
             x = x + self.position(positions)[None]
@@ -219,6 +240,7 @@ def sample(
     use_cache: bool = True,
     forbid_start: bool = True,
     grammar: torch.Tensor | None = None,
+    coordinates_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample token sequences autoregressively from the start token.
 
@@ -228,7 +250,9 @@ def sample(
     step recomputes the whole prefix (OmniJet-alpha's original sampler), for comparison.
     ``grammar`` (n_rows, vocab_size) bool: the tokens allowed at each step (row
     ``min(step, n_rows - 1)``), e.g. :meth:`jetfm.models.tokenizer.Tokenizer.token_grammar`;
-    ``ValueError`` when its width is not the vocabulary's.
+    ``ValueError`` when its width is not the vocabulary's. ``coordinates_fn``: tokens so far
+    (n_jets, length) -> their coordinates (n_jets, length, code_dim), for a GPT with
+    ``absolute_coordinates``.
     """
     device = next(backbone.parameters()).device
     stop = backbone.config.stop_token
@@ -242,10 +266,12 @@ def sample(
             raise ValueError(f"grammar: shape {tuple(grammar.shape)}, expected (n_rows, "
                              f"{backbone.config.vocab_size})")
     for step in range(max_particles):
+        coordinates = None if coordinates_fn is None else coordinates_fn(tokens)
         if use_cache:
-            hidden, caches = backbone(tokens[:, -1:], caches=caches)
+            hidden, caches = backbone(tokens[:, -1:], caches=caches, coordinates=None
+                                      if coordinates is None else coordinates[:, -1:])
         else:
-            hidden, _ = backbone(tokens)
+            hidden, _ = backbone(tokens, coordinates=coordinates)
         logits = head(hidden[:, -1], table)
         if forbid_start:
             logits[:, START_TOKEN] = float("-inf")

@@ -132,6 +132,16 @@ class OmniJetBackbone(Backbone):
             model = self.vqvae
             self.gpt.codes.set_coordinates(model.codebook * model.weights)
 
+    def token_coordinates(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """With ``gpt.absolute_coordinates``: each token's particle in the jet frame
+        (:meth:`Tokenizer.token_coordinates`) times the codebook's feature weights, the units
+        of the code coordinates, (B, L, code_dim) on ``tokens``' device; else None."""
+        if not self.gpt.config.absolute_coordinates:
+            return None
+        coordinates = self.tokenizer.token_coordinates(tokens.detach().cpu().numpy())
+        weights = self.vqvae.weights.detach().cpu().numpy()
+        return torch.as_tensor(coordinates * weights, device=tokens.device)
+
     def prepare(self, batch: JetBatch, origin: str | None = None
                 ) -> tuple[ParticleInputs, list[SelectionReport]]:
         """Token sequences (B, n_max + 2) and their mask; the reports of the tokenizer's
@@ -154,7 +164,8 @@ class OmniJetBackbone(Backbone):
         if inputs.tokens is None:
             raise ValueError("the omnijet backbone takes token sequences: prepare the jets "
                              "with its prepare() (inputs.tokens is None)")
-        hidden, _ = self.gpt(inputs.tokens, inputs.mask)
+        hidden, _ = self.gpt(inputs.tokens, inputs.mask,
+                             coordinates=self.token_coordinates(inputs.tokens))
         return hidden.masked_fill(~inputs.mask[..., None], 0.0), inputs.mask
 
     def meta(self) -> dict[str, Any]:
@@ -230,7 +241,9 @@ def sample_jets(
     for first in range(0, n_jets, batch_size):
         n = min(batch_size, n_jets - first)
         c, m = sample(backbone.gpt, head, n, tokenizer.n_max, temperature=temperature,
-                      top_k=top_k, generator=generator, use_cache=use_cache, grammar=grammar)
+                      top_k=top_k, generator=generator, use_cache=use_cache, grammar=grammar,
+                      coordinates_fn=backbone.token_coordinates
+                      if backbone.gpt.config.absolute_coordinates else None)
         codes.append(c.cpu().numpy())
         masks.append(m.cpu().numpy())
     elapsed = time.perf_counter() - start

@@ -205,6 +205,24 @@ class Tokenizer:
         values, mask, _ = self.preprocessing.apply(jets)
         return self.preprocessing.invert(values, mask, label=jets.label)
 
+    def token_coordinates(self, tokens: np.ndarray) -> np.ndarray:
+        """Vocabulary tokens (n, length) -> each token's particle in the jet frame as
+        standardised features (n, length, n_features) float32 (with ``subjet_frame`` the
+        angles made absolute by :meth:`Preprocessing.absolute`), 0 for the start, stop and
+        padding tokens. Codebook tokenizers only (``ValueError`` otherwise): a VQ-VAE decodes
+        a jet's codes together."""
+        if self.kind != "codebook":
+            raise ValueError("token coordinates need a codebook tokenizer (a VQ-VAE decodes a "
+                             "jet's codes together)")
+        tokens = np.asarray(tokens)
+        valid = (tokens >= 1) & (tokens <= self.codebook_size)
+        values = self.decode_values(np.where(valid, tokens - 1, 0), valid)
+        prep = self.preprocessing
+        shift = np.array([f.shift for f in prep.features])
+        scale = np.array([f.scale for f in prep.features])
+        absolute = (prep.absolute(values, valid) - shift) / scale
+        return np.where(valid[..., None], absolute, 0.0).astype(np.float32)
+
     def token_grammar(self) -> torch.Tensor | None:
         """The tokens a valid sequence allows at each step, or None (any code, any time).
 

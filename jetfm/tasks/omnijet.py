@@ -102,7 +102,8 @@ class GenerativeTask(LossTask):
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         tokens, mask = batch[:2]
-        hidden, _ = self.backbone.gpt(tokens, mask)
+        hidden, _ = self.backbone.gpt(tokens, mask,
+                                      coordinates=self.backbone.token_coordinates(tokens))
         loss = next_token_loss(self.head(hidden, self.backbone.gpt.code_table()), tokens, mask)
         n_tokens = mask[:, 1:].sum()
         self.log(f"{stage}/loss", loss, prog_bar=True, on_epoch=True, on_step=False,
