@@ -73,7 +73,7 @@ class OmniJetBackboneConfig:
 def tokenizer_features(preprocessing: Preprocessing) -> FeatureSpec:
     """The tokenizer's inputs as a feature spec (standardisation as subtract/multiply); the
     record of what an OmniJet backbone sees (its cut windows, subjet order and frame live in
-    the preprocessing; the subjet-leader flag is derived there, not a particle feature)."""
+    the preprocessing; the subjet label is derived there, not a particle feature)."""
     return FeatureSpec(tuple(InputFeature(f.name, f.shift, 1.0 / f.scale)
                              for f in preprocessing.features if f.name != LEADER_FEATURE),
                        n_max=preprocessing.n_max)
