@@ -68,8 +68,8 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         """``n_max`` >= 1 (particles per jet), ``subjet_order`` >= 0, ``subjet_frame`` a bool
-        that needs ``subjet_order`` >= 1 and the features log_pt, eta_rel, phi_rel and
-        subjet_label (only there); ``ValueError`` naming the key otherwise."""
+        that needs ``subjet_order`` >= 1 and the features eta_rel, phi_rel and subjet_label
+        (which exists only there); ``ValueError`` naming the key otherwise."""
         check_fields(self, {"n_max": POSITIVE_INT, "subjet_order": Rule(int, low=0)})
         check_flag("subjet_frame", self.subjet_frame)
         names = self.names
