@@ -181,8 +181,24 @@ def test_subjet_frame_is_recorded_only_when_set_and_checked():
         omnijet_preprocessing(n_max=8, subjet_order=3, subjet_frame="yes")
     with pytest.raises(ValueError, match="only with subjet_frame"):
         Preprocessing(frame.features, 8, 3)
-    # fit() standardises the features but leaves the labels 1 / LEADER_SCALE apart
+    # fit() standardises the features but leaves the labels 1 / SUBJET_LABEL_SCALE apart
     fitted = omnijet_preprocessing(n_max=20, subjet_order=3, subjet_frame=True).fit(
         random_jets(30, seed=3, n_max=30))
     assert fitted.features[3].scale == 0.01
     assert fitted.features[1].scale != 1 / 3
+
+
+def test_standardise_inverts_unstandardise_and_labels_come_back_as_integers():
+    fitted = omnijet_preprocessing(n_max=20, subjet_order=3, subjet_frame=True).fit(
+        random_jets(30, seed=3, n_max=30))
+    values, mask, _ = fitted.apply(random_jets(10, seed=4, n_max=30))
+    raw, _, _ = fitted.raw(random_jets(10, seed=4, n_max=30))
+    np.testing.assert_allclose(fitted.unstandardise(values)[mask], raw[mask], rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(fitted.standardise(fitted.unstandardise(values)), values,
+                               atol=1e-5)
+    labels = fitted.subjet_labels(values)[mask]
+    assert np.array_equal(labels, raw[..., 3][mask].astype(np.int64))
+    assert set(np.unique(labels)) <= set(range(6)) and {0, 1, 2} <= set(np.unique(labels))
+    with pytest.raises(ValueError, match="only with subjet_frame"):
+        omnijet_preprocessing(n_max=8).subjet_labels(values)

@@ -36,10 +36,10 @@ ANGLE_FEATURES = ("eta_rel", "phi_rel")
 PT_FEATURES = ("pt", "log_pt")
 # subjet_frame's label of each particle: k for the leader (hardest particle) of subjet k
 # (0 = hardest subjet), N + k for the other particles of subjet k, N = subjet_order.
-LEADER_FEATURE = "subjet_label"
+SUBJET_LABEL = "subjet_label"
 # Its scale: standardised labels are 100 apart, so a k-means code never mixes particles of
 # different labels (their features are in different frames).
-LEADER_SCALE = 0.01
+SUBJET_LABEL_SCALE = 0.01
 # Given relative to the reference particle in subjet_frame: the angles only. Relative log pT
 # was tried: a jet's pT then compounds every particle's error through its leader, and
 # generated jets' pT spread twice as wide as with absolute log pT (README, trial table).
@@ -74,14 +74,14 @@ class Preprocessing:
         check_flag("subjet_frame", self.subjet_frame)
         names = self.names
         if self.subjet_frame:
-            needed = [*FRAME_FEATURES, LEADER_FEATURE]
+            needed = [*FRAME_FEATURES, SUBJET_LABEL]
             missing = [n for n in needed if n not in names]
             if not self.subjet_order or missing:
                 raise ValueError(f"subjet_frame: true needs subjet_order >= 1 (got "
                                  f"{self.subjet_order}) and the features "
                                  f"{needed} (missing {missing})")
-        elif LEADER_FEATURE in names:
-            raise ValueError(f"feature {LEADER_FEATURE!r} exists only with subjet_frame: true")
+        elif SUBJET_LABEL in names:
+            raise ValueError(f"feature {SUBJET_LABEL!r} exists only with subjet_frame: true")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -103,10 +103,10 @@ class Preprocessing:
 
     def fit(self, batch: JetBatch) -> Preprocessing:
         """Set shift/scale of every feature to the mean/std over particles passing the cuts
-        (the subjet label keeps its scale, :data:`LEADER_SCALE`)."""
+        (the subjet label keeps its scale, :data:`SUBJET_LABEL_SCALE`)."""
         values, mask, _ = self.raw(batch)
         for i, feature in enumerate(self.features):
-            if feature.name == LEADER_FEATURE:
+            if feature.name == SUBJET_LABEL:
                 continue
             column = values[..., i][mask]
             feature.shift = float(column.mean())
@@ -121,7 +121,7 @@ class Preprocessing:
         removed = {}
         columns = {}
         for feature in self.features:
-            if feature.name == LEADER_FEATURE:  # set after the subjet grouping
+            if feature.name == SUBJET_LABEL:  # set after the subjet grouping
                 continue
             with np.errstate(divide="ignore", invalid="ignore"):  # -inf/NaN: dropped, counted
                 column = batch.particle_feature(feature.name)
@@ -149,7 +149,7 @@ class Preprocessing:
         )
         values = np.zeros((len(batch), self.n_max, len(self.features)), dtype=np.float32)
         for i, feature in enumerate(self.features):
-            if feature.name == LEADER_FEATURE:
+            if feature.name == SUBJET_LABEL:
                 continue
             column = columns[feature.name][keep][:, : self.n_max]
             padded = ak.fill_none(ak.pad_none(column, self.n_max, axis=1, clip=True), 0.0)
@@ -183,7 +183,7 @@ class Preprocessing:
             relative = np.where(leader, values[..., i] - values[:, :1, i], 0.0)
             out[..., i] = np.where(mask & ~leader, values[..., i] - reference,
                                    np.where(leader & (group > 0), relative, values[..., i]))
-        out[..., self.names.index(LEADER_FEATURE)] = np.where(
+        out[..., self.names.index(SUBJET_LABEL)] = np.where(
             leader, group, n_subjets + group)
         key = np.where(leader, group, n_subjets + np.arange(n))
         order = np.argsort(np.where(mask, key, np.iinfo(np.int64).max), axis=1, kind="stable")
@@ -218,20 +218,39 @@ class Preprocessing:
         levels.append((follower, reference))
         return levels
 
+    def unstandardise(self, values: np.ndarray) -> np.ndarray:
+        """Standardised (..., n_features) -> raw float64 values (value * scale + shift)."""
+        shift = np.array([f.shift for f in self.features])
+        scale = np.array([f.scale for f in self.features])
+        return np.asarray(values, dtype=np.float64) * scale + shift
+
+    def standardise(self, raw: np.ndarray) -> np.ndarray:
+        """Raw (..., n_features) -> standardised float32 values ((raw - shift) / scale)."""
+        shift = np.array([f.shift for f in self.features])
+        scale = np.array([f.scale for f in self.features])
+        return ((np.asarray(raw, dtype=np.float64) - shift) / scale).astype(np.float32)
+
+    def subjet_labels(self, values: np.ndarray) -> np.ndarray:
+        """Integer subjet labels (...,) of standardised ``values`` (..., n_features); only
+        with ``subjet_frame`` (``ValueError`` otherwise)."""
+        if not self.subjet_frame:
+            raise ValueError("subjet labels exist only with subjet_frame: true")
+        i = self.names.index(SUBJET_LABEL)
+        raw = np.asarray(values, dtype=np.float64)[..., i] * self.features[i].scale
+        return np.rint(raw + self.features[i].shift).astype(np.int64)
+
     def absolute(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Standardised ``values`` (n_jets, n, n_features) -> raw float64 values in the jet
         frame. With ``subjet_frame`` each particle given relative to another gets that one's
         absolute angles added (:meth:`frame_levels`: the order of the particles
         does not matter); the label column is left as is."""
-        shift = np.array([f.shift for f in self.features])
-        scale = np.array([f.scale for f in self.features])
-        raw = np.asarray(values, dtype=np.float64) * scale + shift
+        raw = self.unstandardise(values)
         if not self.subjet_frame:
             return raw
         out = raw.copy()
         columns = [self.names.index(name) for name in FRAME_FEATURES]
         for dependent, reference in self.frame_levels(
-                raw[..., self.names.index(LEADER_FEATURE)], mask):
+                raw[..., self.names.index(SUBJET_LABEL)], mask):
             for i in columns:
                 ref = np.take_along_axis(out[..., i], reference, axis=1)
                 out[..., i] = np.where(dependent, raw[..., i] + ref, out[..., i])
@@ -240,9 +259,7 @@ class Preprocessing:
     def apply(self, batch: JetBatch) -> tuple[np.ndarray, np.ndarray, list[SelectionReport]]:
         """Standardised (n_jets, n_max, n_features) float32 values, mask, cut reports."""
         values, mask, reports = self.raw(batch)
-        shift = np.array([f.shift for f in self.features], dtype=np.float32)
-        scale = np.array([f.scale for f in self.features], dtype=np.float32)
-        values = np.where(mask[..., None], (values - shift) / scale, 0.0).astype(np.float32)
+        values = np.where(mask[..., None], self.standardise(values), 0.0).astype(np.float32)
         return values, mask, reports
 
     def pt(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -293,7 +310,7 @@ def omnijet_preprocessing(n_max: int = 128, pt_min: float | None = None,
     each subjet) come first, the hardest subjet's as it is and the others relative to it,
     then every other particle, relative to its leader ("relative": eta_rel, phi_rel minus the
     reference's; log pT stays absolute), plus a subjet label
-    (:data:`LEADER_FEATURE`); a generator then places the prongs first and a follower token
+    (:data:`SUBJET_LABEL`); a generator then places the prongs first and a follower token
     says "this far from prong k's core", so it lands near that prong whatever the generator
     got wrong about absolute positions (a jetfm departure from the paper). ``ValueError``
     naming the key when ``n_max`` is not an integer >= 1, ``pt_min``
@@ -308,6 +325,6 @@ def omnijet_preprocessing(n_max: int = 128, pt_min: float | None = None,
         FeatureTransform("phi_rel", scale=1 / 3, min=-0.8, max=0.8),
     ]
     if check_flag("subjet_frame", subjet_frame):
-        features.append(FeatureTransform(LEADER_FEATURE, scale=LEADER_SCALE))
+        features.append(FeatureTransform(SUBJET_LABEL, scale=SUBJET_LABEL_SCALE))
     return Preprocessing(features, n_max=n_max, subjet_order=subjet_order,
                          subjet_frame=subjet_frame)

@@ -25,7 +25,7 @@ import torch
 
 from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
-from jetfm.data.transforms import LEADER_FEATURE, Preprocessing
+from jetfm.data.transforms import SUBJET_LABEL, Preprocessing
 from jetfm.models.backbone import Backbone, backbone_from_meta, register_backbone
 from jetfm.models.features import FeatureSpec, InputFeature, ParticleInputs
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, sample
@@ -75,7 +75,7 @@ def tokenizer_features(preprocessing: Preprocessing) -> FeatureSpec:
     record of what an OmniJet backbone sees (its cut windows, subjet order and frame live in
     the preprocessing; the subjet label is derived there, not a particle feature)."""
     return FeatureSpec(tuple(InputFeature(f.name, f.shift, 1.0 / f.scale)
-                             for f in preprocessing.features if f.name != LEADER_FEATURE),
+                             for f in preprocessing.features if f.name != SUBJET_LABEL),
                        n_max=preprocessing.n_max)
 
 

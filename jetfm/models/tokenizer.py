@@ -24,7 +24,7 @@ import torch
 
 from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.data.batch import JetBatch, SelectionReport
-from jetfm.data.transforms import FRAME_FEATURES, LEADER_FEATURE, Preprocessing
+from jetfm.data.transforms import FRAME_FEATURES, Preprocessing
 from jetfm.models.codebook import CodebookConfig, FeatureCodebook
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 from jetfm.physics.observables import jet_observables
@@ -143,21 +143,19 @@ class Tokenizer:
         token round trip stays exact."""
         prep = self.preprocessing
         x_np, m_np = x.cpu().numpy(), m.cpu().numpy()
-        label = prep.features[prep.names.index(LEADER_FEATURE)]
-        labels = x_np[..., prep.names.index(LEADER_FEATURE)] * label.scale + label.shift
-        levels = prep.frame_levels(labels, m_np)
+        levels = prep.frame_levels(prep.subjet_labels(x_np), m_np)
         has_reference = np.logical_or.reduce([dependent for dependent, _ in levels])
         codes = self.model.encode(x, m & torch.as_tensor(~has_reference, device=x.device))
         truth = prep.absolute(x_np, m_np)
         columns = [prep.names.index(name) for name in FRAME_FEATURES]
-        shift = np.array([prep.features[i].shift for i in columns])
-        scale = np.array([prep.features[i].scale for i in columns])
         for dependent, reference in levels:
             decoded = prep.absolute(self.model.decode(codes, m).cpu().numpy(), m_np)
             ref = np.take_along_axis(decoded[..., columns], reference[..., None], axis=1)
+            offset = truth.copy()
+            offset[..., columns] -= ref
             target = x_np.copy()
             target[..., columns] = np.where(dependent[..., None],
-                                            (truth[..., columns] - ref - shift) / scale,
+                                            prep.standardise(offset)[..., columns],
                                             x_np[..., columns])
             chosen = torch.as_tensor(dependent, device=x.device)
             again = self.model.encode(torch.as_tensor(target, dtype=x.dtype, device=x.device),
@@ -217,10 +215,7 @@ class Tokenizer:
         tokens = np.asarray(tokens)
         valid = (tokens >= 1) & (tokens <= self.codebook_size)
         values = self.decode_values(np.where(valid, tokens - 1, 0), valid)
-        prep = self.preprocessing
-        shift = np.array([f.shift for f in prep.features])
-        scale = np.array([f.scale for f in prep.features])
-        absolute = (prep.absolute(values, valid) - shift) / scale
+        absolute = self.preprocessing.standardise(self.preprocessing.absolute(values, valid))
         return np.where(valid[..., None], absolute, 0.0).astype(np.float32)
 
     def token_grammar(self) -> torch.Tensor | None:
@@ -235,9 +230,7 @@ class Tokenizer:
         prep = self.preprocessing
         if not prep.subjet_frame:
             return None
-        label = prep.features[prep.names.index(LEADER_FEATURE)]
-        codes = self.model.codebook[:, prep.names.index(LEADER_FEATURE)].detach().cpu()
-        labels = torch.round(codes.double() * label.scale + label.shift).long()
+        labels = torch.as_tensor(prep.subjet_labels(self.model.codebook.detach().cpu().numpy()))
         n = prep.subjet_order
         grammar = torch.zeros(n + 1, self.vocab_size, dtype=torch.bool)
         for k in range(n):
