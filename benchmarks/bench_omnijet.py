@@ -6,10 +6,13 @@ recomputation (same model, same batch), and the tokenizer resolution of a finish
         [--device cpu|cuda]
 
 Each row is the GPT exactly as the pipeline builds it from a config file
-(:func:`gpt_config_from`): the ``gpt`` block, vocabulary = the ``vqvae`` codebook + start and
-stop, length = ``n_max`` + 2. Defaults: configs/omnijet_cpu.yaml (dim 128, 1026 tokens, 64
-particles, learned positions) and configs/omnijet_gpu.yaml (the paper's sizes: dim 256, 8194
-tokens, 128 particles, no positions). Prints figures only; timings depend on the machine.
+(:func:`gpt_config_from`): the ``gpt`` block, vocabulary = the tokenizer's codes (``vqvae`` or
+``codebook`` block) + start and stop, length = ``n_max`` + 2; a GPT that embeds code (and
+absolute) coordinates gets random ones of the tokenizer's feature count, which costs the same.
+Defaults: configs/omnijet_cpu.yaml (the demo: dim 128, 8194 tokens, 64 particles, learned
+positions, code and absolute coordinates) and configs/omnijet_gpu.yaml (the paper's sizes:
+dim 256, 8194 tokens, 128 particles, no positions). Prints figures only; timings depend on
+the machine.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from jetfm.models.codebook import CodebookConfig
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss, sample
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.studies.omnijet import OmniJetConfig
@@ -34,16 +38,34 @@ def gpt_config_from(path: Path) -> GPTConfig:
     :class:`jetfm.models.omnijet.OmniJetBackboneConfig` sets it from the trained tokenizer
     (codebook + 2 tokens, n_max + 2 positions)."""
     config = OmniJetConfig.from_yaml(path)
-    codebook = VQVAEConfig(**config.vqvae).codebook_size
-    return GPTConfig(**{**config.gpt, "vocab_size": codebook + 2,
+    n_features = len(config.preprocessing().features)
+    settings = config.tokenizer_settings
+    codebook = (CodebookConfig(**settings, n_features=n_features)
+                if config.tokenizer_model == "codebook" else VQVAEConfig(**settings)).codebook_size
+    code_dim = n_features if config.gpt.get("code_features") else 0
+    return GPTConfig(**{**config.gpt, "vocab_size": codebook + 2, "code_dim": code_dim,
                         "max_length": config.n_max + 2})
+
+
+def _model(config: GPTConfig, device: str) -> tuple[GPT, NextTokenHead]:
+    """A random GPT and head; random code coordinates where it embeds them."""
+    torch.manual_seed(0)
+    backbone = GPT(config)
+    if backbone.codes is not None:
+        backbone.codes.set_coordinates(torch.randn(config.vocab_size - 2, config.code_dim))
+    return backbone.to(device), NextTokenHead(config.dim, config.vocab_size).to(device)
+
+
+def _coordinates(config: GPTConfig, tokens: torch.Tensor) -> torch.Tensor | None:
+    """Random absolute coordinates for ``tokens`` when the GPT needs them."""
+    if not config.absolute_coordinates:
+        return None
+    return torch.randn(*tokens.shape, config.code_dim, device=tokens.device)
 
 
 def training_tokens_per_second(config: GPTConfig, device: str, batch: int = 64,
                                steps: int = 5) -> float:
-    torch.manual_seed(0)
-    backbone, head = GPT(config).to(device), NextTokenHead(config.dim, config.vocab_size)
-    head = head.to(device)
+    backbone, head = _model(config, device)
     opt = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=1e-4)
     tokens = torch.randint(1, config.vocab_size, (batch, config.max_length), device=device)
     mask = torch.ones_like(tokens, dtype=torch.bool)
@@ -51,7 +73,7 @@ def training_tokens_per_second(config: GPTConfig, device: str, batch: int = 64,
         if step == 1:  # first step warms up
             _sync(device)
             start = time.perf_counter()
-        hidden, _ = backbone(tokens, mask)
+        hidden, _ = backbone(tokens, mask, coordinates=_coordinates(config, tokens))
         loss = next_token_loss(head(hidden), tokens, mask)
         opt.zero_grad()
         loss.backward()
@@ -62,15 +84,17 @@ def training_tokens_per_second(config: GPTConfig, device: str, batch: int = 64,
 
 def sampling_jets_per_second(config: GPTConfig, device: str, n_jets: int, use_cache: bool
                              ) -> float:
-    torch.manual_seed(0)
-    backbone = GPT(config).to(device).eval()
-    head = NextTokenHead(config.dim, config.vocab_size).to(device).eval()
+    backbone, head = _model(config, device)
+    backbone.eval(), head.eval()
     with torch.no_grad():  # make the stop token rare so every jet runs all steps
         head.linear.bias[config.stop_token] = -1e4
     _sync(device)
     start = time.perf_counter()
+    coordinates_fn = (lambda tokens: _coordinates(config, tokens)) \
+        if config.absolute_coordinates else None
     sample(backbone, head, n_jets, config.max_length - 2, use_cache=use_cache,
-           generator=torch.Generator(device=device).manual_seed(0))
+           generator=torch.Generator(device=device).manual_seed(0),
+           coordinates_fn=coordinates_fn)
     _sync(device)
     return n_jets / (time.perf_counter() - start)
 
