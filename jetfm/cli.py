@@ -5,7 +5,7 @@
     jetfm plot       observable histograms per class (PNG)
     jetfm trees      recluster jets into declustering trees and validate them
     jetfm evaluate   generated-vs-reference metrics with statistical floors, plots, report
-    jetfm tokenizer  train a VQ-VAE tokenizer on jet files
+    jetfm tokenizer  train a tokenizer (VQ-VAE or feature codebook) on jet files
     jetfm tokenize   jet files -> token parquet (records the tokenizer)
     jetfm pretrain   generative GPT pre-training on token files (CPU, GPU, DDP; resumable)
     jetfm sample     sample jets from a pre-trained GPT (KV cache) and decode them
@@ -797,7 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=SEED_OPTION, help="default: the training block's seed, "
                        "else the config's")
 
-    tok = sub.add_parser("tokenizer", help="train a VQ-VAE tokenizer on jet files")
+    tok = sub.add_parser("tokenizer",
+                         help="train a tokenizer (VQ-VAE or feature codebook) on jet files")
     tok.add_argument("files", nargs="+")
     tok.add_argument("--out-dir", type=folder_output, default="tokenizer")
     skip_invalid_option(tok)

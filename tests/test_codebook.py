@@ -10,6 +10,7 @@ import torch
 from io_jets import random_jets
 from scipy.spatial import cKDTree
 
+from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.models.codebook import CodebookConfig, FeatureCodebook
 from jetfm.models.omnijet import omnijet_backbone
 from jetfm.models.tokenizer import Tokenizer
@@ -295,6 +296,31 @@ def test_subjet_frame_codebook_keeps_leaders_and_followers_apart(tmp_path):
     assert codebook_tokenizer().token_grammar() is None  # no frame: no grammar
 
 
+def test_subjet_frame_codebook_that_cannot_be_sampled_is_refused(tmp_path):
+    """A label without a code (too few codes, or jets too short to have 3 leaders) makes the
+    grammar allow nothing at some step: the fit refuses it, naming the labels."""
+    jets = random_jets(60, seed=6)
+    with pytest.raises(ValueError, match=r"no code for subjet label\(s\) \[.*\].*codebook_size"):
+        fit_codebook(jets, {"codebook_size": 2, "max_iter": 2}, 16, tmp_path, seed=2,
+                     subjet_order=3, subjet_frame=True)
+    short = random_jets(60, seed=6, counts=np.full(60, 2))  # 2 particles: no 3rd leader
+    with pytest.raises(ValueError, match=r"no code for subjet label\(s\) \[2, 3, 4, 5\]"):
+        fit_codebook(short, {"codebook_size": 16, "max_iter": 2}, 16, tmp_path, seed=2,
+                     subjet_order=3, subjet_frame=True)
+    assert not (tmp_path / "tokenizer.safetensors").exists()
+
+
+def test_subjet_frame_counts_jets_with_fewer_leaders():
+    prep = omnijet_preprocessing(n_max=16, subjet_order=3, subjet_frame=True)
+    jets = random_jets(40, seed=3)
+    _, mask, reports = prep.apply(jets)
+    short = int((mask.sum(1) < 3).sum())
+    report = next(r for r in reports if r.name == "jets with all 3 subjet leaders")
+    assert (report.n_before, report.n_after) == (40, 40 - short)
+    with pytest.raises(ValueError, match="n_max >= subjet_order"):
+        omnijet_preprocessing(n_max=2, subjet_order=3, subjet_frame=True)
+
+
 def test_subjet_frame_followers_are_encoded_against_their_decoded_leader(tmp_path):
     """Encoding takes a particle's offsets from its reference's decoded position (a follower's
     leader, a leader's first leader): a decoded subjet does not move rigidly with its
@@ -357,3 +383,17 @@ def test_token_coordinates_place_every_token_in_the_jet_frame(tmp_path):
     inputs, _ = loaded.prepare(jets[:3])
     torch.testing.assert_close(loaded(inputs.to_torch())[0], backbone(inputs.to_torch())[0])
     assert omnijet_backbone(tokenizer, CODE_GPT).token_coordinates(seq) is None
+
+
+def test_decode_refuses_codes_outside_the_codebook_and_encodes_an_empty_batch():
+    tokenizer = codebook_tokenizer(16)
+    mask = np.array([[True, True, False]])
+    for bad in (-1, 16):
+        with pytest.raises(ValueError, match=rf"1 code\(s\) outside \[0, 16\) \(first: {bad} "
+                                             r"at jet 0, particle 1\)"):
+            tokenizer.decode(np.array([[3, bad, 0]]), mask)
+    tokenizer.decode(np.array([[3, 5, -1]]), mask)  # masked slots may hold anything
+    with pytest.raises(ValueError, match="one shape"):
+        tokenizer.decode(np.array([3, 5]), mask)
+    codes, empty_mask, reports = tokenizer.encode(random_jets(3, seed=1)[:0])
+    assert codes.shape == empty_mask.shape == (0, 12) and reports == []

@@ -49,11 +49,25 @@ def test_estimate_text_says_why_instead_of_nan() -> None:
 def test_c2st_error_undefined_is_explained_not_a_bare_nan() -> None:
     """Two held-out jets (one per class): no resampling holds both classes twice over."""
     rng = np.random.default_rng(0)
-    result = classifier_two_sample_auc(rng.normal(size=(2, 3)), rng.normal(size=(2, 3)),
-                                       n_bootstrap=2, seed=0)
+    result = classifier_two_sample_auc(rng.normal(size=(20, 3)), rng.normal(3, 1, (20, 3)),
+                                       n_bootstrap=2, seed=0, test_fraction=0.05)
+    assert np.isfinite(result.value)
     assert math.isnan(result.error) and result.note.startswith("error undefined: ")
     assert "bootstrap resamplings of the 2 held-out jets hold both classes" in result.note
     assert "nan" not in str(result)
     with pytest.raises(ValueError, match="n_bootstrap"):
         classifier_two_sample_auc(rng.normal(size=(4, 3)), rng.normal(size=(4, 3)),
                                   n_bootstrap=1)
+
+
+def test_c2st_of_small_samples_splits_or_says_it_cannot() -> None:
+    """30 jets per sample: far-apart samples are told apart (scikit-learn's default 20 jets
+    per leaf could not split 30 training jets and gave 0.5); a classifier that makes no split
+    (identical constant features) gives n/a with the reason, not 0.5."""
+    rng = np.random.default_rng(1)
+    apart = classifier_two_sample_auc(rng.normal(size=(30, 1)), rng.normal(5, 1, (30, 1)),
+                                      n_bootstrap=5, seed=0)
+    assert apart.value > 0.95
+    same = classifier_two_sample_auc(np.ones((30, 2)), np.ones((30, 2)), n_bootstrap=5, seed=0)
+    assert math.isnan(same.value) and "made no split on 30 training jets" in same.note
+    assert str(same).startswith("n/a (undefined: the classifier made no split")

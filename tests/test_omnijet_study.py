@@ -50,7 +50,8 @@ def test_chain_writes_every_stage_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["omnijet", "--config", str(config), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "skip D = 10000" in printed  # too few jets: said, not silently dropped
+    assert "skipped D = 10000" in printed  # too few jets: said, not silently dropped
+    assert "- skipped D = 10000: only " in (out / "summary.md").read_text()  # and written
 
     jets = {name: read_jets([str(out / "data" / f"{name}.root")]) for name in ("top", "qcd")}
     assert (len(jets["top"]), len(jets["qcd"])) == (90, 60)
@@ -137,3 +138,14 @@ def test_omnijet_tagger_separates_separable_toy_tokens(tmp_path):
     probs = task.tagger.predict_proba(ParticleInputs(test.inputs.mask.numpy(),
                                                      tokens=test.inputs.tokens.numpy()))
     assert roc_auc_score(test.labels.numpy(), probs[:, 1]) > 0.95
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"eval_fraction": 0.0}, r"eval_fraction must be a fraction in \(0, 1\)"),
+    ({"pretrain_fraction": 0.8, "eval_fraction": 0.5}, "keep the sum below 1"),
+    ({"pretrain_fraction": 0.8, "eval_fraction": 0.2}, "leaves 0 of the jets for the taggers"),
+    ({"n_jets": {"top": 600}}, r"n_jets: give a number for \['qcd'\]"),
+])
+def test_split_fractions_and_classes_are_checked_before_any_work(change, message):
+    with pytest.raises(ValueError, match=message):
+        OmniJetConfig(**{**TINY, **change})

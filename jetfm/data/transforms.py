@@ -76,10 +76,16 @@ class Preprocessing:
         if self.subjet_frame:
             needed = [*FRAME_FEATURES, SUBJET_LABEL]
             missing = [n for n in needed if n not in names]
-            if not self.subjet_order or missing:
+            if not self.subjet_order:
                 raise ValueError(f"subjet_frame: true needs subjet_order >= 1 (got "
-                                 f"{self.subjet_order}) and the features "
-                                 f"{needed} (missing {missing})")
+                                 f"{self.subjet_order})")
+            if missing:
+                raise ValueError(f"subjet_frame: true needs the features {needed} (missing "
+                                 f"{missing})")
+            if self.n_max < self.subjet_order:
+                raise ValueError(f"subjet_frame: true needs n_max >= subjet_order (got n_max "
+                                 f"{self.n_max} < {self.subjet_order}): every jet keeps one "
+                                 f"leader per subjet")
         elif SUBJET_LABEL in names:
             raise ValueError(f"feature {SUBJET_LABEL!r} exists only with subjet_frame: true")
 
@@ -163,6 +169,12 @@ class Preprocessing:
             values = np.take_along_axis(values, order[..., None], axis=1)
             if self.subjet_frame:
                 values = self._to_subjet_frame(values, mask, group)
+                short = int(np.sum(mask.sum(axis=1) < self.subjet_order))
+                reports.append(SelectionReport(
+                    f"jets with all {self.subjet_order} subjet leaders", len(batch),
+                    len(batch) - short,
+                    {f"fewer than {self.subjet_order} particles (kept, with fewer leaders; a "
+                     f"grammar-constrained GPT never generates such jets)": short}))
         return values, mask, reports
 
     def _to_subjet_frame(self, values: np.ndarray, mask: np.ndarray, group: np.ndarray

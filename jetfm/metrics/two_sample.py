@@ -20,6 +20,9 @@ from jetfm.metrics.generation import Estimate, check_n_bootstrap
 from jetfm.metrics.inputs import paired_features
 from jetfm.metrics.tagging import roc_auc
 
+# Training jets (both samples) from which the classifier keeps scikit-learn's default leaf size.
+FULL_LEAF_TRAINING = 200
+
 
 def classifier_two_sample_auc(
     reference: np.ndarray,
@@ -36,7 +39,11 @@ def classifier_two_sample_auc(
     Both inputs are finite (n_jets >= 2, n_features) sets with equal feature counts, checked
     by :func:`jetfm.metrics.inputs.paired_features`. Same seed -> identical result. Raises
     ``ValueError`` for ``n_bootstrap`` < 2; the error is NaN, with a note saying why, when
-    fewer than two resamplings of the held-out jets hold both classes.
+    fewer than two resamplings of the held-out jets hold both classes. The classifier is
+    scikit-learn's ``HistGradientBoostingClassifier`` with its default 20 jets per leaf, fewer
+    (a tenth of the training jets, at least 2) below :data:`FULL_LEAF_TRAINING` training jets
+    so that small samples can be split at all; when it still makes no split (every held-out
+    score equal), the AUC is NaN with a note, not 0.5: no split is not "indistinguishable".
     """
     check_n_bootstrap(n_bootstrap)
     x_ref, x_gen = paired_features(reference, generated, min_rows=2)
@@ -45,12 +52,17 @@ def classifier_two_sample_auc(
     x_train, x_test, y_train, y_test = train_test_split(
         features, labels, test_size=test_fraction, stratify=labels, random_state=seed
     )
+    leaf = 20 if len(y_train) >= FULL_LEAF_TRAINING else max(2, len(y_train) // 10)
     classifier = HistGradientBoostingClassifier(
-        max_iter=max_iter, early_stopping=False, random_state=seed
+        max_iter=max_iter, early_stopping=False, random_state=seed, min_samples_leaf=leaf
     )
     with threadpool_limits(limits=n_threads, user_api="openmp"):
         classifier.fit(x_train, y_train)
         scores = classifier.predict_proba(x_test)[:, 1]
+    if np.ptp(scores) == 0:
+        return Estimate(float("nan"), float("nan"), (
+            f"undefined: the classifier made no split on {len(y_train)} training jets "
+            f"({leaf} per leaf at least)"))
     auc = roc_auc(y_test, scores)
     rng = np.random.default_rng(seed)
     replicas = []

@@ -166,7 +166,20 @@ class Tokenizer:
     def decode_values(self, codes: np.ndarray, mask: np.ndarray, batch_size: int = 1024
                       ) -> np.ndarray:
         """Standardised particle features (n_jets, n_max, n_features) float32 of ``codes``
-        (n_jets, n_max) under ``mask``; 0 where masked."""
+        (n_jets, n_max) under ``mask``; 0 where masked. ``ValueError`` when shapes differ or
+        an unmasked code is outside [0, codebook_size) (codes, not GPT tokens: token = code +
+        1)."""
+        codes, mask = np.asarray(codes), np.asarray(mask, dtype=bool)
+        if codes.shape != mask.shape or codes.ndim != 2:
+            raise ValueError(f"codes {codes.shape} and mask {mask.shape}: give two "
+                             f"(n_jets, n_max) arrays of one shape")
+        if mask.any() and not np.issubdtype(codes.dtype, np.integer):
+            raise ValueError(f"codes must be integers, got {codes.dtype}")
+        bad = mask & ((codes < 0) | (codes >= self.codebook_size))
+        if bad.any():
+            jet, slot = (int(i[0]) for i in np.nonzero(bad))
+            raise ValueError(f"{int(bad.sum())} code(s) outside [0, {self.codebook_size}) "
+                             f"(first: {int(codes[jet, slot])} at jet {jet}, particle {slot})")
         values = np.zeros((*codes.shape, len(self.preprocessing.features)), dtype=np.float32)
         device = self._device()
         for start in range(0, len(codes), batch_size):
@@ -178,7 +191,11 @@ class Tokenizer:
     def encode(
         self, batch: JetBatch, batch_size: int = 1024
     ) -> tuple[np.ndarray, np.ndarray, list[SelectionReport]]:
-        """Codes (n_jets, n_max) int64 and mask; reports of the preprocessing cuts."""
+        """Codes (n_jets, n_max) int64 and mask; reports of the preprocessing cuts. An empty
+        batch gives (0, n_max) arrays."""
+        if len(batch) == 0:
+            empty = np.zeros((0, self.n_max))
+            return empty.astype(np.int64), empty.astype(bool), []
         values, mask, reports = self.preprocessing.apply(batch)
         return self.encode_values(values, mask, batch_size), mask, reports
 
@@ -226,7 +243,8 @@ class Tokenizer:
         steps allow the follower codes (labels N ... 2N - 1) and the stop token. A jet with
         fewer than N particles (after the cuts) has fewer leaders and cannot be sampled under
         it; count them in the data (rare for top and QCD jets with pT > 0.1 GeV particles).
-        Returns (N + 1, vocab_size) bool."""
+        Returns (N + 1, vocab_size) bool; ``ValueError`` when a label (a leader k or the
+        followers of subjet k) has no code: such a codebook cannot be sampled."""
         prep = self.preprocessing
         if not prep.subjet_frame:
             return None
@@ -236,6 +254,13 @@ class Tokenizer:
         for k in range(n):
             grammar[k, 1:-1] = labels == k
         grammar[n, 1:-1] = labels >= n
+        missing = [k for k in range(2 * n) if not (labels == k).any()]
+        if missing:
+            raise ValueError(
+                f"this codebook ({self.codebook_size} codes) has no code for subjet label(s) "
+                f"{missing} (k < {n}: leader of subjet k, {n} + k: its other particles), so no "
+                f"jet can be sampled under its grammar: fit it on jets with at least {n} "
+                f"particles (and more than {n}) and with codebook_size >= {2 * n}")
         grammar[n, self.stop_token] = True
         return grammar
 

@@ -142,6 +142,23 @@ class OmniJetConfig:
         if self.backbone is not None and self.tokenizer is None:
             raise ValueError("backbone is given: give the tokenizer it was trained with too "
                              "(config key tokenizer)")
+        for key, low in (("pretrain_fraction", 0.0), ("eval_fraction", None)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not (value >= 0 if low == 0 else value > 0) or value >= 1:
+                interval = "[0, 1)" if low == 0 else "(0, 1)"
+                raise ValueError(f"{key} must be a fraction in {interval} of the jets, got "
+                                 f"{value!r}")
+        rest = 1 - self.pretrain_fraction - self.eval_fraction
+        if rest < 0 or (self.tagging_sizes and rest <= 0):
+            raise ValueError(f"pretrain_fraction + eval_fraction = "
+                             f"{self.pretrain_fraction + self.eval_fraction:g} leaves "
+                             f"{max(rest, 0):g} of the jets for the taggers (tagging_sizes "
+                             f"{self.tagging_sizes}): keep the sum below 1")
+        if isinstance(self.n_jets, dict):
+            missing = [n for n in ("top", "qcd") if n not in self.n_jets and n not in self.files]
+            if missing:
+                raise ValueError(f"n_jets: give a number for {missing} (or their files:)")
         if not 0 < self.tagging_val_fraction < 1:
             raise ValueError(f"tagging_val_fraction must be in (0, 1), got "
                              f"{self.tagging_val_fraction}")
@@ -420,7 +437,7 @@ def tagging_config(config: OmniJetConfig, mode: str, backbone_file: Path) -> Tag
 def train_taggers(
     jets: dict[str, JetBatch], splits: Splits, tokenizer: Tokenizer,
     config: OmniJetConfig, out_dir: Path, backbone_file: Path | None = None,
-    data: dict[str, str] | None = None,
+    data: dict[str, str] | None = None, skipped: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Top vs QCD taggers (:func:`jetfm.tasks.tagging.train_tagger`, ``backbone: omnijet``)
     on ``D`` labelled jets per size, each mode; test metrics.
@@ -431,7 +448,8 @@ def train_taggers(
     files (``data``: their digests) and the backbone are the same); ``tagging/summary.json``
     lists the rows of this config only. ``backbone_file`` (default
     ``pretrain/backbone.safetensors``) must hold ``tokenizer`` (ValueError naming both
-    fingerprints).
+    fingerprints). A D larger than the labelled jets outside the test set is skipped, with
+    a line printed and appended to ``skipped``.
     """
     backbone_file = backbone_file or out_dir / "pretrain" / "backbone.safetensors"
     load_generative(backbone_file, tokenizer)  # checks the tokenizer
@@ -457,8 +475,12 @@ def train_taggers(
     for size in config.tagging_sizes:
         n_train, n_val = tagging_split(size, config.tagging_val_fraction)
         if n_train + n_val > n_labelled_max:
-            console.print(f"[yellow]skip D = {size}: only {2 * n_labelled_max} labelled jets "
-                          "outside the test set[/]")
+            why = (f"skipped D = {size}: only {2 * max(n_labelled_max, 0)} labelled jets "
+                   f"outside the {2 * n_test} test jets (more jets, or a smaller "
+                   f"pretrain_fraction + eval_fraction)")
+            console.print(f"[yellow]{why}[/]")
+            if skipped is not None:
+                skipped.append(why)
             continue
         start = n_test
         val = pick(slice(start, start + n_val))
@@ -575,8 +597,19 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
     generated = generate_jets(backbone, tokenizer, config, out_dir)
     console.rule("evaluation: generated vs held-out top jets")
     held = jets["top"][splits.evaluation]  # the last n_floor: the floor, the rest: the truth
+    if len(held) < 4:
+        raise ValueError(f"eval_fraction {config.eval_fraction} of {len(jets['top'])} top "
+                         f"jets holds out {len(held)}: the evaluation needs at least 4 (truth "
+                         f"and floor)")
     n_floor = min(config.n_generate, len(held) // 2)
     truth, floor = held[: len(held) - n_floor], held[len(held) - n_floor:]
+    notes = []
+    if n_floor < config.n_generate:
+        notes.append(f"the floor compares {n_floor} truth jets, fewer than the "
+                     f"{config.n_generate} generated (n_generate): {len(held)} held-out top "
+                     f"jets (eval_fraction {config.eval_fraction}); hold out at least "
+                     f"{2 * config.n_generate} for a like-for-like floor")
+        console.print(f"[yellow]{notes[-1]}[/]")
     common = {"n_bootstrap": config.n_bootstrap, "seed": config.seed}
     samples = {
         "tokenizer only (decoded truth)": compare_sample(
@@ -588,7 +621,7 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
             truth, generated, floor, tokenizer, out_dir / "evaluation", **common, plots=True,
             title="OmniJet-alpha generated top jets vs held-out truth")}
     print(samples["generated"]["text"])
-    tagging = train_taggers(jets, splits, tokenizer, config, out_dir, backbone, data)
+    tagging = train_taggers(jets, splits, tokenizer, config, out_dir, backbone, data, notes)
     resolution = (json.loads(resolution_path.read_text()) if resolution_path.exists()
                   else {})
     observables = {"truth": jet_observables(truth),
@@ -613,6 +646,7 @@ def run(config: OmniJetConfig, out_dir: str | Path) -> dict[str, Any]:
         "generated_mass_mode": gen["mass_mode"],
         "three_prong": three_prong,
         "tagging": tagging,
+        "notes": notes,
         "seconds": time.perf_counter() - start,
     }
     write_json(out_dir / "summary.json", summary)
@@ -656,5 +690,7 @@ def write_summary_markdown(summary: dict[str, Any], path: Path) -> None:
         lines.append(f"| {row['D']} | {row['n_train']} + {row['n_val']} | {row['mode']} | "
                      f"{format_value(row['auc'])} | {format_value(row['rejection@0.3'])} | "
                      f"{format_value(row['accuracy'])} | {row['n_test']} |")
+    if summary.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in summary["notes"]]
     lines += ["", f"Run time: {summary['seconds']:.0f} s"]
     write_text_atomic(path, "\n".join(lines) + "\n")

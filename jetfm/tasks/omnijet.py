@@ -161,7 +161,8 @@ def fit_codebook(
     weighted mini-batch k-means) on ``batch`` with OmniJet-alpha's preprocessing, 10 % of the
     jets held out for the resolution; writes ``tokenizer.safetensors`` and ``resolution.json``
     as :func:`fit_tokenizer` does. ``codebook``: :class:`CodebookConfig` fields but
-    ``n_features``; unknown keys raise ``ValueError``."""
+    ``n_features``; unknown keys raise ``ValueError``, as does a subjet-frame codebook with a
+    label that got no code (:meth:`Tokenizer.token_grammar`)."""
     check_keys(codebook, CODEBOOK_KEYS, "codebook")
     preprocessing = omnijet_preprocessing(n_max, pt_min, subjet_order, subjet_frame)
     values, mask, reports = preprocessing.apply(batch)
@@ -176,6 +177,7 @@ def fit_codebook(
     model = FeatureCodebook(config).fit(values[train_idx][train_mask],
                                         pt[train_idx][train_mask], seed)
     tokenizer = Tokenizer(model, preprocessing)
+    tokenizer.token_grammar()  # subjet frame: ValueError unless every label has a code
     finish_tokenizer(tokenizer, batch[val_idx], out_dir)
     return tokenizer
 
