@@ -65,8 +65,8 @@ def test_tiny_preset_produces_every_cell(study):
             assert p["n_seeds"] == len(config.seeds)
             assert p["floor"] == pytest.approx(np.mean([r["floor"] for r in rows]))
             assert p["mean"] == pytest.approx(np.mean([r["value"] for r in rows]))
-        if curve["metric"] == "W1" and curve["observable"] in ("pt", "mass"):
-            assert math.isfinite(curve["fit"]["gamma"])
+        # two D: no power-law fit (both parameters fixed, no error), and the table says why
+        assert curve["fit"] is None and curve["no_fit_reason"] == "2 point(s), a fit needs 3"
     assert {(r["D"], r["mode"]) for r in summary["tagging"]} == {
         (d, m) for d in config.tagging_sizes for m in ("finetune", "scratch")}
     for row in summary["tagging"]:  # seed means of the tagging cells, tested on all truth
@@ -224,7 +224,8 @@ def test_seed_point_and_power_law_fit_recover_gamma():
     assert reason == ""
     assert fit.gamma == pytest.approx(0.33, abs=3 * fit.gamma_err)
     assert fit.gamma_err < 0.02
-    assert fit_curve(points[:1]) == (None, "1 point(s)")
+    assert fit_curve(points[:1]) == (None, "1 point(s), a fit needs 3")
+    assert fit_curve(points[:2]) == (None, "2 point(s), a fit needs 3")  # no error from 2
 
 
 def test_d_needed_and_verdicts_on_synthetic_curves():

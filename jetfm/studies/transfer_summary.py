@@ -59,8 +59,8 @@ def d_needed(a: float, gamma: float, value: float) -> float:
 
 def fit_curve(points: list[dict[str, Any]]) -> tuple[PowerLawFit | None, str]:
     """Power-law fit of seed means vs D weighted by their errors; (None, reason) if impossible."""
-    if len(points) < 2:
-        return None, f"{len(points)} point(s)"
+    if len(points) < 3:  # two points fix both parameters: no degree of freedom, no error
+        return None, f"{len(points)} point(s), a fit needs 3"
     means = np.array([p["mean"] for p in points])
     errors = np.array([p["error"] for p in points])
     if np.any(means <= 0) or not np.all(np.isfinite(errors) & (errors > 0)):
@@ -122,6 +122,7 @@ def compare(curves: list[dict]) -> list[dict[str, Any]]:
             verdict = "helps" if z > SIGNIFICANCE else "hurts" if z < -SIGNIFICANCE else \
                 "compatible"
             per_d.append({"D": p["D"], "finetune": p["mean"], "scratch": q["mean"],
+                          "finetune_error": p["error"], "scratch_error": q["error"],
                           "significance": z, "verdict": verdict})
         stops = None
         for point in reversed(per_d):
@@ -165,6 +166,11 @@ def closing_note(summary: dict[str, Any]) -> str:
                 lines.append(f"- gamma, {MODE_LABELS[mode]}: median {np.median(gammas):.2f}, "
                              f"range {min(gammas):.2f} to {max(gammas):.2f} over {len(gammas)} "
                              "fitted curves")
+            else:
+                reasons = sorted({c["no_fit_reason"] for c in summary["curves"]
+                                  if c["target"] == target and c["mode"] == mode})
+                lines.append(f"- gamma, {MODE_LABELS[mode]}: n/a, no curve fitted "
+                             f"({'; '.join(reasons) or 'no curves'})")
         rows = [r for r in summary["comparison"] if r["target"] == target]
         sizes = sorted({p["D"] for r in rows for p in r["points"]})
         helps = {d: sum(p["D"] == d and p["verdict"] == "helps" for r in rows
@@ -197,10 +203,16 @@ def closing_note(summary: dict[str, Any]) -> str:
     elif summary["d_needed"]:
         lines.append("Paper's finding (~10x fewer target jets): not testable here, no "
                      "fine-tuned point is matched by the scratch curve inside the measured D.")
+    else:
+        lines.append("Paper's finding (~10x fewer target jets): not testable here, no scratch "
+                     "curve has a power-law fit (it needs 3 D or more).")
     for row in summary["tagging"]:
+        one = row.get("n_seeds", 2) < 2  # a spread of one seed is not an error
+        auc_err = "n/a (1 seed)" if one else f"{row['auc std']:.3f}"
+        rej_err = "n/a" if one else f"{row['rejection@0.3 std']:.1f}"
         lines.append(f"Tagging D={row['D']} {MODE_LABELS[row['mode']]}: AUC {row['auc']:.3f} "
-                     f"± {row['auc std']:.3f}, rejection at eps_S = 0.3: "
-                     f"{row['rejection@0.3']:.1f} ± {row['rejection@0.3 std']:.1f}")
+                     f"± {auc_err}, rejection at eps_S = 0.3: "
+                     f"{row['rejection@0.3']:.1f} ± {rej_err}")
     return "\n".join(lines)
 
 
@@ -332,7 +344,8 @@ def write_pages(summary: dict[str, Any], figures: list[Path], out_dir: Path) -> 
             n_tok = tokenizer_jets.get((row["target"], p["D"]))
             rows.append({"target": row["target"], "metric": row["metric"],
                          "observable": row["observable"], "D": p["D"],
-                         "fine-tuned": p["finetune"], "scratch": p["scratch"],
+                         "fine-tuned": f"{p['finetune']:.4g} ± {p['finetune_error']:.2g}",
+                         "scratch": f"{p['scratch']:.4g} ± {p['scratch_error']:.2g}",
                          "floor": floors.get(p["D"]), "significance": p["significance"],
                          "verdict": p["verdict"],
                          "scratch tokenizer": "?" if n_tok is None else f"{n_tok} target jets"})
