@@ -145,6 +145,8 @@ def test_omnijet_tagger_separates_separable_toy_tokens(tmp_path):
     ({"pretrain_fraction": 0.8, "eval_fraction": 0.5}, "keep the sum below 1"),
     ({"pretrain_fraction": 0.8, "eval_fraction": 0.2}, "leaves 0 of the jets for the taggers"),
     ({"n_jets": {"top": 600}}, r"n_jets: give a number for \['qcd'\]"),
+    ({"n_jets": {"top": 0, "qcd": 10}}, r"n_jets: top: 0; give a whole number of jets >= 1"),
+    ({"n_jets": "many"}, r"n_jets: 'many'; give a whole number"),
 ])
 def test_split_fractions_and_classes_are_checked_before_any_work(change, message):
     with pytest.raises(ValueError, match=message):

@@ -159,6 +159,11 @@ class OmniJetConfig:
             missing = [n for n in ("top", "qcd") if n not in self.n_jets and n not in self.files]
             if missing:
                 raise ValueError(f"n_jets: give a number for {missing} (or their files:)")
+        counts = self.n_jets if isinstance(self.n_jets, dict) else {"": self.n_jets}
+        for name, count in counts.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                key = f"n_jets: {name}" if name else "n_jets"
+                raise ValueError(f"{key}: {count!r}; give a whole number of jets >= 1")
         if not 0 < self.tagging_val_fraction < 1:
             raise ValueError(f"tagging_val_fraction must be in (0, 1), got "
                              f"{self.tagging_val_fraction}")
