@@ -202,3 +202,14 @@ def test_standardise_inverts_unstandardise_and_labels_come_back_as_integers():
     assert set(np.unique(labels)) <= set(range(6)) and {0, 1, 2} <= set(np.unique(labels))
     with pytest.raises(ValueError, match="only with subjet_frame"):
         omnijet_preprocessing(n_max=8).subjet_labels(values)
+
+
+def test_a_jet_that_loses_every_particle_is_counted():
+    jets = random_jets(5, seed=2, counts=np.array([3, 4, 2, 5, 3]))
+    prep = omnijet_preprocessing(n_max=8, pt_min=1e6)  # no particle passes: every jet empty
+    _, mask, reports = prep.apply(jets)
+    assert not mask.any()
+    (report,) = [r for r in reports if r.name == "jets with a particle"]
+    assert (report.n_before, report.n_after) == (5, 0)
+    _, _, fine = omnijet_preprocessing(n_max=8).apply(jets)
+    assert all(r.name != "jets with a particle" for r in fine)  # said only when it happens

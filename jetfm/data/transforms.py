@@ -161,6 +161,11 @@ class Preprocessing:
             padded = ak.fill_none(ak.pad_none(column, self.n_max, axis=1, clip=True), 0.0)
             values[..., i] = ak.to_numpy(padded)
         mask = np.arange(self.n_max)[None, :] < np.minimum(counts, self.n_max)[:, None]
+        n_empty = int(np.sum(counts == 0))
+        if n_empty:  # kept (the jets stay aligned with their labels), but said
+            reports.append(SelectionReport(
+                "jets with a particle", len(batch), len(batch) - n_empty,
+                {"every particle cut (kept as an empty jet)": n_empty}))
         if self.subjet_order:  # the kept particles (after cuts and truncation), regrouped
             kinematics = [ak.to_numpy(ak.fill_none(ak.pad_none(
                 column[keep][:, : self.n_max], self.n_max, axis=1, clip=True), 0.0))
