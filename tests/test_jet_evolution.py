@@ -3,7 +3,6 @@ in generated trees, KV cache = full recomputation, causality, training, model fi
 
 from __future__ import annotations
 
-import json
 import types
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from jetfm.models.splitting import SplittingModel, trees_to_jets
 from jetfm.physics import splitting as sp
 from jetfm.physics.clustering import pair_distance
 from jetfm.physics.trees import NODE_ARRAYS, JetTrees, build_trees
+from jetfm.report import json_safe
 from jetfm.studies import evolution
 from jetfm.studies.evolution import (
     EvolutionStudyConfig,
@@ -348,7 +348,8 @@ def test_study_trains_evaluates_and_resumes(tmp_path):
     again = run(config, tmp_path)
     assert model_file.stat().st_mtime_ns == stamp
     assert again["nll"] == summary["nll"]
-    assert again["generation"] == json.loads(json.dumps(summary["generation"]))
+    # as written: n/a numbers (a C2ST without a split on a few jets) are null in both
+    assert json_safe(again["generation"]) == json_safe(summary["generation"])
 
 
 def test_bad_inputs_raise_clear_errors(trees, tmp_path):
