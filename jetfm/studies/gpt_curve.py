@@ -371,7 +371,7 @@ def run(config: GPTCurveConfig, out_dir: str | Path) -> dict[str, Any]:
         "jets vs the same held-out jets. 'tokenizer only': those floor jets encoded and "
         "decoded, the best a GPT over these tokens can reach. val loss: best validation "
         f"cross-entropy, nats per token. Truth: tau32 median {truth_tau32:.3f}, mass mode "
-        f"{truth_mode:.0f} GeV (10 GeV bins).", table,
+        f"{truth_mode:.0f} GeV (peak of a kernel density estimate).", table,
         f"Variants meeting issue 13's target (tau32 median within {TARGET['tau32_median']} of "
         f"the truth's, W1(tau32) and W1(mass) <= {TARGET['floor_factor']:g}x floor): "
         + (", ".join(met) if met else "none")])

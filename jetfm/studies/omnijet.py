@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from scipy.stats import gaussian_kde
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
@@ -530,13 +531,22 @@ def plot_taggers(tagging_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- the run
-def mass_mode(mass: np.ndarray, width: float = 10.0, high: float = 300.0) -> float:
-    """Centre of the most populated ``width``-GeV bin of the finite jet masses ``mass`` (GeV)
-    in [0, ``high``]; NaN when none is inside."""
+def mass_mode(mass: np.ndarray, high: float = 300.0, step: float = 0.5) -> float:
+    """The jet-mass peak [GeV]: the maximum of a Gaussian kernel density estimate
+    (``scipy.stats.gaussian_kde``, Scott's bandwidth) of the finite masses in [0, ``high``],
+    on a ``step``-GeV grid; NaN when fewer than 2 are inside, their value when all are equal.
+
+    Not the fullest bin of a histogram: for a few hundred jets of a broad distribution that
+    jumps with the binning (a session-10 demo sample of 500 generated jets: 195 or 190 GeV
+    for 10 GeV bins starting at 0 or 5 GeV; the density peak 178 GeV)."""
     mass = np.asarray(mass, dtype=float)
-    hist, edges = np.histogram(mass[np.isfinite(mass)], bins=np.arange(0.0, high + width, width))
-    return float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1])) if hist.any() \
-        else float("nan")
+    mass = mass[np.isfinite(mass) & (mass >= 0) & (mass <= high)]
+    if len(mass) < 2:
+        return float("nan")
+    if np.ptp(mass) == 0:
+        return float(mass[0])
+    grid = np.arange(0.0, high + step, step)
+    return float(grid[np.argmax(gaussian_kde(mass)(grid))])
 
 
 def compare_sample(
