@@ -308,7 +308,8 @@ def row(result: dict[str, Any]) -> dict[str, Any]:
         "train s": round(result["training_seconds"]) if "training_seconds" in result else "-",
         "val loss": f"{training['val_loss']:.3f}" if training else "-",
         "tau32 median": f"{result['tau32_median']:.3f}",
-        "mass mode [GeV]": f"{result['mass_mode']:.0f}",
+        # from the stored masses: rows written before the estimator changed get it too
+        "mass mode [GeV]": f"{mass_mode(np.asarray(result['values']['mass'], dtype=float)):.0f}",
         "W1 tau32 (floor)": cell("W1 tau32", 4),
         "W1 mass [GeV] (floor)": cell("W1 mass", 2),
         "W1 n (floor)": cell("W1 n_particles", 2),
