@@ -297,14 +297,14 @@ def test_subjet_frame_codebook_keeps_leaders_and_followers_apart(tmp_path):
 
 
 def test_subjet_frame_codebook_that_cannot_be_sampled_is_refused(tmp_path):
-    """A label without a code (too few codes, or jets too short to have 3 leaders) makes the
-    grammar allow nothing at some step: the fit refuses it, naming the labels."""
+    """A leader label without a code (too few codes, or jets too short to have 3 leaders)
+    makes the grammar allow nothing at that step: the fit refuses it, naming the subjets."""
     jets = random_jets(60, seed=6)
-    with pytest.raises(ValueError, match=r"no code for subjet label\(s\) \[.*\].*codebook_size"):
+    with pytest.raises(ValueError, match=r"no code for the leader\(s\) of subjet\(s\) \[.*\]"):
         fit_codebook(jets, {"codebook_size": 2, "max_iter": 2}, 16, tmp_path, seed=2,
                      subjet_order=3, subjet_frame=True)
     short = random_jets(60, seed=6, counts=np.full(60, 2))  # 2 particles: no 3rd leader
-    with pytest.raises(ValueError, match=r"no code for subjet label\(s\) \[2, 3, 4, 5\]"):
+    with pytest.raises(ValueError, match=r"leader\(s\) of subjet\(s\) \[2\] .*codebook_size"):
         fit_codebook(short, {"codebook_size": 16, "max_iter": 2}, 16, tmp_path, seed=2,
                      subjet_order=3, subjet_frame=True)
     assert not (tmp_path / "tokenizer.safetensors").exists()

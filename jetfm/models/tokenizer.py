@@ -243,8 +243,8 @@ class Tokenizer:
         steps allow the follower codes (labels N ... 2N - 1) and the stop token. A jet with
         fewer than N particles (after the cuts) has fewer leaders and cannot be sampled under
         it; count them in the data (rare for top and QCD jets with pT > 0.1 GeV particles).
-        Returns (N + 1, vocab_size) bool; ``ValueError`` when a label (a leader k or the
-        followers of subjet k) has no code: such a codebook cannot be sampled."""
+        Returns (N + 1, vocab_size) bool; ``ValueError`` when a leader label k has no code:
+        such a codebook cannot be sampled (follower codes may be missing: stop is allowed)."""
         prep = self.preprocessing
         if not prep.subjet_frame:
             return None
@@ -254,13 +254,13 @@ class Tokenizer:
         for k in range(n):
             grammar[k, 1:-1] = labels == k
         grammar[n, 1:-1] = labels >= n
-        missing = [k for k in range(2 * n) if not (labels == k).any()]
+        missing = [k for k in range(n) if not grammar[k].any()]  # followers may be absent
         if missing:
             raise ValueError(
-                f"this codebook ({self.codebook_size} codes) has no code for subjet label(s) "
-                f"{missing} (k < {n}: leader of subjet k, {n} + k: its other particles), so no "
-                f"jet can be sampled under its grammar: fit it on jets with at least {n} "
-                f"particles (and more than {n}) and with codebook_size >= {2 * n}")
+                f"this codebook ({self.codebook_size} codes) has no code for the leader(s) of "
+                f"subjet(s) {missing} (subjet labels {missing}), so no jet can be sampled under "
+                f"its grammar: fit it on jets with at least {n} particles and with "
+                f"codebook_size >= {n + 1}")
         grammar[n, self.stop_token] = True
         return grammar
 
