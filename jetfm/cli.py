@@ -798,7 +798,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "else the config's")
 
     tok = sub.add_parser("tokenizer",
-                         help="train a tokenizer (VQ-VAE or feature codebook) on jet files")
+                         help="train a tokenizer (VQ-VAE or feature codebook) on jet files",
+                         description="Train a tokenizer on jet files: OmniJet-alpha's VQ-VAE, "
+                         "or a feature-space codebook (tokenizer_model: codebook in --config; "
+                         "optionally in the prongs' frame, subjet_frame: true).")
     tok.add_argument("files", nargs="+")
     tok.add_argument("--out-dir", type=folder_output, default="tokenizer")
     skip_invalid_option(tok)
