@@ -260,6 +260,24 @@ def test_d_needed_and_verdicts_on_synthetic_curves():
     assert "holds only partly here; median factor 5.7 over 2 points" in note
 
 
+def test_a_kl_at_its_cap_gets_no_significance():
+    """Disjoint samples put KL at ln(1 / KL_EPSILON) with a vanishing bootstrap error: the
+    comparison says "saturated" instead of a many-sigma verdict."""
+    def curve(mode, means, errors, metric="KL"):
+        return {"target": "qcd", "metric": metric, "observable": "pt", "mode": mode,
+                "points": [{"D": d, "mean": m, "error": e} for d, m, e in
+                           zip([20, 60], means, errors, strict=True)]}
+
+    cap = math.log(1e8)
+    kl = compare([curve("finetune", [cap, 5.0], [1e-6, 0.5]),
+                  curve("scratch", [12.8, 6.0], [1.3, 0.5])])[0]
+    assert [p["verdict"] for p in kl["points"]] == ["saturated", "compatible"]
+    assert math.isnan(kl["points"][0]["significance"])
+    w1 = compare([curve("finetune", [cap, 5.0], [1e-6, 0.5], "W1"),  # W1 has no cap
+                  curve("scratch", [12.8, 6.0], [1.3, 0.5], "W1")])[0]
+    assert w1["points"][0]["verdict"] == "hurts"
+
+
 def test_bad_configs_raise_clear_errors(tmp_path, capsys):
     path = tmp_path / "override.yaml"
     cases = {

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.ticker import LogFormatter, LogLocator, NullFormatter
 
 from jetfm.metrics.evaluate import JET_OBSERVABLES
+from jetfm.metrics.generation import KL_EPSILON
 from jetfm.metrics.scaling import PowerLawFit, fit_power_law
 from jetfm.physics.observables import OBSERVABLE_LABELS
 from jetfm.plots.histograms import default_bins
@@ -30,6 +31,9 @@ METRICS: tuple[str, ...] = ("KL", "W1")
 MODE_LABELS = {"finetune": "fine-tuned", "scratch": "from scratch"}
 MODE_COLORS = {"finetune": "tab:blue", "scratch": "tab:red"}
 SIGNIFICANCE = 2.0  # fine-tuning "helps" when scratch is worse by more than this many sigma
+# A KL this close to its cap ln(1 / KL_EPSILON) = 18.4 nats means (nearly) disjoint samples; its
+# bootstrap error then vanishes, so no significance is computed ("saturated").
+KL_SATURATED = 0.95 * math.log(1.0 / KL_EPSILON)
 
 
 def seed_point(values: np.ndarray, boot_errors: np.ndarray) -> dict[str, float]:
@@ -105,7 +109,8 @@ def _curve(curves: list[dict], target: str, metric: str, observable: str, mode: 
 
 def compare(curves: list[dict]) -> list[dict[str, Any]]:
     """Per target, metric, observable: at each D the significance (scratch - fine-tuned) /
-    error; verdict helps (> 2 sigma), hurts (< -2 sigma) or compatible; ``stops_helping_at``
+    error; verdict helps (> 2 sigma), hurts (< -2 sigma), compatible, or saturated (a KL at its
+    cap in either mode, :data:`KL_SATURATED`: no significance); ``stops_helping_at``
     = the smallest D from which fine-tuning no longer helps (None: it helps at the largest D).
     """
     rows = []
@@ -121,6 +126,8 @@ def compare(curves: list[dict]) -> list[dict[str, Any]]:
             z = diff / error if error > 0 else math.copysign(math.inf, diff) if diff else 0.0
             verdict = "helps" if z > SIGNIFICANCE else "hurts" if z < -SIGNIFICANCE else \
                 "compatible"
+            if ft["metric"] == "KL" and max(p["mean"], q["mean"]) >= KL_SATURATED:
+                z, verdict = math.nan, "saturated"  # a capped KL has no meaningful error
             per_d.append({"D": p["D"], "finetune": p["mean"], "scratch": q["mean"],
                           "finetune_error": p["error"], "scratch_error": q["error"],
                           "significance": z, "verdict": verdict})
