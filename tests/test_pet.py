@@ -156,7 +156,7 @@ def test_jets_with_fewer_than_k_plus_one_particles():
             assert sorted(index[jet, i][valid[jet, i]].tolist()) == sorted(set(range(n)) - {i})
     model = small(k=10)
     with torch.no_grad():
-        local = model.local(inputs.features, inputs.p4, inputs.mask)
+        local = model.local(inputs.features, knn_indices(inputs.p4, inputs.mask, 10))
         x = inputs.features[0]
         edges = [model.local.mlp(torch.cat([x[j] - x[0], x[0]])) for j in (1, 2, 3)]
         torch.testing.assert_close(local[0, 0], torch.stack(edges).mean(0))

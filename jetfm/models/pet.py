@@ -75,8 +75,10 @@ Deliberate differences from the references:
   the second time in the space of the learned features (a dynamic graph); OmniLearned runs 2
   attention blocks inside each neighbourhood instead. Neither is implemented. OmniLearn-TF's
   long skip (``encoded + skip_connection``) is replaced by OmniLearned's final norm.
-* Pair-interaction attention bias (OmniLearned ``--interaction``), PID embeddings, the time
-  token and jet-level conditioning of the generative model are not part of this backbone.
+* Pair-interaction attention bias (OmniLearned ``--interaction``) and PID embeddings are not
+  part of this backbone. The generative model's time token (``time_token``) and its kNN in
+  the angle features (``knn_from: features``) are: :mod:`jetfm.models.pet_generator` builds
+  OmniLearn's generator on this body.
 
 Presets: the default config is OmniLearned's "small" body (8 blocks, 8 heads, base_dim 128,
 mlp_ratio 2, 4 tokens; :data:`DEFAULT_PARAMETERS` parameters with the 7 default features; the
@@ -92,13 +94,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from jetfm.checks import NON_NEGATIVE_INT, POSITIVE_INT, Rule, check_fields
+from jetfm.checks import NON_NEGATIVE_INT, POSITIVE_INT, Rule, check_fields, check_flag
 from jetfm.models.backbone import Backbone, register_backbone
 from jetfm.models.features import KIN_FEATURES, FeatureSpec, ParticleInputs
+from jetfm.nn.flow import FourierTime
 from jetfm.nn.transformer import MLP, SelfAttention
 
 _DROPOUT = Rule(float, low=0, high=1, high_open=True)
 _PROBABILITY = Rule(float, low=0, high=1)
+
+KNN_FROM = ("p4", "features")
+"""Where :class:`PETBackbone` takes its kNN coordinates from (``PETConfig.knn_from``)."""
 
 DEFAULT_PARAMETERS = 1_134_336
 """Parameters of the default config (OmniLearned "small" body) with 7 particle features."""
@@ -124,7 +130,15 @@ class PETConfig:
     * ``feature_drop`` (0, the OmniLearned CLI default; OmniLearn-TF used 0.1 in its
       pre-training mode ``all``; OmniLearned's pre-training recipe ``--feature-drop 0.1``): per-jet
       probability in [0, 1] of zeroing the features beyond the first ``num_keep`` (7) in
-      training. With ``feature_drop > 0`` the spec must have more than ``num_keep`` features.
+      training. With ``feature_drop > 0`` the spec must have more than ``num_keep`` features;
+    * ``time_token`` (False): add a token embedding the flow time t (:class:`jetfm.nn.flow.
+      FourierTime`; OmniLearned ``PET_body``'s time token in ``generator``/``pretrain`` modes),
+      after the class tokens; ``forward(inputs, time=None)`` takes t (B,), default 0 (clean
+      jets, as in OmniLearned's classifier pass);
+    * ``knn_from`` ("p4"): coordinates of the kNN search: ``"p4"`` (the four-momenta) or
+      ``"features"`` (the spec's ``eta_rel`` and ``phi_rel`` columns, transformed back to
+      radians; OmniLearned's ``num_coord = 2`` first feature columns). A generator needs
+      ``"features"``: its noised particles have no four-momenta.
 
     Raises ``ValueError`` naming the field for a bad value.
     """
@@ -142,6 +156,8 @@ class PETConfig:
     mlp_drop: float = 0.0
     feature_drop: float = 0.0
     num_keep: int = 7
+    time_token: bool = False
+    knn_from: str = "p4"
 
     def __post_init__(self) -> None:
         check_fields(self, {
@@ -155,6 +171,9 @@ class PETConfig:
         })
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        check_flag("time_token", self.time_token)
+        if self.knn_from not in KNN_FROM:
+            raise ValueError(f"knn_from: {self.knn_from!r} is not one of {list(KNN_FROM)}")
         if self.feature_drop > 0 and self.num_keep >= self.input_dim:
             raise ValueError(
                 f"feature_drop {self.feature_drop:g} would drop nothing: num_keep "
@@ -177,22 +196,31 @@ def knn_indices(p4: torch.Tensor, mask: torch.Tensor, k: int
     neighbours; a jet with n < k + 1 real particles has n - 1 valid neighbours per particle;
     rows of padded particles are all invalid (their indices are arbitrary).
     """
-    b, n, _ = p4.shape
     pt = torch.hypot(p4[..., 1], p4[..., 2])
     eta = torch.asinh(p4[..., 3] / pt.clamp(min=1e-8))
     phi = torch.atan2(p4[..., 2], p4[..., 1])
+    return knn_from_coordinates(eta, phi, mask, k, wrap_phi=True)
+
+
+def knn_from_coordinates(eta: torch.Tensor, phi: torch.Tensor, mask: torch.Tensor, k: int,
+                         wrap_phi: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`knn_indices`, from coordinates ``eta``, ``phi`` (B, P): distances
+    ``(eta_i - eta_j)^2 + dphi_ij^2`` with dphi wrapped to (-pi, pi] if ``wrap_phi`` (off for
+    jet-relative angles of noised particles, which may leave (-pi, pi])."""
+    b, n = mask.shape
     d_eta = eta[:, :, None] - eta[:, None, :]
     d_phi = phi[:, :, None] - phi[:, None, :]
-    d_phi = torch.atan2(torch.sin(d_phi), torch.cos(d_phi))
+    if wrap_phi:
+        d_phi = torch.atan2(torch.sin(d_phi), torch.cos(d_phi))
     distance = d_eta.square() + d_phi.square()
-    eye = torch.eye(n, dtype=torch.bool, device=p4.device)
+    eye = torch.eye(n, dtype=torch.bool, device=mask.device)
     distance = distance.masked_fill(~mask[:, None, :] | eye, float("inf"))
     found = min(k, n - 1)
     if found > 0:
         nearest, index = torch.topk(distance, found, dim=-1, largest=False)
     else:
         nearest = distance.new_full((b, n, 0), float("inf"))
-        index = torch.zeros((b, n, 0), dtype=torch.long, device=p4.device)
+        index = torch.zeros((b, n, 0), dtype=torch.long, device=mask.device)
     valid = torch.isfinite(nearest) & mask[:, :, None]
     if found < k:  # fewer slots than k + 1: pad with invalid entries
         index = torch.cat([index, index.new_zeros(b, n, k - found)], dim=-1)
@@ -233,8 +261,10 @@ class LocalEdgeBlock(nn.Module):
         self.k = k
         self.mlp = _two_layer(2 * in_dim, hidden, dim)
 
-    def forward(self, x: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        index, valid = knn_indices(p4, mask, self.k)
+    def forward(self, x: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor]
+                ) -> torch.Tensor:
+        """``x`` (B, P, F) and ``neighbours`` = (index, valid) of :func:`knn_indices`."""
+        index, valid = neighbours
         rows = torch.arange(x.shape[0], device=x.device)[:, None, None]
         neighbours = x[rows, index]  # (B, P, k, F)
         centre = x[:, :, None].expand_as(neighbours)
@@ -314,6 +344,9 @@ class PETBackbone(Backbone):
         self.local = LocalEdgeBlock(c.input_dim, hidden, c.dim, c.k)
         self.tokens = nn.Parameter(torch.zeros(1, c.num_tokens, c.dim))
         self.condition = _two_layer(c.jet_dim, hidden, c.dim) if c.jet_dim else None
+        self.time = FourierTime(c.dim) if c.time_token else None
+        self._angle_columns = self._coordinate_columns(features) if c.knn_from == "features" \
+            else None
         self.blocks = nn.ModuleList(
             PETBlock(c.dim, c.num_heads, c.mlp_ratio, c.layer_scale_init, c.attn_drop,
                      c.mlp_drop) for _ in range(c.num_layers))
@@ -341,8 +374,29 @@ class PETBackbone(Backbone):
 
     @property
     def n_tokens(self) -> int:
-        """Tokens before the particles: class tokens and the condition token if any."""
-        return self.config.num_tokens + (self.condition is not None)
+        """Tokens before the particles: class tokens, the time token and the condition token
+        if any."""
+        return self.config.num_tokens + (self.time is not None) + (self.condition is not None)
+
+    @staticmethod
+    def _coordinate_columns(features: FeatureSpec) -> tuple[int, int]:
+        """Columns of ``eta_rel`` and ``phi_rel`` (``knn_from: features``); ``ValueError``
+        when the spec lacks one."""
+        names = features.names
+        missing = [n for n in ("eta_rel", "phi_rel") if n not in names]
+        if missing:
+            raise ValueError(f"pet: knn_from 'features' needs the particle features eta_rel "
+                             f"and phi_rel; the spec lacks {missing} (has {list(names)})")
+        return names.index("eta_rel"), names.index("phi_rel")
+
+    def neighbours(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """kNN (index, valid) from the four-momenta or the angle features (``knn_from``)."""
+        if self._angle_columns is None:
+            return knn_indices(p4, mask, self.config.k)
+        eta, phi = (features[..., i] / self.features.particle[i].multiply
+                    + self.features.particle[i].subtract for i in self._angle_columns)
+        return knn_from_coordinates(eta, phi, mask, self.config.k, wrap_phi=False)
 
     @property
     def dim(self) -> int:
@@ -389,9 +443,13 @@ class PETBackbone(Backbone):
                 raise ValueError("pet: non-finite jet features")
         return features, p4, mask
 
-    def forward(self, inputs: ParticleInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, inputs: ParticleInputs, time: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(embeddings (B, n_tokens + P', dim), mask (B, n_tokens + P'))``, where
         P' <= P drops the trailing slots that hold no real particle of any jet.
+
+        ``time`` (B,): the flow time of noised inputs for a backbone with ``time_token``
+        (None: 0, clean jets); ``ValueError`` when given to a backbone without one.
 
         Inputs: ``inputs.features`` (B, P, input_dim) float, ``inputs.p4`` (B, P, 4)
         (E, px, py, pz) [GeV], ``inputs.mask`` (B, P) bool; whatever padded slots hold is
@@ -402,9 +460,15 @@ class PETBackbone(Backbone):
         used = int(mask.any(dim=0).nonzero().max()) + 1  # drop trailing slots no jet fills
         features, p4, mask = features[:, :used], p4[:, :used], mask[:, :used]
         x = self.feature_drop(features)
-        h = (self.embed(x) + self.local(x, p4, mask)) * mask[..., None]
+        h = (self.embed(x) + self.local(x, self.neighbours(x, p4, mask))) * mask[..., None]
         b = h.shape[0]
         tokens = [self.tokens.expand(b, -1, -1)]
+        if self.time is not None:
+            t = h.new_zeros(b) if time is None else time.to(h.dtype).reshape(b)
+            tokens.append(self.time(t)[:, None])
+        elif time is not None:
+            raise ValueError("pet: a time was given, but this backbone has no time token "
+                             "(time_token: false)")
         if self.condition is not None:
             tokens.append(self.condition(inputs.jet.to(h.dtype))[:, None])
         h = torch.cat([*tokens, h], dim=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from jetfm.atomic import atomic_path
 from jetfm.checks import (
@@ -176,6 +176,7 @@ def fit(
     *,
     resume: str | Path | None = None,
     monitor: str = "val/loss",
+    callbacks: Sequence[L.Callback] = (),
 ) -> L.Trainer:
     """Train ``module``; afterwards it holds the weights of the best validation epoch.
 
@@ -183,7 +184,14 @@ def fit(
     ``lr``/``weight_decay`` hyperparameters, so every key of a training block reaches the
     optimiser. Metrics go to ``<out_dir>/logs/metrics.csv``; with ``resume``, the rows of the
     earlier run(s) (those of the checkpoint's run folder, or of ``out_dir``) come first in it
-    (see :func:`_keep_history`).
+    (see :func:`_keep_history`). ``callbacks``: extra Lightning callbacks (e.g.
+    ``EMAWeightAveraging``, whose averaged weights are what checkpoints and the returned module
+    hold).
+
+    On one device the training batches are drawn in an order that depends only on the seed and
+    the epoch (:class:`EpochShuffle`), so a run resumed from a checkpoint sees the batches the
+    uninterrupted run would have seen (with DDP, Lightning's ``DistributedSampler`` does the
+    same).
     """
     out_dir = Path(out_dir)
     check_accelerator(config.accelerator)
@@ -202,16 +210,18 @@ def fit(
     # default, and raises there when max_steps ends the run before its first validation)
     stopping = EarlyStopping(monitor=monitor, patience=config.patience,
                              check_on_train_epoch_end=False)
-    callbacks: list[Any] = [checkpoint, stopping]
+    callbacks = [checkpoint, stopping, *callbacks]
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
-    generator = torch.Generator().manual_seed(config.seed)
+    if config.devices == 1:
+        order: dict[str, Any] = {"sampler": EpochShuffle(len(train), config.seed)}
+    else:  # Lightning puts in a DistributedSampler (seeded, per epoch)
+        order = {"shuffle": True, "generator": torch.Generator().manual_seed(config.seed)}
     train_loader = DataLoader(
         train,
         batch_size=config.batch_size,
-        shuffle=True,
-        generator=generator,
         num_workers=config.num_workers,
+        **order,
     )
     val_loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers)
     val_check_interval, check_val_every_n_epoch = validation_schedule(
@@ -251,6 +261,26 @@ def fit(
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     return trainer
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order of ``n`` items that depends only on ``seed`` and the epoch (Lightning
+    calls :meth:`set_epoch` before each), so a resumed run repeats the uninterrupted one."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
 def validation_schedule(max_steps: int, max_epochs: int, n_batches: int, devices: Any
@@ -306,11 +336,26 @@ def _keep_history(path: Path, history: pd.DataFrame) -> None:
         merged.to_csv(tmp, index=False)
 
 
+OPTIMIZERS = ("adamw", "lion")
+
+
 def adamw_with_cosine(
-    module: L.LightningModule, groups: list[dict[str, Any]], lr: float, weight_decay: float
+    module: L.LightningModule, groups: list[dict[str, Any]], lr: float, weight_decay: float,
+    optimizer: str = "adamw", betas: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """AdamW over parameter ``groups`` (each may set its own lr) with cosine decay per step."""
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    """AdamW (or Lion, ``optimizer="lion"``: Chen et al. 2023, arXiv:2302.06675, the
+    ``lion-pytorch`` package; OmniLearned's optimiser, betas (0.95, 0.98)) over parameter
+    ``groups`` (each may set its own lr) with cosine decay per step. ``betas``: None for the
+    optimiser's default."""
+    extra = {} if betas is None else {"betas": tuple(betas)}
+    if optimizer == "lion":
+        from lion_pytorch import Lion
+
+        optimizer = Lion(groups, lr=lr, weight_decay=weight_decay, **extra)
+    elif optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **extra)
+    else:
+        raise ValueError(f"optimizer {optimizer!r}: use one of {list(OPTIMIZERS)}")
     total = max(int(module.trainer.estimated_stepping_batches), 1)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
