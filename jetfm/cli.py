@@ -62,6 +62,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEMO_CONFIG = CONFIGS / "omnijet_cpu.yaml"
 TAGGING_CONFIG = CONFIGS / "tagging_cpu.yaml"
 BENCHMARK_CONFIG = CONFIGS / "benchmark_tagging_cpu.yaml"
+GENERATION_BENCHMARK_CONFIG = CONFIGS / "benchmark_generation_cpu.yaml"
 TOKENIZER_STUDY_CONFIG = CONFIGS / "tokenizer_study_cpu.yaml"
 GPT_CURVE_CONFIG = CONFIGS / "gpt_curve_cpu.yaml"
 # names the parser offers; the modules behind them load only when a command needs them
@@ -696,6 +697,19 @@ def _cmd_benchmark_tagging(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark_generation(args: argparse.Namespace) -> int:
+    """The generation benchmark (:mod:`jetfm.studies.benchmark_generation`) from a config, on
+    the built-in top and QCD jets or the labelled files of ``--data``."""
+    from jetfm.studies.benchmark_generation import load_config, run
+
+    config = load_config(args.config)
+    if args.data:
+        config.files = list(args.data)
+    results = run(config, args.out)
+    console.print(f"{len(results)} generators; table, plots and models in {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line (``jetfm sample: error: argument
@@ -912,6 +926,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output folder (rerun to resume)")
     skip_invalid_option(bt)
     bt.set_defaults(func=_cmd_benchmark_tagging)
+    bg = benches.add_parser("generation", help="every generator (PET, OmniJet-alpha, jet "
+                            "evolution) trained on the same top and QCD jets: W1/KL/FPD/KPD/"
+                            "C2ST vs held-out truth next to their floors, speed, overlays")
+    bg.add_argument("--config", type=Path, default=GENERATION_BENCHMARK_CONFIG,
+                    help="YAML config (default: configs/benchmark_generation_cpu.yaml)")
+    bg.add_argument("--data", nargs="+", help="labelled top (Tbqq) and QCD jet files instead "
+                    "of the built-in generated jets")
+    bg.add_argument("--out", type=folder_output, default="runs/benchmark_generation",
+                    help="output folder (rerun to resume)")
+    bg.set_defaults(func=_cmd_benchmark_generation)
 
     demo = sub.add_parser("demo", help="the built-in default job: the OmniJet-alpha chain")
     demo.add_argument("--out", type=folder_output, default="runs/demo")
