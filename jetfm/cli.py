@@ -15,7 +15,8 @@
     jetfm study      studies: ``jetfm study transfer`` (AOJ -> JetClass transfer),
                      ``jetfm study tokenizer`` (tokenizer resolution),
                      ``jetfm study gpt-curve`` (GPT learning curve)
-    jetfm benchmark  ``jetfm benchmark tagging``: every backbone and a GBDT on the same jets
+    jetfm benchmark  ``jetfm benchmark tagging``: every backbone and a GBDT on the same jets;
+                     ``jetfm benchmark generation``: every generator on the same top/QCD jets
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
 
 Every command prints what it does; ``jetfm COMMAND --help`` lists the options.
@@ -916,26 +917,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("benchmark", help="benchmarks from configs (resumable)")
     benches = bench.add_subparsers(dest="study", required=True)
-    bt = benches.add_parser("tagging", help="every backbone and a gradient-boosted baseline "
-                            "trained on the same jets: accuracy, AUCs, rejections, speed")
-    bt.add_argument("--config", type=Path, default=BENCHMARK_CONFIG,
-                    help="YAML config (default: configs/benchmark_tagging_cpu.yaml)")
-    bt.add_argument("--data", nargs="+", help="labelled jet files (classes exactly the "
-                    "config's) instead of the built-in generated jets")
-    bt.add_argument("--out", type=folder_output, default="runs/benchmark_tagging",
-                    help="output folder (rerun to resume)")
-    skip_invalid_option(bt)
-    bt.set_defaults(func=_cmd_benchmark_tagging)
-    bg = benches.add_parser("generation", help="every generator (PET, OmniJet-alpha, jet "
-                            "evolution) trained on the same top and QCD jets: W1/KL/FPD/KPD/"
-                            "C2ST vs held-out truth next to their floors, speed, overlays")
-    bg.add_argument("--config", type=Path, default=GENERATION_BENCHMARK_CONFIG,
-                    help="YAML config (default: configs/benchmark_generation_cpu.yaml)")
-    bg.add_argument("--data", nargs="+", help="labelled top (Tbqq) and QCD jet files instead "
-                    "of the built-in generated jets")
-    bg.add_argument("--out", type=folder_output, default="runs/benchmark_generation",
-                    help="output folder (rerun to resume)")
-    bg.set_defaults(func=_cmd_benchmark_generation)
+    def benchmark(name: str, help_text: str, config: Path, data_help: str, func: Any
+                  ) -> argparse.ArgumentParser:
+        p = benches.add_parser(name, help=help_text)
+        p.add_argument("--config", type=Path, default=config,
+                       help=f"YAML config (default: configs/{config.name})")
+        p.add_argument("--data", nargs="+", help=data_help)
+        p.add_argument("--out", type=folder_output, default=f"runs/benchmark_{name}",
+                       help="output folder (rerun to resume)")
+        p.set_defaults(func=func)
+        return p
+
+    skip_invalid_option(benchmark(
+        "tagging", "every backbone and a gradient-boosted baseline trained on the same jets: "
+        "accuracy, AUCs, rejections, speed", BENCHMARK_CONFIG,
+        "labelled jet files (classes exactly the config's) instead of the built-in generated "
+        "jets", _cmd_benchmark_tagging))
+    benchmark("generation", "every generator (PET, OmniJet-alpha, jet evolution) trained on "
+              "the same top and QCD jets: W1/KL/FPD/KPD/C2ST vs held-out truth next to their "
+              "floors, speed, overlays", GENERATION_BENCHMARK_CONFIG,
+              "labelled top (Tbqq) and QCD jet files instead of the built-in generated jets",
+              _cmd_benchmark_generation)
 
     demo = sub.add_parser("demo", help="the built-in default job: the OmniJet-alpha chain")
     demo.add_argument("--out", type=folder_output, default="runs/demo")

@@ -13,6 +13,7 @@ from io_jets import random_jets
 from jetfm.models.backbone import backbone_from_meta
 from jetfm.models.features import ParticleInputs
 from jetfm.models.tagger import Tagger
+from jetfm.studies.benchmark_generation import GenerationBenchmarkConfig
 from jetfm.studies.benchmark_tagging import load_config as benchmark_config
 from jetfm.studies.evolution import EvolutionStudyConfig
 from jetfm.studies.gpt_curve import load_config as gpt_curve_config
@@ -49,6 +50,8 @@ def load_any(path: Path) -> object:
         return EvolutionStudyConfig.from_yaml(path)
     if kind == "transfer":
         return load_config(path.stem.split("_", 1)[1])
+    if path.stem.startswith("benchmark_generation"):
+        return GenerationBenchmarkConfig.from_yaml(path)
     if kind == "benchmark":
         return benchmark_config(path)
     if kind == "tokenizer":

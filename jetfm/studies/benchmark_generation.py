@@ -84,7 +84,9 @@ class GenerationBenchmarkConfig:
     """The benchmark's configuration (a YAML file fills it; module docstring).
 
     ``generators``: entries ``{name, kind, n_train?, ...}`` with ``kind`` one of :data:`KINDS`
-    and the kind's keys (:data:`ENTRY_KEYS`). Raises ``ValueError`` naming the key.
+    and the kind's keys (:data:`ENTRY_KEYS`). ``device``: where PET and OmniJet-alpha sample
+    (``cpu`` or ``cuda``; training follows each entry's ``accelerator``; the jet-evolution
+    model samples on the CPU). Raises ``ValueError`` naming the key.
     """
 
     classes: list[str] = field(default_factory=lambda: ["Tbqq", "QCD"])
@@ -97,6 +99,7 @@ class GenerationBenchmarkConfig:
     workers: int = 1
     n_bootstrap: int = 20
     sample_batch: int = 256
+    device: str = "cpu"
     generators: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -109,6 +112,8 @@ class GenerationBenchmarkConfig:
         if unknown or not self.classes:
             raise ValueError(f"classes: {self.classes!r}; the benchmark generates "
                              f"{list(PROCESSES)}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device: {self.device!r} is not cpu or cuda")
         if not self.generators:
             raise ValueError("generators: give at least one entry {name, kind, ...}")
         names = []
@@ -260,7 +265,7 @@ def _run_pet(entry: dict[str, Any], split: Split, config: GenerationBenchmarkCon
                             _pet_config(entry, config.classes), cell, seed=config.seed,
                             resume=checkpoint if checkpoint.exists() else None)
     seconds = clock.seconds
-    model = load_generator(path)
+    model = load_generator(path, config.device)
     steps = entry.get("sampler_steps", 32)
     guidance = entry.get("guidance", 0.0)
     out: dict[str, Any] = {"train_seconds": seconds, "sampler_steps": steps,
@@ -345,7 +350,7 @@ def _run_omnijet(entry: dict[str, Any], split: Split, config: GenerationBenchmar
         jets, stats = sample_jets(backbone, head, config.n_generate,
                                   temperature=oj.temperature, top_k=oj.top_k,
                                   batch_size=config.sample_batch, seed=config.seed,
-                                  label=class_index(cls), device="cpu")
+                                  label=class_index(cls), device=config.device)
         out["samples"][cls] = (jets, stats["jets_per_second"])
         out.setdefault("empty", {})[cls] = stats["n_empty"]
     frame, name = tokenizer_frame(tokenizer)
