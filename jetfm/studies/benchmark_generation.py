@@ -278,11 +278,14 @@ def _run_pet(entry: dict[str, Any], split: Split, config: GenerationBenchmarkCon
         out["samples"][cls] = (jets, config.n_generate / (time.perf_counter() - begin))
     scan_class = config.classes[0]
     for scan_steps in entry.get("steps_scan", []):
-        begin = time.perf_counter()
-        jets = model.generate(config.n_generate, scan_class, steps=scan_steps,
-                              guidance=guidance, batch_size=config.sample_batch,
-                              seed=config.seed)
-        rate = config.n_generate / (time.perf_counter() - begin)
+        if scan_steps == steps:  # the main sample (same seed): not drawn again
+            jets, rate = out["samples"][scan_class]
+        else:
+            begin = time.perf_counter()
+            jets = model.generate(config.n_generate, scan_class, steps=scan_steps,
+                                  guidance=guidance, batch_size=config.sample_batch,
+                                  seed=config.seed)
+            rate = config.n_generate / (time.perf_counter() - begin)
         result = evaluate_batches(split.parts[scan_class]["reference"], jets,
                                   cell / "steps" / f"{scan_steps}", n_bootstrap=config.n_bootstrap,
                                   seed=config.seed, plots=False, frame=model.frame,
