@@ -14,7 +14,8 @@
     jetfm evolution  jet-evolution generator (and thesis baseline) on declustering trees
     jetfm study      studies: ``jetfm study transfer`` (AOJ -> JetClass transfer),
                      ``jetfm study tokenizer`` (tokenizer resolution),
-                     ``jetfm study gpt-curve`` (GPT learning curve)
+                     ``jetfm study gpt-curve`` (GPT learning curve),
+                     ``jetfm study omnilearn`` (PET pre-training -> unseen tasks)
     jetfm benchmark  ``jetfm benchmark tagging``: every backbone and a GBDT on the same jets;
                      ``jetfm benchmark generation``: every generator on the same top/QCD jets
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
@@ -64,6 +65,7 @@ DEMO_CONFIG = CONFIGS / "omnijet_cpu.yaml"
 TAGGING_CONFIG = CONFIGS / "tagging_cpu.yaml"
 BENCHMARK_CONFIG = CONFIGS / "benchmark_tagging_cpu.yaml"
 GENERATION_BENCHMARK_CONFIG = CONFIGS / "benchmark_generation_cpu.yaml"
+OMNILEARN_CONFIG = CONFIGS / "omnilearn_transfer_cpu.yaml"
 TOKENIZER_STUDY_CONFIG = CONFIGS / "tokenizer_study_cpu.yaml"
 GPT_CURVE_CONFIG = CONFIGS / "gpt_curve_cpu.yaml"
 # names the parser offers; the modules behind them load only when a command needs them
@@ -683,6 +685,16 @@ def _cmd_study_variants(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study_omnilearn(args: argparse.Namespace) -> int:
+    """OmniLearn transfer to unseen tasks (:mod:`jetfm.studies.omnilearn_transfer`)."""
+    from jetfm.studies.omnilearn_transfer import load_config, run
+
+    rows = run(load_config(args.config), args.out)
+    console.print(Path(args.out, "table.md").read_text(), markup=False)
+    console.print(f"{len(rows)} cells; models and tables in {args.out}")
+    return 0
+
+
 def _cmd_benchmark_tagging(args: argparse.Namespace) -> int:
     """The tagging benchmark (:mod:`jetfm.studies.benchmark_tagging`) from a config, on the
     built-in 5-class data or the labelled files of ``--data``."""
@@ -914,6 +926,14 @@ def build_parser() -> argparse.ArgumentParser:
         variants.add_argument("--out", type=folder_output, default=out,
                               help="output folder (rerun to resume)")
         variants.set_defaults(func=_cmd_study_variants)
+    ol = studies.add_parser("omnilearn", help="PET pre-trained jointly on 5 classes, "
+                            "fine-tuned to quark/gluon tagging and gluon-jet generation vs "
+                            "from scratch, D scan")
+    ol.add_argument("--config", type=Path, default=OMNILEARN_CONFIG,
+                    help=f"YAML config (default: configs/{OMNILEARN_CONFIG.name})")
+    ol.add_argument("--out", type=folder_output, default="runs/omnilearn_transfer",
+                    help="output folder (rerun to resume)")
+    ol.set_defaults(func=_cmd_study_omnilearn)
 
     bench = sub.add_parser("benchmark", help="benchmarks from configs (resumable)")
     benches = bench.add_subparsers(dest="study", required=True)

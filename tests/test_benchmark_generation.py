@@ -4,6 +4,7 @@ disjoint jets, the PET sampler-steps scan, overlay plots, resume, and config err
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from jetfm.cli import main
 from jetfm.data.io import read_jets
+from jetfm.models.pet_generator import load_generator
 from jetfm.studies.benchmark_generation import GenerationBenchmarkConfig, load_config
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "benchmark_generation_tiny.yaml"
@@ -55,14 +57,23 @@ def test_rerun_reuses_cells_and_a_changed_entry_redoes_only_its_own(run, tmp_pat
     after = json.loads((run / "table.json").read_text())
     assert after["summary"] == before["summary"]
     assert "redone" not in capsys.readouterr().out
-    text = TINY.read_text().replace("sampler_steps: 4", "sampler_steps: 3")
+    # a copied run folder keeps its cells (data digests are keyed relative to the folder)
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    assert main(["benchmark", "generation", "--config", str(TINY), "--out", str(copy)]) == 0
+    assert "redone" not in capsys.readouterr().out
+    # a changed model key retrains that cell only (its old model files are gone)
+    text = TINY.read_text().replace("n_max: 24, jet_hidden", "n_max: 16, jet_hidden")
     changed = tmp_path / "changed.yaml"
     changed.write_text(text)
-    assert main(["benchmark", "generation", "--config", str(changed), "--out", str(run)]) == 0
+    assert main(["benchmark", "generation", "--config", str(changed), "--out", str(copy)]) == 0
     out = capsys.readouterr().out
     assert "stage cells/PET: redone" in out
     assert "cells/OmniJet-alpha: redone" not in out
-    again = json.loads((run / "table.json").read_text())
+    assert load_generator(copy / "cells" / "PET" / "generator.safetensors").config.n_max == 16
+    pet = read_jets([str(copy / "cells" / "PET" / "generated_Tbqq.parquet")])
+    assert pet.n_particles.max() <= 16
+    again = json.loads((copy / "table.json").read_text())
     keep = [r for r in again["summary"] if r["generator"] != "PET"]
     assert keep == [r for r in before["summary"] if r["generator"] != "PET"]
 
@@ -92,6 +103,11 @@ def test_splits_are_disjoint_and_nested(tmp_path):
      "more than once"),
     ({"generators": [{"name": "x", "kind": "pet", "n_train": 10**9}]}, "n_train"),
     ({"classes": ["Wqq"]}, "the benchmark generates"),
+    ({"classes": ["Tbqq", "Tbqq"]}, "lists a class twice"),
+    ({"generators": [{"name": "../out", "kind": "pet"}]}, "names the cell's folder"),
+    ({"generators": [{"name": "x", "kind": "pet", "sampler_steps": 0}]}, "sampler_steps"),
+    ({"generators": [{"name": "x", "kind": "pet", "steps_scan": [4, -1]}]}, "steps_scan"),
+    ({"generators": [{"name": "x", "kind": "pet", "guidance": -2}]}, "guidance"),
 ])
 def test_bad_configs_are_refused_naming_the_key(change, message):
     base = {"generators": [{"name": "PET", "kind": "pet"}]}

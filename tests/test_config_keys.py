@@ -18,6 +18,7 @@ from jetfm.studies.benchmark_tagging import load_config as benchmark_config
 from jetfm.studies.evolution import EvolutionStudyConfig
 from jetfm.studies.gpt_curve import load_config as gpt_curve_config
 from jetfm.studies.omnijet import OmniJetConfig
+from jetfm.studies.omnilearn_transfer import OmniLearnTransferConfig
 from jetfm.studies.tokenizer import load_config as tokenizer_study_config
 from jetfm.studies.transfer import load_config
 from jetfm.tasks.omnijet import GenerativeTask, TokenizerTask, fit_tokenizer
@@ -50,6 +51,8 @@ def load_any(path: Path) -> object:
         return EvolutionStudyConfig.from_yaml(path)
     if kind == "transfer":
         return load_config(path.stem.split("_", 1)[1])
+    if kind == "omnilearn":
+        return OmniLearnTransferConfig.from_yaml(path)
     if path.stem.startswith("benchmark_generation"):
         return GenerationBenchmarkConfig.from_yaml(path)
     if kind == "benchmark":

@@ -315,3 +315,51 @@ def test_lion_moves_every_weight_by_the_learning_rate(tmp_path):
     changed = moved[moved > 0]
     assert len(changed) > 0.5 * len(moved)
     torch.testing.assert_close(changed, torch.full_like(changed, 1e-3), rtol=1e-3, atol=1e-7)
+
+
+def test_same_seed_same_jets_whatever_the_batch_size():
+    model = small_generator()
+    one = model.generate(9, "Tbqq", steps=2, seed=3)
+    two = model.generate(9, "Tbqq", steps=2, seed=3, batch_size=4)
+    np.testing.assert_array_equal(one.n_particles, two.n_particles)
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(one.pt)),
+                               ak.to_numpy(ak.flatten(two.pt)), rtol=1e-4)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"n_jets": 0}, "n_jets must be a whole number >= 1"),
+    ({"n_jets": 2.5}, "n_jets must be"),
+    ({"batch_size": 0}, "batch_size must be"),
+    ({"steps": 0}, "steps must be"),
+    ({"guidance": -1.0}, "guidance"),
+    ({"guidance": float("nan")}, "guidance"),
+    ({"jet": np.full((2, 4), np.nan)}, "non-finite"),
+])
+def test_bad_generate_arguments_are_refused(kwargs, message):
+    model = small_generator()
+    call = {"n_jets": 2, "cls": "Tbqq", "steps": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        model.generate(**call)
+
+
+def test_training_refuses_what_it_cannot_learn_from(tmp_path):
+    jets = two_class(8)
+    config = OmniLearnConfig(generator=SMALL, training={"max_epochs": 1, "progress": False})
+    with pytest.raises(ValueError, match="validation jets: no jets"):
+        train_generator(jets, jets[np.zeros(len(jets), dtype=bool)], config, tmp_path)
+    three = OmniLearnConfig(classes=["QCD", "Tbqq", "Wqq"], generator=SMALL,
+                            training={"max_epochs": 1, "progress": False})
+    with pytest.raises(ValueError, match=r"classes \['Wqq'\] have no training jets"):
+        train_generator(jets, jets, three, tmp_path)
+    for classes in (["QCD", "Top"], "QCD", [], ["QCD", "QCD"]):
+        with pytest.raises(ValueError, match="classes"):
+            OmniLearnConfig(classes=classes)
+
+
+def test_truncation_to_n_max_is_counted(tmp_path, capsys):
+    jets = JetBatch.concatenate([prong_jets(8, 1, "QCD", n_min=40, n_max=50),
+                                 prong_jets(8, 3, "Tbqq", seed=1, n_min=40, n_max=50)])
+    config = OmniLearnConfig(generator=SMALL, ema_decay=None,
+                             training={"max_epochs": 1, "progress": False})
+    train_generator(jets, jets, config, tmp_path)
+    assert "beyond n_max" in capsys.readouterr().out

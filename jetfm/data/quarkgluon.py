@@ -109,3 +109,30 @@ def read_quarkgluon(
         entry=np.arange(rows.start, rows.stop),
     )
     return validated(batch, path, skip_invalid)
+
+
+GLUON_PDG = 21
+
+
+def label_by_parton(batch: JetBatch, origin: str = "jets") -> JetBatch:
+    """QCD jets relabelled ``QCD_quark`` / ``QCD_gluon`` by the PDG id of the hard parton they
+    are matched to (the ``genpart_pid`` extra of the built-in source,
+    :mod:`jetfm.data.pythia`; ``aux_genpart_pid`` in JetClass files): 21 -> gluon, a quark id
+    (1-6) -> quark. Raises :class:`JetDataError` naming ``origin`` when the batch has no
+    ``genpart_pid``, holds jets not labelled ``QCD``, or a parton id that is neither."""
+    if "genpart_pid" not in batch.extra:
+        raise JetDataError(f"{origin}: no genpart_pid extra (the matched parton's PDG id): "
+                           "quark/gluon labels need truth-matched QCD jets")
+    not_qcd = int(np.count_nonzero(batch.label != class_index("QCD")))
+    if not_qcd:
+        raise JetDataError(f"{origin}: {not_qcd} jets are not labelled QCD")
+    pid = np.abs(np.asarray(batch.extra["genpart_pid"], dtype=np.int64))
+    gluon = pid == GLUON_PDG
+    quark = (pid >= 1) & (pid <= 6)
+    bad = ~(gluon | quark)
+    if bad.any():
+        raise JetDataError(f"{origin}: {int(bad.sum())} jets matched to parton ids "
+                           f"{sorted(set(pid[bad].tolist()))[:5]}, neither quark nor gluon")
+    out = batch[:]
+    out.label = np.where(gluon, class_index("QCD_gluon"), class_index("QCD_quark"))
+    return out

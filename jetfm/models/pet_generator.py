@@ -57,8 +57,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from jetfm.checkpoint import load_model, save_model
-from jetfm.checks import POSITIVE_INT, Rule, check_fields, check_flag, from_mapping
-from jetfm.data.batch import JetBatch, JetDataError
+from jetfm.checks import (
+    NON_NEGATIVE,
+    POSITIVE_INT,
+    Rule,
+    check_fields,
+    check_flag,
+    from_mapping,
+    number,
+)
+from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
 from jetfm.data.classes import CLASSES, class_index
 from jetfm.models.features import FeatureSpec, InputFeature, ParticleInputs
 from jetfm.models.heads import ClassAttentionHead
@@ -123,24 +131,23 @@ class PETGeneratorConfig:
         return out
 
 
-def fit_spec(batch: JetBatch, n_max: int) -> FeatureSpec:
+def fit_spec(batch: JetBatch, n_max: int, origin: str | None = None) -> FeatureSpec:
     """The standardisation of :data:`PARTICLE_FEATURES` and :data:`JET_FEATURES` on ``batch``
-    (mean 0, width 1; real particles only, after the pT > 0 and ``n_max`` selection).
-    ``JetDataError`` for fewer than 2 jets or a feature without spread."""
+    (mean 0, width 1; real particles only, after the pT > 0 and ``n_max`` selection). A
+    feature without spread (the multiplicity when every jet fills ``n_max``) is only shifted.
+    ``JetDataError`` naming ``origin`` (default: the batch's files) for fewer than 2 jets or
+    data the spec cannot read."""
     if len(batch) < 2:
-        raise JetDataError(f"fitting the generator's standardisation needs at least 2 jets, "
-                           f"got {len(batch)}")
+        raise JetDataError(f"{origin or 'jets'}: fitting the generator's standardisation "
+                           f"needs at least 2 jets, got {len(batch)}")
     raw = FeatureSpec(tuple(InputFeature(n) for n in PARTICLE_FEATURES),
                       tuple(InputFeature(n) for n in JET_FEATURES), n_max)
-    inputs, _ = raw.apply(batch)
+    inputs, _ = raw.apply(batch, origin)
     inputs.jet[:, N_PARTICLES] = inputs.mask.sum(axis=1)
 
     def standardise(name: str, values: np.ndarray) -> InputFeature:
         mean, std = float(np.mean(values)), float(np.std(values))
-        if not np.isfinite(std) or std <= 0:
-            raise JetDataError(f"generator standardisation: {name} has no spread in the "
-                               f"{len(batch)} training jets")
-        return InputFeature(name, mean, 1.0 / std)
+        return InputFeature(name, mean, 1.0 / std if std > 0 else 1.0)
 
     particle = tuple(standardise(n, inputs.features[..., i][inputs.mask])
                      for i, n in enumerate(PARTICLE_FEATURES))
@@ -184,7 +191,7 @@ class PETGenerator(nn.Module):
         super().__init__()
         self.config = config
         self.spec = spec
-        self.classes = _check_generator_classes(classes)
+        self.classes = check_generator_classes(classes)
         if spec.names != PARTICLE_FEATURES or tuple(f.name for f in spec.jet) != JET_FEATURES:
             raise ValueError(f"generator spec must hold particle features {PARTICLE_FEATURES} "
                              f"and jet features {JET_FEATURES}")
@@ -235,10 +242,16 @@ class PETGenerator(nn.Module):
         """Standardised particle and jet features of ``batch`` (numpy; ``n_particles`` is the
         number of particles kept). Raises :class:`JetDataError` for data the spec cannot
         read."""
-        inputs, _ = self.spec.apply(batch, origin)
+        return self.encode_reported(batch, origin)[0]
+
+    def encode_reported(self, batch: JetBatch, origin: str | None = None
+                        ) -> tuple[ParticleInputs, list[SelectionReport]]:
+        """:meth:`encode` and the reports of the particle selection (pT = 0 and non-finite
+        particles dropped, the softest beyond ``n_max`` truncated; counted)."""
+        inputs, reports = self.spec.apply(batch, origin)
         n = self.spec.jet[N_PARTICLES]
         inputs.jet[:, N_PARTICLES] = n.transform(inputs.mask.sum(axis=1))
-        return inputs
+        return inputs, reports
 
     def decode(self, features: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
                jet: np.ndarray | torch.Tensor, label: Sequence[int] | np.ndarray | None = None
@@ -370,11 +383,13 @@ class PETGenerator(nn.Module):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample_jets(self, label: torch.Tensor, steps: int = 64, guidance: float = 0.0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
         """Standardised jet features (B, 4) from the jet-level flow for class indices
-        ``label`` (B,), with ``n_particles`` rounded and clipped to [1, ``n_max``]."""
-        rand = _random(generator, label.device)
-        noise = rand.normal((label.shape[0], len(JET_FEATURES)))
+        ``label`` (B,), with ``n_particles`` rounded and clipped to [1, ``n_max``]; starting
+        ``noise`` (B, 4) or drawn from ``generator``."""
+        if noise is None:
+            noise = _random(generator, label.device).normal((label.shape[0], len(JET_FEATURES)))
         jet = sample_midpoint(lambda z, t: self.jet_velocity(z, t, label, guidance),
                               noise, steps)
         return self._round_multiplicity(jet)
@@ -393,16 +408,19 @@ class PETGenerator(nn.Module):
 
     @torch.no_grad()
     def sample_particles(self, jet: torch.Tensor, label: torch.Tensor, steps: int = 64,
-                         guidance: float = 0.0, generator: torch.Generator | None = None
+                         guidance: float = 0.0, generator: torch.Generator | None = None,
+                         noise: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised particles ``(features (B, P, 3), mask (B, P))`` for standardised jet
         features ``jet`` (B, 4) (the multiplicity sets the mask; P = the largest) and class
-        indices ``label`` (B,)."""
+        indices ``label`` (B,); starting ``noise`` (B, >= P, 3) or drawn from ``generator``
+        for all ``n_max`` slots (so a jet's noise does not depend on its batch)."""
         counts = self.multiplicity(jet)
         slots = int(counts.max())
         mask = torch.arange(slots, device=jet.device)[None, :] < counts[:, None]
-        rand = _random(generator, jet.device)
-        noise = self._particle_noise(rand, jet.shape[0], slots)
+        if noise is None:
+            noise = self._particle_noise(_random(generator, jet.device), jet.shape[0], slots)
+        noise = noise[:, :slots].to(jet.device)
         z = sample_midpoint(lambda z, t: self.velocity(z, t, mask, jet, label, guidance),
                             noise, steps, mask)
         return z, mask
@@ -414,28 +432,46 @@ class PETGenerator(nn.Module):
         """``n_jets`` jets of class ``cls`` (a name in :attr:`classes`): jet features from the
         jet-level flow (or the given standardised ``jet`` (n_jets, 4), e.g. ``encode(truth).
         jet`` to condition on true kinematics), then particles. Seeded; eval mode; on the
-        model's device. ``ValueError`` for an unknown class or a wrong ``jet`` shape."""
+        model's device. The noise is drawn on the CPU for all jets at once (n_jets x n_max x 3
+        floats), so a seed gives the same jets whatever ``batch_size`` and device.
+
+        Raises ``ValueError`` for an unknown class, ``n_jets``, ``steps`` or ``batch_size``
+        not a whole number >= 1, ``guidance`` not a finite number >= 0, or ``jet`` of the
+        wrong shape or with non-finite values.
+        """
         if cls not in self.classes:
             raise ValueError(f"class {cls!r} is not one of the generator's classes "
                              f"{list(self.classes)}")
-        if jet is not None and np.shape(jet) != (n_jets, len(JET_FEATURES)):
-            raise ValueError(f"jet must be (n_jets, {len(JET_FEATURES)}) = "
-                             f"{(n_jets, len(JET_FEATURES))}, got {np.shape(jet)}")
+        for name, value in (("n_jets", n_jets), ("steps", steps), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        guidance = number("guidance", guidance, NON_NEGATIVE)
+        if jet is not None:
+            if np.shape(jet) != (n_jets, len(JET_FEATURES)):
+                raise ValueError(f"jet must be (n_jets, {len(JET_FEATURES)}) = "
+                                 f"{(n_jets, len(JET_FEATURES))}, got {np.shape(jet)}")
+            if not np.isfinite(np.asarray(jet, dtype=np.float64)).all():
+                raise ValueError("jet (the standardised jet features to condition on) holds "
+                                 "non-finite values")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        generator = torch.Generator(device=device).manual_seed(seed)
+        cpu = torch.Generator().manual_seed(seed)
+        jet_noise = torch.randn(n_jets, len(JET_FEATURES), generator=cpu)
+        particle_noise = torch.randn(n_jets, self.config.n_max, self.n_features, generator=cpu)
         index = self.classes.index(cls)
         parts = []
         for start in range(0, n_jets, batch_size):
             size = min(batch_size, n_jets - start)
             label = torch.full((size,), index, dtype=torch.long, device=device)
             if jet is None:
-                jet_part = self.sample_jets(label, steps, guidance, generator)
+                jet_part = self.sample_jets(label, steps, guidance,
+                                            noise=jet_noise[start:start + size].to(device))
             else:
                 jet_part = self._round_multiplicity(
                     torch.as_tensor(jet[start:start + size], dtype=torch.float32, device=device))
-            features, mask = self.sample_particles(jet_part, label, steps, guidance, generator)
+            features, mask = self.sample_particles(
+                jet_part, label, steps, guidance, noise=particle_noise[start:start + size])
             parts.append(self.decode(features, mask, jet_part, label.cpu().numpy()))
         self.train(was_training)
         return JetBatch.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -464,14 +500,17 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> PETG
     return model.to(device).eval()
 
 
-def _check_generator_classes(classes: Sequence[str]) -> tuple[str, ...]:
+def check_generator_classes(classes: Sequence[str], where: str = "classes"
+                            ) -> tuple[str, ...]:
+    """``classes`` as a tuple of known, distinct jetfm class names (one or more);
+    ``ValueError`` naming ``where`` otherwise."""
     if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
-        raise ValueError(f"classes: expected a non-empty list of class names, got {classes!r}")
+        raise ValueError(f"{where}: expected a non-empty list of class names, got {classes!r}")
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
-        raise ValueError(f"classes: unknown classes {unknown}; jetfm classes: {list(CLASSES)}")
+        raise ValueError(f"{where}: unknown classes {unknown}; jetfm classes: {list(CLASSES)}")
     if len(set(classes)) != len(classes):
-        raise ValueError(f"classes: {list(classes)} has repeats")
+        raise ValueError(f"{where}: {list(classes)} has repeats")
     return tuple(classes)
 
 

@@ -236,6 +236,31 @@ class Stage:
         return hashlib.sha256(self.record_path.read_bytes()).hexdigest()[:16]
 
 
+def start_cell(stage: Stage, cell_dir: Path) -> bool:
+    """Prepare ``cell_dir`` for a (re)run: kept (True: training resumes from its checkpoint)
+    when its ``cell.json`` shows the settings of ``stage``, emptied otherwise."""
+    marker = cell_dir / "cell.json"
+    wanted = {"config": stage.config, "inputs": stage.inputs}
+    if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):
+        return True
+    shutil.rmtree(cell_dir, ignore_errors=True)
+    cell_dir.mkdir(parents=True)
+    write_json(marker, wanted)
+    return False
+
+
+def data_digests(files: list[Path], out_dir: Path) -> dict[str, str]:
+    """File digests keyed by the path relative to ``out_dir`` (the built-in data) or the
+    absolute path (a user's files), so a copied or moved run folder keeps its cells."""
+    out = {}
+    for f in files:
+        path = Path(f).resolve()
+        root = out_dir.resolve()
+        key = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        out[key] = file_digest(path)
+    return out
+
+
 def generated_stage(out_dir: str | Path, name: str, config: dict[str, Any],
                     make: Callable[[], list[Path]]) -> list[Path]:
     """Jet files made by ``make`` (a call of :func:`jetfm.data.generated.generated_files`,

@@ -43,6 +43,8 @@ Layout of ``out``::
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +53,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from jetfm.checks import POSITIVE_INT, Rule, check_fields
+from jetfm.checks import NON_NEGATIVE, POSITIVE_INT, Rule, check_fields, number
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -60,12 +62,20 @@ from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
 from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
 from jetfm.plots.histograms import default_bins, plot_distribution
 from jetfm.report import write_json
-from jetfm.studies import Stage, file_digest, read_config, training_log
+from jetfm.studies import (
+    Stage,
+    data_digests,
+    read_config,
+    start_cell,
+    training_log,
+)
 
 console = Console(soft_wrap=True, emoji=False)
 PROCESSES = {"Tbqq": "top", "QCD": "qcd"}
 """Built-in process of each class the benchmark generates."""
 KINDS = ("pet", "omnijet", "evolution")
+NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
+"""A generator's name: it names its cell folder, so no path separators."""
 SUMMARY_OBSERVABLES = ("mass", "tau32", "n_particles")
 """Observables of the summary's W1 / floor columns (the issue's targets)."""
 OVERLAY_OBSERVABLES = ("pt", "mass", "tau21", "tau32", "n_particles")
@@ -109,6 +119,8 @@ class GenerationBenchmarkConfig:
                         "val_fraction": Rule(float, low=0, high=1, low_open=True,
                                              high_open=True)})
         unknown = [c for c in self.classes if c not in PROCESSES]
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes: {self.classes!r} lists a class twice")
         if unknown or not self.classes:
             raise ValueError(f"classes: {self.classes!r}; the benchmark generates "
                              f"{list(PROCESSES)}")
@@ -133,6 +145,10 @@ class GenerationBenchmarkConfig:
             if not isinstance(n, int) or not 2 <= n <= self.n_train:
                 raise ValueError(f"{where} ({entry['name']}): n_train {n!r} must be a whole "
                                  f"number in [2, {self.n_train}] (the benchmark's n_train)")
+            if not isinstance(entry["name"], str) or not NAME.fullmatch(entry["name"]):
+                raise ValueError(f"{where}: name {entry['name']!r} must be letters, digits "
+                                 "and - _ . + (it names the cell's folder), not starting "
+                                 "with a dot")
             names.append(entry["name"])
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -163,6 +179,13 @@ def _check_entry(entry: dict[str, Any]) -> None:
     try:
         if entry["kind"] == "pet":
             _pet_config(entry)
+            number("sampler_steps", entry.get("sampler_steps", 32), POSITIVE_INT)
+            scan = entry.get("steps_scan", [])
+            if not isinstance(scan, list):
+                raise ValueError(f"steps_scan: a list of step counts, got {scan!r}")
+            for steps in scan:
+                number("steps_scan", steps, POSITIVE_INT)
+            number("guidance", entry.get("guidance", 0.0), NON_NEGATIVE)
         elif entry["kind"] == "omnijet":
             _omnijet_config(entry)
         else:
@@ -193,7 +216,7 @@ def load_data(config: GenerationBenchmarkConfig, out_dir: Path
     else:
         files = generated_files([PROCESSES[c] for c in config.classes], config.n_per_class,
                                 out_dir / "data", seed=config.seed, workers=config.workers)
-    digests = {str(f): file_digest(f) for f in files}
+    digests = data_digests(files, out_dir)
     jets = read_jets([str(f) for f in files])
     parts = {}
     for cls in config.classes:
@@ -224,8 +247,6 @@ class _training_clock:
         self.seconds = 0.0
 
     def _stored(self) -> float:
-        import json
-
         return float(json.loads(self.path.read_text())["seconds"]) if self.path.exists() \
             else 0.0
 
@@ -448,9 +469,9 @@ def run_cell(entry: dict[str, Any], split: Split, config: GenerationBenchmarkCon
     stage = Stage(out_dir, f"cells/{name}", {"entry": entry, **split_keys}, digests,
                   [result_path])
     if stage.prepare():
-        import json
-
         return json.loads(result_path.read_text())
+    if start_cell(stage, cell):
+        console.print(f"{name}: resuming the cell's unfinished run")
     console.rule(f"{name} ({entry['kind']})")
     run = RUNNERS[entry["kind"]](entry, split, config, cell)
     result: dict[str, Any] = {"name": name, "kind": entry["kind"],

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from copy import deepcopy
 from dataclasses import asdict, dataclass, field, replace
@@ -95,6 +94,7 @@ from jetfm.studies import (
     file_digest,
     generated_stage,
     read_config,
+    start_cell,
     training_log,
     write_json,
 )
@@ -493,19 +493,6 @@ def cell_stage(entry: dict[str, Any], size: int, config: BenchmarkConfig, out_di
                  inputs, [cell_dir / "result.json", cell_dir / "test_probs.npz"])
 
 
-def _start_cell(stage: Stage, cell_dir: Path) -> bool:
-    """Prepare ``cell_dir`` for a (re)run: kept (True: training resumes from its checkpoint)
-    when its ``cell.json`` shows the settings of ``stage``, emptied otherwise."""
-    marker = cell_dir / "cell.json"
-    wanted = {"config": stage.config, "inputs": stage.inputs}
-    if marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):
-        return True
-    shutil.rmtree(cell_dir, ignore_errors=True)
-    cell_dir.mkdir(parents=True)
-    write_json(marker, wanted)
-    return False
-
-
 def check_models(config: BenchmarkConfig, sample: JetBatch) -> None:
     """Build every neural model once and prepare ``sample`` with it, so that features
     missing from the data (or an ``init`` file of another backbone) stop the run before any
@@ -618,7 +605,7 @@ def run(config: BenchmarkConfig, out_dir: str | Path) -> dict[str, Any]:
             counts["reused"] += 1
             console.print(f"{label}: reused ({cell_dir})")
         else:
-            resumed = _start_cell(stage, cell_dir)
+            resumed = start_cell(stage, cell_dir)
             console.rule(f"{label}: {'resuming' if resumed else 'training'} on "
                          f"{size * len(config.classes):,} jets, validating on "
                          f"{config.n_val(size) * len(config.classes):,}")

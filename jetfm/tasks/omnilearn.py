@@ -37,11 +37,13 @@ from rich.console import Console
 
 from jetfm.checks import NON_NEGATIVE, POSITIVE, Rule, check_fields, from_mapping, number
 from jetfm.data.batch import JetBatch
+from jetfm.data.classes import class_index, class_name
 from jetfm.models.backbone import save_backbone
 from jetfm.models.features import FeatureSpec
 from jetfm.models.pet_generator import (
     PETGenerator,
     PETGeneratorConfig,
+    check_generator_classes,
     fit_spec,
     load_generator,
 )
@@ -86,7 +88,7 @@ class OmniLearnConfig:
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.classes = list(self.classes)
+        self.classes = list(check_generator_classes(self.classes))
         unknown = set(self.weights) - set(LOSS_TERMS)
         if unknown:
             raise ValueError(f"weights: unknown terms {sorted(unknown)}; valid: "
@@ -164,8 +166,14 @@ class OmniLearnTask(LossTask):
 
 def generator_inputs(model: PETGenerator, jets: JetBatch, origin: str
                      ) -> torch.utils.data.TensorDataset:
-    """(features, mask, jet, label) tensors of ``jets`` for :class:`OmniLearnTask`."""
-    inputs = model.encode(jets, origin)
+    """(features, mask, jet, label) tensors of ``jets`` for :class:`OmniLearnTask`; prints
+    what the particle selection removed. ``ValueError`` naming ``origin`` for no jets."""
+    if len(jets) == 0:
+        raise ValueError(f"{origin}: no jets")
+    inputs, reports = model.encode_reported(jets, origin)
+    for report in reports:
+        if report.n_removed:
+            console.print(f"  {report}")
     return tensor_dataset(inputs.features, inputs.mask, inputs.jet, model.labels(jets, origin))
 
 
@@ -174,7 +182,8 @@ def _start(config: OmniLearnConfig, train_jets: JetBatch) -> PETGenerator:
     ``train_jets``."""
     if config.init is None:
         return PETGenerator(config.generator_config(),
-                            fit_spec(train_jets, config.generator_config().n_max),
+                            fit_spec(train_jets, config.generator_config().n_max,
+                                     "training jets"),
                             config.classes)
     source = load_generator(config.init)
     model = PETGenerator(source.config, source.spec, config.classes)
@@ -207,8 +216,19 @@ def train_generator(train_jets: JetBatch, val_jets: JetBatch, config: OmniLearnC
     """
     out_dir = Path(out_dir)
     train_config = TrainConfig.from_overrides(config.training, seed, "training")
+    for origin, jets in (("training jets", train_jets), ("validation jets", val_jets)):
+        if len(jets) == 0:
+            raise ValueError(f"{origin}: no jets")
     seed_all(seed)
     start = _start(config, train_jets)
+    # a class needs training jets unless the generator fine-tuned from already knows it
+    known = set(load_generator(config.init).classes) if config.init else set()
+    present = {int(v) for v in train_jets.label}
+    missing = [c for c in config.classes if class_index(c) not in present and c not in known]
+    if missing:
+        raise ValueError(f"classes {missing} have no training jets (the jets' labels: "
+                         f"{sorted(class_name(v) for v in present if v >= 0)}); remove them "
+                         "from classes")
     train = generator_inputs(start, train_jets, "training jets")
     val = generator_inputs(start, val_jets, "validation jets")
     task = OmniLearnTask(start.meta(), config.weights, optimizer=config.optimizer,

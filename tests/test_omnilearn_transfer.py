@@ -1,0 +1,73 @@
+"""OmniLearn transfer to unseen tasks on the tiny preset: joint pre-training, quark/gluon
+tagging and gluon-jet generation, pre-trained vs scratch at each D, resume; parton labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jetfm.cli import main
+from jetfm.data.classes import class_index
+from jetfm.data.io import read_jets
+from jetfm.data.quarkgluon import label_by_parton
+from jetfm.studies.omnilearn_transfer import OmniLearnTransferConfig
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "omnilearn_transfer_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ol")
+    assert main(["study", "omnilearn", "--config", str(TINY), "--out", str(out)]) == 0
+    return out
+
+
+def test_every_cell_runs_with_floors_and_the_pretraining_is_shared(run):
+    rows = json.loads((run / "table.json").read_text())["rows"]
+    assert {(r["D"], r["task"], r["mode"]) for r in rows} == {
+        (d, t, m) for d in (10, 20) for t in ("tagging", "generation")
+        for m in ("finetune", "scratch")}
+    for r in rows:
+        if r["task"] == "tagging":
+            assert 0 <= r["auc"] <= 1
+        else:
+            for obs in ("mass", "tau32", "n_particles"):
+                assert r[f"w1_{obs}"] >= 0 and r[f"floor_{obs}"] is not None
+    assert (run / "pretrain" / "generator.safetensors").exists()
+    text = (run / "table.md").read_text()
+    assert "quark vs gluon" in text and "QCD_gluon" in text
+
+
+def test_rerun_reuses_everything(run, capsys):
+    before = json.loads((run / "table.json").read_text())["rows"]
+    assert main(["study", "omnilearn", "--config", str(TINY), "--out", str(run)]) == 0
+    assert "redone" not in capsys.readouterr().out
+    assert json.loads((run / "table.json").read_text())["rows"] == before
+
+
+def test_parton_labels(run):
+    qcd = read_jets([str(run / "data" / "qcd.root")])
+    labelled = label_by_parton(qcd)
+    pid = np.abs(qcd.extra["genpart_pid"])
+    np.testing.assert_array_equal(labelled.label == class_index("QCD_gluon"), pid == 21)
+    assert set(np.unique(labelled.label)) == {class_index("QCD_quark"), class_index("QCD_gluon")}
+    with pytest.raises(ValueError, match="no genpart_pid"):
+        label_by_parton(qcd[:3].__class__(qcd.particles[:3], label=qcd.label[:3]))
+    top = read_jets([str(run / "data" / "top.root")])
+    with pytest.raises(ValueError, match="not labelled QCD"):
+        label_by_parton(top, "top.root")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"sizes": []}, "sizes"),
+    ({"pretraining": {"classes": ["QCD"]}}, "set by the study"),
+    ({"tagging": {"backbone": "part"}}, "unknown keys"),
+    ({"generation": {"generator": {}}}, "unknown keys"),
+    ({"val_fraction": 1.5}, "val_fraction"),
+])
+def test_bad_configs_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        OmniLearnTransferConfig(**change)
