@@ -70,6 +70,16 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
     return data
 
 
+def config_from_yaml(path: str | Path, cls: type) -> Any:
+    """``cls(**data)`` for the mapping in the YAML file ``path`` (:func:`read_config`);
+    ``ValueError`` naming the file for unknown keys or a value ``cls`` rejects."""
+    data = read_config(path, cls)
+    try:
+        return cls(**data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 def check_config_values(where: str | Path, checks: Iterable[tuple[str, Callable[[], object]]]
                         ) -> None:
     """Build each config object of ``checks`` ((block name, call) pairs such as

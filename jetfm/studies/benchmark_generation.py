@@ -64,8 +64,8 @@ from jetfm.plots.histograms import default_bins, plot_distribution
 from jetfm.report import write_json
 from jetfm.studies import (
     Stage,
+    config_from_yaml,
     data_digests,
-    read_config,
     start_cell,
     training_log,
 )
@@ -166,11 +166,7 @@ class GenerationBenchmarkConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> GenerationBenchmarkConfig:
-        data = read_config(path, cls)
-        try:
-            return cls(**data)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+        return config_from_yaml(path, cls)
 
 
 def _check_entry(entry: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ from jetfm.data.quarkgluon import label_by_parton
 from jetfm.metrics.evaluate import evaluate_batches
 from jetfm.metrics.tagging import binary_summary
 from jetfm.report import markdown_table, write_json
-from jetfm.studies import Stage, data_digests, file_digest, read_config, start_cell
+from jetfm.studies import Stage, config_from_yaml, data_digests, file_digest, start_cell
 
 console = Console(soft_wrap=True, emoji=False)
 PRETRAIN_CLASSES: dict[str, str] = {"qcd": "QCD", "top": "Tbqq", "w": "Wqq", "z": "Zqq",
@@ -133,11 +133,7 @@ class OmniLearnTransferConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OmniLearnTransferConfig:
-        data = read_config(path, cls)
-        try:
-            return cls(**data)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+        return config_from_yaml(path, cls)
 
 
 # ----------------------------------------------------------------------------- data
