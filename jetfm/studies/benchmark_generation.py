@@ -415,7 +415,8 @@ def _run_evolution(entry: dict[str, Any], split: Split, config: GenerationBenchm
     out: dict[str, Any] = {"samples": {}, "train_seconds": seconds,
                            "parameters": sum(p.numel() for p in model.net.parameters())}
     for cls in config.classes:
-        roots = split.parts[cls]["roots"].jet_p4
+        # the roots in the model's frame: the four-momenta of the jets after its particle cut
+        roots = frame_cut(split.parts[cls]["roots"], ev, f"{cls} roots").jet_p4
         begin = time.perf_counter()
         grown = model.generate(roots, seed=config.seed)
         rate = len(roots) / (time.perf_counter() - begin)
