@@ -71,3 +71,37 @@ def test_parton_labels(run):
 def test_bad_configs_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         OmniLearnTransferConfig(**change)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"sizes": [10, 10]}, "lists a size twice"),
+    ({"sizes": 10}, "a list of whole numbers"),
+    ({"tagging": 5}, "tagging: expected a mapping"),
+    ({"tagging": {"head": "nonexistent"}}, "tagging: .*head"),
+    ({"tagging": {"training": {"bogus": 1}}}, "tagging: .*bogus"),
+    ({"pretraining": {"bogus": 1}}, "pretraining: .*bogus"),
+    ({"seed": "abc"}, "seed"),
+])
+def test_every_block_is_checked_when_the_config_is_read(change, message):
+    with pytest.raises(ValueError, match=message):
+        OmniLearnTransferConfig(**change)
+
+
+def test_sizes_written_as_powers_of_ten_are_read(tmp_path):
+    assert OmniLearnTransferConfig(sizes=["1e2", 1000]).sizes == [100, 1000]
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    from jetfm.studies.omnilearn_transfer import load_config
+
+    with pytest.raises(ValueError, match="holds no keys"):
+        load_config(empty)
+
+
+def test_parton_ids_must_be_whole_numbers(run):
+    qcd = read_jets([str(run / "data" / "qcd.root")])[:4]
+    qcd.extra["genpart_pid"] = np.array([1.7, 21, 2, 21])
+    with pytest.raises(ValueError, match="whole-number PDG id"):
+        label_by_parton(qcd)
+    qcd.extra["genpart_pid"] = np.array([6, 21, 2, 21])
+    with pytest.raises(ValueError, match="neither a quark"):
+        label_by_parton(qcd)

@@ -118,21 +118,29 @@ def label_by_parton(batch: JetBatch, origin: str = "jets") -> JetBatch:
     """QCD jets relabelled ``QCD_quark`` / ``QCD_gluon`` by the PDG id of the hard parton they
     are matched to (the ``genpart_pid`` extra of the built-in source,
     :mod:`jetfm.data.pythia`; ``aux_genpart_pid`` in JetClass files): 21 -> gluon, a quark id
-    (1-6) -> quark. Raises :class:`JetDataError` naming ``origin`` when the batch has no
-    ``genpart_pid``, holds jets not labelled ``QCD``, or a parton id that is neither."""
+    1-5 (d, u, s, c, b; anti-quarks too) -> quark. The built-in source has no c or b QCD jets
+    (it drops them, counted), so its quarks are light. Raises :class:`JetDataError` naming
+    ``origin`` when the batch has no ``genpart_pid`` (or not one whole number per jet), holds
+    jets not labelled ``QCD``, or a parton id that is neither."""
     if "genpart_pid" not in batch.extra:
         raise JetDataError(f"{origin}: no genpart_pid extra (the matched parton's PDG id): "
                            "quark/gluon labels need truth-matched QCD jets")
     not_qcd = int(np.count_nonzero(batch.label != class_index("QCD")))
     if not_qcd:
         raise JetDataError(f"{origin}: {not_qcd} jets are not labelled QCD")
-    pid = np.abs(np.asarray(batch.extra["genpart_pid"], dtype=np.int64))
+    raw = batch.extra["genpart_pid"]
+    values = np.asarray(raw, dtype=np.float64) if isinstance(raw, np.ndarray) else None
+    if values is None or values.ndim != 1 or not np.all(np.isfinite(values)) \
+            or not np.all(values == np.round(values)):
+        raise JetDataError(f"{origin}: genpart_pid must be one whole-number PDG id per jet")
+    pid = np.abs(values.astype(np.int64))
     gluon = pid == GLUON_PDG
-    quark = (pid >= 1) & (pid <= 6)
+    quark = (pid >= 1) & (pid <= 5)
     bad = ~(gluon | quark)
     if bad.any():
-        raise JetDataError(f"{origin}: {int(bad.sum())} jets matched to parton ids "
-                           f"{sorted(set(pid[bad].tolist()))[:5]}, neither quark nor gluon")
+        raise JetDataError(f"{origin}: {int(bad.sum())} jet(s) matched to parton ids "
+                           f"{sorted(set(pid[bad].tolist()))[:5]}, neither a quark (d, u, s, c, "
+                           "b) nor a gluon")
     out = batch[:]
     out.label = np.where(gluon, class_index("QCD_gluon"), class_index("QCD_quark"))
     return out

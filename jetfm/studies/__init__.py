@@ -74,6 +74,9 @@ def config_from_yaml(path: str | Path, cls: type) -> Any:
     """``cls(**data)`` for the mapping in the YAML file ``path`` (:func:`read_config`);
     ``ValueError`` naming the file for unknown keys or a value ``cls`` rejects."""
     data = read_config(path, cls)
+    if not data:
+        raise ValueError(f"{path}: the config file holds no keys (an empty file would run "
+                         "every default)")
     try:
         return cls(**data)
     except ValueError as err:

@@ -47,7 +47,7 @@ import numpy as np
 from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
-from jetfm.checks import POSITIVE_INT, Rule, check_fields
+from jetfm.checks import POSITIVE_INT, Rule, check_fields, number
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -87,12 +87,19 @@ class OmniLearnTransferConfig:
     def __post_init__(self) -> None:
         check_fields(self, {k: POSITIVE_INT for k in ("n_pretrain", "n_test", "n_generate",
                                                       "workers", "sampler_steps")}
-                     | {"n_bootstrap": Rule(int, low=2),
+                     | {"n_bootstrap": Rule(int, low=2), "seed": Rule(int),
                         "val_fraction": Rule(float, low=0, high=1, low_open=True,
                                              high_open=True)})
-        if not self.sizes or any(not isinstance(d, int) or d < 2 for d in self.sizes):
-            raise ValueError(f"sizes: whole numbers >= 2 (jets per class), got {self.sizes!r}")
-        self.sizes = sorted(self.sizes)
+        if not isinstance(self.sizes, list) or not self.sizes:
+            raise ValueError(f"sizes: a list of whole numbers >= 2 (jets per class), got "
+                             f"{self.sizes!r}")
+        self.sizes = sorted(number("sizes", d, Rule(int, low=2)) for d in self.sizes)
+        if len(set(self.sizes)) != len(self.sizes):
+            raise ValueError(f"sizes: {self.sizes} lists a size twice")
+        for block in ("pretraining", "tagging", "generation"):
+            if not isinstance(getattr(self, block), dict):
+                raise ValueError(f"{block}: expected a mapping of keys, got "
+                                 f"{getattr(self, block)!r}")
         bad = sorted(set(self.pretraining) & {"classes", "init"})
         if bad:
             raise ValueError(f"pretraining: {bad} are set by the study")
@@ -106,8 +113,21 @@ class OmniLearnTransferConfig:
         if extra:
             raise ValueError(f"generation: unknown keys {extra}; valid: ['body_lr_factor', "
                              "'ema_decay', 'optimizer', 'training', 'weights']")
-        self.pretrain_config()  # every key checked now
-        self.generation_config(None)
+        # every key of every block checked now, not after hours of pre-training
+        for block, build in (("pretraining", self.pretrain_config),
+                             ("generation", lambda: self.generation_config(None)),
+                             ("tagging", self._tagging_check)):
+            try:
+                build()
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{block}: {err}") from None
+
+    def _tagging_check(self) -> None:
+        from jetfm.tasks.tagging import TaggingConfig
+
+        TaggingConfig(backbone="pet", classes=list(TAGGING_CLASSES),
+                      backbone_config={"dim": 8, "num_layers": 1, "num_heads": 1},
+                      **self.tagging)
 
     def n_val(self, d: int) -> int:
         return max(2, round(self.val_fraction * d))
@@ -261,10 +281,13 @@ def run(config: OmniLearnTransferConfig, out_dir: str | Path) -> list[dict[str, 
         for task, block in (("tagging", config.tagging), ("generation", config.generation)):
             for mode in MODES:
                 cell = out_dir / "cells" / f"D{d}" / f"{task}_{mode}"
-                stage = Stage(out_dir, f"cells/D{d}/{task}_{mode}",
-                              {task: block, "val_fraction": config.val_fraction,
-                               "n_test": config.n_test, "n_generate": config.n_generate,
-                               "sampler_steps": config.sampler_steps, "seed": config.seed},
+                keys = {task: block, "val_fraction": config.val_fraction,
+                        "n_test": config.n_test, "n_generate": config.n_generate,
+                        "seed": config.seed}
+                if task == "generation":
+                    keys.update(sampler_steps=config.sampler_steps,
+                                n_bootstrap=config.n_bootstrap)
+                stage = Stage(out_dir, f"cells/D{d}/{task}_{mode}", keys,
                               {**digests, **model_digest}, [cell / "result.json"])
                 if stage.prepare():
                     result = json.loads((cell / "result.json").read_text())
@@ -275,6 +298,7 @@ def run(config: OmniLearnTransferConfig, out_dir: str | Path) -> list[dict[str, 
                     result = run_cell(config, parts, d, mode,
                                       body if task == "tagging" else generator, cell)
                     write_json(cell / "result.json", result)
+                    result = json.loads((cell / "result.json").read_text())  # as a rerun reads it
                     stage.finish()
                 rows.append({"D": d, "task": task, "mode": mode, **result})
     write_tables(rows, config, out_dir)
