@@ -30,12 +30,16 @@ def test_every_cell_runs_with_floors_and_the_pretraining_is_shared(run):
     assert {(r["D"], r["task"], r["mode"]) for r in rows} == {
         (d, t, m) for d in (10, 20) for t in ("tagging", "generation")
         for m in ("finetune", "scratch")}
-    for r in rows:
-        if r["task"] == "tagging":
-            assert 0 <= r["auc"] <= 1
-        else:
-            for obs in ("mass", "tau32", "n_particles"):
-                assert r[f"w1_{obs}"] >= 0 and r[f"floor_{obs}"] is not None
+    tagging = [r for r in rows if r["task"] == "tagging"]
+    generation = [r for r in rows if r["task"] == "generation"]
+    assert all(r["n_test"] == 2 * 12 for r in tagging)  # quark and gluon test jets
+    # the floor compares two truth samples only (floor vs reference gluon jets, in the same
+    # frame): the same for every D and both modes, whatever was generated
+    for obs in ("mass", "tau32", "n_particles"):
+        floors = [r[f"floor_{obs}"] for r in generation]
+        np.testing.assert_allclose(floors, floors[0], rtol=1e-6)  # float32 frames
+    # the models differ: each mode's generator produced its own jets
+    assert len({round(r["w1_mass"], 9) for r in generation}) > 1
     assert (run / "pretrain" / "generator.safetensors").exists()
     text = (run / "table.md").read_text()
     assert "quark vs gluon" in text and "QCD_gluon" in text
