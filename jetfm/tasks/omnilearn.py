@@ -177,14 +177,15 @@ def generator_inputs(model: PETGenerator, jets: JetBatch, origin: str
     return tensor_dataset(inputs.features, inputs.mask, inputs.jet, model.labels(jets, origin))
 
 
-def _start(config: OmniLearnConfig, train_jets: JetBatch) -> PETGenerator:
+def _start(config: OmniLearnConfig, train_jets: JetBatch
+           ) -> tuple[PETGenerator, tuple[str, ...]]:
     """The generator to train: from ``init`` (classes adapted) or new, standardised on
-    ``train_jets``."""
+    ``train_jets``; and the classes it already knows (those of ``init``)."""
     if config.init is None:
         return PETGenerator(config.generator_config(),
                             fit_spec(train_jets, config.generator_config().n_max,
                                      "training jets"),
-                            config.classes)
+                            config.classes), ()
     source = load_generator(config.init)
     model = PETGenerator(source.config, source.spec, config.classes)
     state = source.state_dict()
@@ -201,7 +202,7 @@ def _start(config: OmniLearnConfig, train_jets: JetBatch) -> PETGenerator:
         own = model.state_dict()
         state.update({k: v for k, v in own.items() if k.startswith("classifier.")})
     model.load_state_dict(state)
-    return model
+    return model, source.classes
 
 
 def train_generator(train_jets: JetBatch, val_jets: JetBatch, config: OmniLearnConfig,
@@ -220,9 +221,8 @@ def train_generator(train_jets: JetBatch, val_jets: JetBatch, config: OmniLearnC
         if len(jets) == 0:
             raise ValueError(f"{origin}: no jets")
     seed_all(seed)
-    start = _start(config, train_jets)
+    start, known = _start(config, train_jets)
     # a class needs training jets unless the generator fine-tuned from already knows it
-    known = set(load_generator(config.init).classes) if config.init else set()
     present = {int(v) for v in train_jets.label}
     missing = [c for c in config.classes if class_index(c) not in present and c not in known]
     if missing:
