@@ -5,7 +5,7 @@
 
 Each row: a 5-class tagger (backbone + class_attention head; L-GATr with its global_token head)
 built through the public API (:func:`jetfm.models.tagger.build_tagger`) with the backbone
-configuration of the tagging benchmark's preset (``configs/benchmark_tagging_<preset>.yaml``
+configuration of the tagging benchmark's preset (``jetfm/configs/benchmark_tagging_<preset>.yaml``
 when it lists the backbone, else the backbone's defaults), on jets of exactly ``--particles``
 constituents (random, physical: pT fractions exponential, within R ~ 0.4). Training: forward,
 cross entropy, backward and an AdamW step; inference: forward in eval mode without gradients.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from jetfm.configs import presets_dir
 from jetfm.data.batch import JetBatch
 from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.models.omnijet import omnijet_backbone
@@ -33,7 +33,7 @@ from jetfm.models.tagger import Tagger, build_tagger
 from jetfm.models.tokenizer import Tokenizer
 from jetfm.models.vqvae import VQVAE, VQVAEConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = presets_dir()  # the shipped presets
 CLASSES = ["QCD", "Tbqq", "Wqq", "Zqq", "Hbb"]
 OMNIJET_CPU = {"vqvae": {"dim": 64, "n_blocks": 2, "n_heads": 4, "codebook_size": 1024},
                "gpt": {"dim": 128, "n_blocks": 3, "n_heads": 8, "positional": True}}

@@ -1,7 +1,7 @@
 """OmniJet-alpha throughput: GPT training tokens/s, sampling jets/s with the KV cache vs full
 recomputation (same model, same batch), and the tokenizer resolution of a finished run.
 
-    python benchmarks/bench_omnijet.py [--config configs/omnijet_cpu.yaml ...]
+    python benchmarks/bench_omnijet.py [--config jetfm/configs/omnijet_cpu.yaml ...]
         [--batch 64] [--steps 5] [--n-jets 64] [--threads N] [--run runs/demo/omnijet]
         [--device cpu|cuda]
 
@@ -9,10 +9,10 @@ Each row is the GPT exactly as the pipeline builds it from a config file
 (:func:`gpt_config_from`): the ``gpt`` block, vocabulary = the tokenizer's codes (``vqvae`` or
 ``codebook`` block) + start and stop, length = ``n_max`` + 2; a GPT that embeds code (and
 absolute) coordinates gets random ones of the tokenizer's feature count, which costs the same.
-Defaults: configs/omnijet_cpu.yaml (the demo: dim 128, 8194 tokens, 64 particles, learned
-positions, code and absolute coordinates) and configs/omnijet_gpu.yaml (the paper's sizes:
-dim 256, 8194 tokens, 128 particles, no positions). Prints figures only; timings depend on
-the machine.
+Defaults: the presets jetfm/configs/omnijet_cpu.yaml (the demo: dim 128, 8194 tokens, 64
+particles, learned positions, code and absolute coordinates) and jetfm/configs/omnijet_gpu.yaml
+(the paper's sizes: dim 256, 8194 tokens, 128 particles, no positions). Prints figures only;
+timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from pathlib import Path
 
 import torch
 
+from jetfm.configs import presets_dir
 from jetfm.models.codebook import CodebookConfig
 from jetfm.models.gpt import GPT, GPTConfig, NextTokenHead, next_token_loss, sample
 from jetfm.models.vqvae import VQVAEConfig
 from jetfm.studies.omnijet import OmniJetConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = presets_dir()  # the shipped presets
 DEFAULT_CONFIGS = [CONFIGS / "omnijet_cpu.yaml", CONFIGS / "omnijet_gpu.yaml"]
 
 

@@ -80,7 +80,7 @@ def main() -> None:
         print(f"\n== {steps} midpoint steps ({2 * steps} evaluations): "
               f"{rate:.1f} jets/s on {args.device}")
         for row in result.rows:
-            if row.metric == "W1" or row.metric in ("FPD", "KPD", "C2ST AUC"):
+            if row.metric == "W1" or row.metric.startswith(("FPD", "KPD", "C2ST")):
                 print(f"{row.metric:>9} {row.observable:>12}  {row.value.value:10.4g}  "
                       f"(floor {row.floor.value if row.floor else float('nan'):.4g})")
 

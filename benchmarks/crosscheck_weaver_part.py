@@ -1,6 +1,6 @@
 """Cross-check: weaver-core's own ParT trained with jetfm's recipe on the benchmark's jets.
 
-    python benchmarks/crosscheck_weaver_part.py --config configs/benchmark_tagging_cpu.yaml \\
+    python benchmarks/crosscheck_weaver_part.py --config jetfm/configs/benchmark_tagging_cpu.yaml \\
         --run runs/benchmark [--model ParT] [--size 10000]
 
 Takes the ParT entry ``--model`` of a tagging-benchmark config and the run folder ``--run``

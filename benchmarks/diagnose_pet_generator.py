@@ -1,7 +1,8 @@
 """Which part of a trained PET generator limits it: the jet-level flow, or the particles given
 the jet.
 
-    python benchmarks/diagnose_pet_generator.py --config configs/benchmark_generation_cpu.yaml \
+    python benchmarks/diagnose_pet_generator.py \
+        --config jetfm/configs/benchmark_generation_cpu.yaml \
         --run runs/benchmark_generation_cpu [--name PET] [--class Tbqq] [--steps 32]
 
 Uses the benchmark run's split (:func:`jetfm.studies.benchmark_generation.load_data`) and its

@@ -8,12 +8,17 @@ import json
 import awkward as ak
 import numpy as np
 import pytest
+import torch
 import uproot
 from cli_models import tiny_backbone, tiny_config, tiny_tokenizer, token_file
+from io_jets import random_jets
 from tagging_jets import two_class_jets
 
+import jetfm
 import jetfm.cli as cli
 import jetfm.tasks.tagging as tagging
+from jetfm.atomic import file_digest
+from jetfm.bundle import from_file
 from jetfm.cli import LOG_DIR_ENV, main
 from jetfm.data.classes import class_index
 from jetfm.data.generated import SEEDING
@@ -153,6 +158,47 @@ def test_finetune_without_seed_uses_the_config_seed_and_reports(models, tmp_path
     assert result["classes"] == ["QCD", "Tbqq"] and result["n_test"] == 18
     tagger = load_tagger(out / "tagger.safetensors")
     assert tagger.backbone.name == "omnijet" and tagger.classes == ("QCD", "Tbqq")
+    # the bundle: the same tagger (exactly its predictions), its card names the data
+    assert f"model bundle -> {out / 'tagger'}" in printed
+    bundled = jetfm.load(out / "tagger")
+    jets = read_jets([models["jets"]])
+    assert np.array_equal(bundled.predict_proba(jets), tagger.predict_proba(jets))
+    card = (out / "tagger" / "README.md").read_text()
+    assert f"**{models['jets']}**: {file_digest(models['jets'])}" in card
+    recorded = json.loads((out / "tagger" / "config.json").read_text())["card"]
+    evaluation = {row["metric"]: row["value"] for row in recorded["evaluation"]}
+    assert len(evaluation) == len(recorded["evaluation"])  # each metric once
+    assert evaluation["accuracy"] == result["accuracy"] and evaluation["auc"] == result["auc"]
+    assert recorded["data"]["jets"] == {"training": 34, "validation": 8, "test": 18}
+    assert recorded["training"]["seed"] == 5 and recorded["training"]["init"] == \
+        models["backbone"]
+
+
+def test_pretrain_writes_the_omnijet_bundle(models, tmp_path, capsys):
+    """pretrain -> OUT/model: tokenizer + GPT + head of the run's files in one bundle, with
+    the same tokens and exactly the same next-token logits; its card names the inputs."""
+    out = tmp_path / "pre"
+    assert main(["pretrain", models["signal"], "--tokenizer", models["tok_a"], "--config",
+                 models["config"], "--out-dir", str(out)]) == 0
+    assert f"model bundle -> {out / 'model'}" in capsys.readouterr().out
+    loaded = jetfm.load(out / "model")
+    reference = from_file(out / "backbone.safetensors", tokenizer=models["tok_a"])
+    jets = random_jets(8, seed=3, n_max=15)
+    inputs = loaded.tokenize(jets)
+    assert np.array_equal(inputs.tokens, reference.tokenize(jets).tokens)
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs.to_torch("cpu")), reference(inputs.to_torch("cpu")))
+    card = (out / "model" / "README.md").read_text()
+    assert f"**{models['signal']}**: {file_digest(models['signal'])}" in card
+    assert models["tok_a"] in card and loaded.tokenizer.fingerprint in card
+    # a folder in the bundle's place that is not a bundle: refused before any training
+    blocked = tmp_path / "blocked"
+    (blocked / "model").mkdir(parents=True)
+    (blocked / "model" / "notes.txt").write_text("mine")
+    assert main(["pretrain", models["signal"], "--tokenizer", models["tok_a"], "--config",
+                 models["config"], "--out-dir", str(blocked)]) == 2
+    assert "model exists and is not a jetfm model bundle" in capsys.readouterr().err
+    assert not (blocked / "backbone.safetensors").exists()
 
 
 def test_finetune_mode_needs_a_backbone(models, tmp_path, capsys):

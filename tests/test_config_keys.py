@@ -10,6 +10,7 @@ import yaml
 from cli_models import omnijet_meta
 from io_jets import random_jets
 
+from jetfm.configs import presets_dir
 from jetfm.models.backbone import backbone_from_meta
 from jetfm.models.features import ParticleInputs
 from jetfm.models.tagger import Tagger
@@ -26,7 +27,7 @@ from jetfm.tasks.tagging import InputsDataset, TaggingTask, tagging_config
 from jetfm.tasks.thesis_evolution import check_thesis_config
 from jetfm.tasks.training import TrainConfig, fit, tensor_dataset
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = presets_dir()  # the shipped presets
 GPT_SMALL = {"vocab_size": 12, "dim": 16, "n_blocks": 1, "n_heads": 2, "max_length": 8}
 
 
@@ -82,7 +83,7 @@ def test_every_shipped_config_loads(path):
 
 def with_key(tmp_path: Path, preset: str, block: list[str], key: str = "weight_decayy"
              ) -> Path:
-    """``configs/{preset}.yaml`` with ``key: 0.3`` added to the (nested) ``block``."""
+    """``jetfm/configs/{preset}.yaml`` with ``key: 0.3`` added to the (nested) ``block``."""
     data = yaml.safe_load((CONFIGS / f"{preset}.yaml").read_text())
     node = data
     for name in block:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from io_jets import random_jets
 
+import jetfm
 from jetfm.data.tokens import TokenDataset, write_tokens
 from jetfm.data.transforms import omnijet_preprocessing
 from jetfm.models.omnijet import load_generative
@@ -45,6 +46,8 @@ def test_pretrain_with_ddp_on_two_cpu_processes(tmp_path: Path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "gloo" in result.stderr + result.stdout or "GLOBAL_RANK: 1" in result.stderr
     assert result.stdout.count("backbone -> ") == 1  # rank 0 reports, the other is silent
+    assert result.stdout.count("model bundle -> ") == 1  # and writes the bundle, once
+    assert jetfm.load(out / "model").tokenizer.fingerprint == tokenizer.fingerprint
     backbone, _ = load_generative(out / "backbone.safetensors", tokenizer)  # checks it
     assert backbone.tokenizer.fingerprint == tokenizer.fingerprint
     metrics = (out / "logs" / "metrics.csv").read_text()

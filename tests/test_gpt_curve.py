@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from jetfm.cli import main
+from jetfm.configs import preset
 from jetfm.studies.gpt_curve import load_config, model_folder
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "gpt_curve_tiny.yaml"
+TINY = preset("gpt_curve_tiny")
 CPU = TINY.with_name("gpt_curve_cpu.yaml")
 
 

@@ -4,7 +4,6 @@ in generated trees, KV cache = full recomputation, causality, training, model fi
 from __future__ import annotations
 
 import types
-from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from io_jets import random_jets
 from scipy import stats
 
+from jetfm.configs import preset
 from jetfm.data import JetDataError
 from jetfm.data.trees_io import read_trees, write_trees
 from jetfm.metrics.splitting import binned_splitting_nll
@@ -463,8 +463,7 @@ def test_cpu_config_gives_the_thesis_baseline_the_evolution_models_budget():
     """The compared sequence models train on the same trees with the same epoch cap, batch
     size (so the same optimiser-step cap) and early-stopping patience (the thesis GPT had 3
     epochs against 40)."""
-    config = EvolutionStudyConfig.from_yaml(
-        Path(__file__).resolve().parents[1] / "configs" / "evolution_cpu.yaml")
+    config = EvolutionStudyConfig.from_yaml(preset("evolution_cpu"))
     keys = ("max_epochs", "max_steps", "batch_size", "patience")
     evolution_budget = {k: config.training.get(k) for k in keys}
     assert {k: config.thesis["training"].get(k) for k in keys} == evolution_budget

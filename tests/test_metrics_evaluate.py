@@ -11,8 +11,10 @@ from jetfm.data.classes import CLASS_INDEX
 from jetfm.data.io import write_jets
 from jetfm.metrics.evaluate import (
     DISTANCE_FEATURES,
+    EFP_FEATURES,
     JET_OBSERVABLES,
     PARTICLE_FEATURES,
+    W1_EFP_FEATURES,
     evaluate_files,
     evaluate_tagging,
 )
@@ -52,7 +54,9 @@ def test_same_class_is_at_floor_other_class_is_not(files, tmp_path) -> None:
     other = evaluate_files([files["qcd_a"]], [files["top"]], tmp_path / "other", n_bootstrap=10)
     expected = {(m, o) for o in JET_OBSERVABLES for m in ("KL", "W1")}
     expected |= {(m, f"particle {f}") for f in PARTICLE_FEATURES for m in ("KL", "W1")}
-    expected |= {(m, "jet features") for m in ("FPD", "KPD", "C2ST AUC")}
+    expected |= {(m, "jet features") for m in ("FPD(8 obs)", "KPD(8 obs)", "C2ST AUC")}
+    expected |= {("FPD(EFP, jetnet)", EFP_FEATURES), ("KPD(EFP, jetnet)", EFP_FEATURES),
+                 ("W1(EFP, jetnet)", W1_EFP_FEATURES)}
     assert {(r.metric, r.observable) for r in same.rows} == expected
     assert "split at random" in same.floor_method
     for result in (same, other):
@@ -69,6 +73,11 @@ def test_same_class_is_at_floor_other_class_is_not(files, tmp_path) -> None:
         assert abs(s.value.value - s.floor.value) < 4 * np.hypot(s.value.error, s.floor.error)
         assert o.value.value > o.floor.value + 4 * np.hypot(o.value.error, o.floor.error)
     assert row(other, "C2ST AUC", "jet features").value.value > 0.8
+    # jetnet-definition metrics on EFPs: top vs QCD far above the floor; small samples noted
+    for metric, obs in [("FPD(EFP, jetnet)", EFP_FEATURES), ("W1(EFP, jetnet)", W1_EFP_FEATURES)]:
+        o = row(other, metric, obs)
+        assert o.value.value > o.floor.value + 4 * np.hypot(o.value.error, o.floor.error)
+        assert "scaled to the 120 jets" in o.as_dict()["note"]
 
     out = tmp_path / "other"
     for name in JET_OBSERVABLES:

@@ -4,18 +4,18 @@ tagging and gluon-jet generation, pre-trained vs scratch at each D, resume; part
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jetfm.cli import main
+from jetfm.configs import preset
 from jetfm.data.classes import class_index
 from jetfm.data.io import read_jets
 from jetfm.data.quarkgluon import label_by_parton
 from jetfm.studies.omnilearn_transfer import OmniLearnTransferConfig
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "omnilearn_transfer_tiny.yaml"
+TINY = preset("omnilearn_transfer_tiny")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch
 from io_jets import random_jets
 
 from jetfm.checkpoint import load_model
+from jetfm.configs import presets_dir
 from jetfm.data.classes import class_index
 from jetfm.data.io import read_jets, write_jets
 from jetfm.data.tokens import TokenDataset, read_tokens
@@ -183,7 +184,7 @@ def test_changed_config_or_jets_redo_the_stages_downstream(chain, tmp_path, caps
 
 
 def test_scan_uses_a_finished_runs_tokenizer_and_backbone(chain, tmp_path):
-    """configs/omnijet_tagging_scan.yaml's workflow: new jets, the tokenizer and backbone of
+    """The preset omnijet_tagging_scan's workflow: new jets, the tokenizer and backbone of
     another run given by path (nothing copied, nothing retrained)."""
     folder = chain[0] / "run"
     config = OmniJetConfig(
@@ -316,9 +317,7 @@ def test_evolution_redoes_generation_when_its_config_changes(tmp_path, capsys):
 
 
 def test_omnijet_configs_count_validation_jets_in_d(tmp_path):
-    from pathlib import Path
-
-    configs = sorted((Path(__file__).parents[1] / "configs").glob("omnijet_*.yaml"))
+    configs = sorted(presets_dir().glob("omnijet_*.yaml"))
     assert len(configs) == 4
     for path in configs:
         config = OmniJetConfig.from_yaml(path)

@@ -77,7 +77,7 @@ def test_token_file_round_trip_records_tokenizer(tmp_path):
         read_tokens(path, n_max=1)
 
 
-GOOD = {  # the VQ-VAE demo tokenizer (configs/omnijet_cpu_vqvae.yaml)
+GOOD = {  # the VQ-VAE demo tokenizer (jetfm/configs/omnijet_cpu_vqvae.yaml)
     "pt_rel_error_median": -0.01, "pt_rel_error_68_halfwidth": 0.1,
     "eta_rel_abs_error_mean": 0.033, "phi_rel_abs_error_mean": 0.034,
     "jet_mass_rel_error_mean": -0.044, "jet_mass_rel_error_std": 0.080,

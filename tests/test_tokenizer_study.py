@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from jetfm.cli import main
+from jetfm.configs import preset
 from jetfm.studies.tokenizer import load_config
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "tokenizer_study_tiny.yaml"
+TINY = preset("tokenizer_study_tiny")
 CPU = TINY.with_name("tokenizer_study_cpu.yaml")
 
 

@@ -16,8 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from jetfm.console import Console
 from jetfm.data.io import write_jets
 from jetfm.data.pythia import GeneratorConfig, check_request, generate
 from jetfm.data.summary import read_sidecar, write_sidecar

@@ -62,6 +62,7 @@ import fastjet
 import numpy as np
 from tqdm.auto import tqdm
 
+from jetfm._warnings import print_fastjet_banner, silence_fastjet_banner
 from jetfm.data.batch import PARTICLE_TYPE_FLAGS, JetBatch, SelectionReport
 from jetfm.data.classes import UNLABELLED, class_index
 from jetfm.data.pid import charge_from_pid, particle_type_flags
@@ -437,6 +438,7 @@ _progress_queue: Any = None
 def _init_worker(progress_queue: Any) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    silence_fastjet_banner()  # the main process shows it; not once more per worker
 
 
 def _run_worker(
@@ -498,6 +500,7 @@ def generate(
     seed: int = 1,
     workers: int = 1,
     progress: bool = True,
+    streams: range | None = None,
 ) -> tuple[JetBatch, list[SelectionReport]]:
     """Generate ``n_jets`` jets of ``config.process``; identical output for (seed, workers).
 
@@ -506,16 +509,27 @@ def generate(
     particles removed by the smearing threshold and by ``max_particles``. With ``workers > 1``
     a calling script must guard its entry point (``if __name__ == "__main__":``), as for any
     use of :mod:`multiprocessing` outside the "fork" start method.
+
+    ``streams``: run only these workers (a non-empty range inside ``range(workers)``; default
+    all), each with its own seeds and share as in the full run: the result is that run's jets
+    of those workers, in order, and reports counting only them. Shards of a batch array
+    (:mod:`jetfm.data.shards`) use it; ``ValueError`` for a range outside the workers.
     """
     check_request(n_jets, seed, workers)
     workers = min(workers, n_jets)
     shares = [(k + 1) * n_jets // workers - k * n_jets // workers for k in range(workers)]
-    bar = tqdm(total=n_jets, unit="jet", desc=f"pythia8 {config.process}", disable=not progress)
+    streams = range(workers) if streams is None else streams
+    if len(streams) == 0 or streams.step != 1 or not 0 <= streams[0] <= streams[-1] < workers:
+        raise ValueError(f"streams must be a non-empty range of consecutive workers inside "
+                         f"range({workers}), got {streams}")
+    mine = {k: shares[k] for k in streams}
+    bar = tqdm(total=sum(mine.values()), unit="jet", desc=f"pythia8 {config.process}",
+               disable=not progress)
     with bar:
-        if workers == 1:
-            results = [_run_worker(config, n_jets, seed, 0, bar)]
+        if len(mine) == 1:
+            results = [_run_worker(config, mine[k], seed, k, bar) for k in mine]
         else:
-            results = _run_pool(config, shares, seed, bar)
+            results = _run_pool(config, mine, seed, bar)
 
     particles = ak.concatenate([r[0] for r in results])
     extra = {k: np.concatenate([r[1][k] for r in results]) for k in results[0][1]}
@@ -578,16 +592,18 @@ def _jet_report(config: GeneratorConfig, tag: str, counts: _Counts, n_kept: int)
 
 
 def _run_pool(
-    config: GeneratorConfig, shares: list[int], seed: int, bar: tqdm
+    config: GeneratorConfig, shares: dict[int, int], seed: int, bar: tqdm
 ) -> list[tuple[ak.Array, dict[str, np.ndarray], _Counts]]:
-    """One process per worker, forked from a clean server that has this module loaded."""
+    """One process per worker (``shares``: worker index -> its jets), forked from a clean
+    server that has this module loaded."""
+    print_fastjet_banner()  # here, once; the workers do not print it
     context = mp.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     progress_queue = context.Queue()
     with ProcessPoolExecutor(
         len(shares), mp_context=context, initializer=_init_worker, initargs=(progress_queue,)
     ) as pool:
-        futures = [pool.submit(_run_worker, config, n, seed, k) for k, n in enumerate(shares)]
+        futures = [pool.submit(_run_worker, config, n, seed, k) for k, n in shares.items()]
         while not all(f.done() for f in futures):
             try:
                 bar.update(progress_queue.get(timeout=0.2))

@@ -6,7 +6,15 @@
   :data:`JET_OBSERVABLES` and of the particle features :data:`PARTICLE_FEATURES` (all particles
   of all jets pooled), each with a seeded bootstrap uncertainty (jets are resampled);
 * FPD and KPD (:mod:`jetfm.metrics.distances`) and the classifier two-sample AUC
-  (:mod:`jetfm.metrics.two_sample`) on the per-jet feature vector :data:`DISTANCE_FEATURES`;
+  (:mod:`jetfm.metrics.two_sample`) on the per-jet feature vector :data:`DISTANCE_FEATURES`
+  (rows ``FPD(8 obs)``, ``KPD(8 obs)``: 8 jet observables, not comparable with published
+  tables);
+* FPD, KPD and W1 in jetnet's definitions (:mod:`jetfm.metrics.efp`), from the particles: rows
+  ``FPD(EFP, jetnet)`` and ``KPD(EFP, jetnet)`` on the 36 energy-flow polynomials with d <= 4,
+  ``W1(EFP, jetnet)`` averaged over the 5 with n = d = 4 (the numbers of published tables).
+  jetnet's batch sizes (FPD 20,000 - 50,000, KPD 5,000, W1 50,000) need 50,000 jets per sample;
+  with fewer they are scaled down as for ``FPD(8 obs)`` (min(N, 50,000) and 0.4 of it,
+  min(N, 5,000), min(N, 50,000)) and the row's note says so;
 * for every number the statistical floor: the same metric between two independent reference
   samples, one of the generated size (:func:`jetfm.metrics.generation.floor_split`). When the
   reference holds fewer than twice as many jets as the generated sample, the floor is
@@ -42,6 +50,7 @@ from tqdm import tqdm
 from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
 from jetfm.data.summary import zero_pt_particles
 from jetfm.metrics.distances import fpd, kpd
+from jetfm.metrics.efp import W1EFP_INDICES, batch_efps, jetnet_fpd, jetnet_kpd, w1efp
 from jetfm.metrics.generation import (
     Estimate,
     bootstrap,
@@ -71,6 +80,9 @@ PARTICLE_LABELS: dict[str, str] = {
 DISTANCE_FEATURES: tuple[str, ...] = (
     "pt", "mass", "sdmass", "n_particles", "tau1", "tau2", "tau3", "tau4",
 )
+EFP_FEATURES: str = "36 EFPs (d <= 4)"
+W1_EFP_FEATURES: str = "mean of 5 EFPs (n = d = 4, prime)"
+"""The ``observable`` of the jetnet-definition rows (:mod:`jetfm.metrics.efp`)."""
 RAW_FRAME: str = "raw reference"
 TABLE_COLUMNS: tuple[str, ...] = (
     "metric", "observable", "value", "error", "floor", "floor_error",
@@ -128,13 +140,15 @@ class EvaluationResult:
     selections: list[SelectionReport] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     frame: str = RAW_FRAME
+    title: str = ""  # which model / class / samples: the first line of format()
 
     @property
     def table(self) -> list[dict[str, Any]]:
         return [row.as_dict() for row in self.rows]
 
     def format(self) -> str:
-        """Plain-text table: value ± error next to floor ± error for every metric."""
+        """Plain-text table: value ± error next to floor ± error for every metric, under its
+        title (the samples compared) when it has one."""
         header = ("metric", "observable", "gen vs ref", "floor (ref vs ref)", "N gen / ref",
                   "non-finite removed")
         lines = [header]
@@ -154,7 +168,9 @@ class EvaluationResult:
         notes += [f"{s.n_removed} particle(s) with pT = 0 left out of the particle metrics "
                   f"({s.name}: {s.n_after} kept)" for s in self.selections
                   if s.removed.get(ZERO_PT_REASON)]
-        return "\n".join(text + ["", f"Reference: {self.frame}", f"Floor: {self.floor_method}"]
+        title = [self.title, "=" * len(self.title)] if self.title else []
+        return "\n".join(title + text + ["", f"Reference: {self.frame}",
+                                          f"Floor: {self.floor_method}"]
                          + [f"Note: {n}" for n in notes])
 
 
@@ -209,6 +225,15 @@ def _w1(generated: Any, reference: Any, n_bootstrap: int, seed: int) -> Estimate
 
 def _distance_matrix(obs: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, SelectionReport]:
     matrix = np.stack([np.asarray(obs[f], dtype=np.float64) for f in DISTANCE_FEATURES], axis=1)
+    good = np.isfinite(matrix).all(axis=1)
+    report = SelectionReport(name, len(matrix), int(good.sum()), {"non-finite": int((~good).sum())})
+    return matrix[good], report
+
+
+def _efp_matrix(batch: JetBatch, name: str) -> tuple[np.ndarray, SelectionReport]:
+    """The 36 d <= 4 EFPs of every jet (:func:`jetfm.metrics.efp.batch_efps`), (n_kept, 36);
+    jets with a non-finite pt_rel (jet pT = 0) removed and counted."""
+    matrix = batch_efps(batch)
     good = np.isfinite(matrix).all(axis=1)
     report = SelectionReport(name, len(matrix), int(good.sum()), {"non-finite": int((~good).sum())})
     return matrix[good], report
@@ -314,7 +339,7 @@ def evaluate_batches(
             finite["generated"][1].n_removed, finite["reference"][1].n_removed,
         ))
 
-    n_tasks = 2 * (len(JET_OBSERVABLES) + len(PARTICLE_FEATURES)) + 3
+    n_tasks = 2 * (len(JET_OBSERVABLES) + len(PARTICLE_FEATURES)) + 6
     with tqdm(total=n_tasks, desc="evaluate", unit="metric") as progress:
         for name in JET_OBSERVABLES:
             inputs = {k: obs[name] for k, obs in observables.items()}
@@ -350,9 +375,10 @@ def evaluate_batches(
         features = {k: m for k, (m, _) in matrices.items()}
         n_small = min(len(features["generated"]), len(features["reference"]))
         distance_metrics = {
-            "FPD": lambda g, r: fpd(r, g, min_samples=max(2, int(0.4 * min(n_small, 50_000))),
-                                    max_samples=min(n_small, 50_000), seed=seed),
-            "KPD": lambda g, r: kpd(r, g, batch_size=min(n_small, 5_000), seed=seed),
+            "FPD(8 obs)": lambda g, r: fpd(
+                r, g, min_samples=max(2, int(0.4 * min(n_small, 50_000))),
+                max_samples=min(n_small, 50_000), seed=seed),
+            "KPD(8 obs)": lambda g, r: kpd(r, g, batch_size=min(n_small, 5_000), seed=seed),
             "C2ST AUC": lambda g, r: classifier_two_sample_auc(
                 r, g, n_bootstrap=n_bootstrap, seed=seed),
         }
@@ -365,7 +391,36 @@ def evaluate_batches(
             ))
             progress.update()
 
-    result = EvaluationResult(rows, floor_method, selections, files, frame_text)
+        # jetnet's definitions on EFPs (module docstring); batch sizes scaled below 50k jets
+        efp_sets = {k: _efp_matrix(b, f"{k} EFPs") for k, b in samples.items()}
+        selections.extend(report for _, report in efp_sets.values())
+        efps = {k: m for k, (m, _) in efp_sets.items()}
+        n_efp = min(len(efps["generated"]), len(efps["reference"]))
+        w1 = list(W1EFP_INDICES)
+        efp_metrics = {
+            "FPD(EFP, jetnet)": (EFP_FEATURES, lambda g, r: jetnet_fpd(
+                r, g, min_samples=max(2, int(0.4 * min(n_efp, 50_000))),
+                max_samples=min(n_efp, 50_000), seed=seed)),
+            "KPD(EFP, jetnet)": (EFP_FEATURES, lambda g, r: jetnet_kpd(
+                r, g, batch_size=min(n_efp, 5_000), seed=seed)),
+            "W1(EFP, jetnet)": (W1_EFP_FEATURES, lambda g, r: w1efp(
+                r[:, w1], g[:, w1], num_eval_samples=min(n_efp, 50_000), seed=seed).average()),
+        }
+        scaled = "" if n_efp >= 50_000 else (
+            f"jetnet's batch sizes scaled to the {n_efp} jets available (they need 50,000 per "
+            "sample): not comparable with published values")
+        for metric, (observable, fn) in efp_metrics.items():
+            floor = fn(efps["floor"], efps["reference"]) if "floor" in efps else None
+            rows.append(MetricRow(
+                metric, observable,
+                replace(fn(efps["generated"], efps["reference"]), note=scaled),
+                None if floor is None else replace(floor, note=scaled),
+                len(efps["generated"]), len(efps["reference"]),
+                efp_sets["generated"][1].n_removed, efp_sets["reference"][1].n_removed,
+            ))
+            progress.update()
+
+    result = EvaluationResult(rows, floor_method, selections, files, frame_text, title)
     files.append(write_table(out_dir / "metrics.table.json", result.table,
                              title=f"{title} ({frame_text})", columns=TABLE_COLUMNS))
     files.append(_write_report(result, samples, out_dir, title, html))
@@ -388,7 +443,10 @@ def _write_report(result: EvaluationResult, samples: dict[str, JetBatch], out_di
         "others reference-quantile bins, each tied value (repeated, >= 1/n_bins of its sample) "
         "a bin of its own, plus under/overflow; bins fixed at the full samples for the "
         "bootstrap; particle features without pT = 0 particles; "
-        f"W1 in the unit of the observable; FPD/KPD on ({', '.join(DISTANCE_FEATURES)}); "
+        f"W1 in the unit of the observable; FPD(8 obs)/KPD(8 obs) on the 8 jet observables "
+        f"({', '.join(DISTANCE_FEATURES)}); FPD/KPD(EFP, jetnet): jetnet's definitions on "
+        f"the {EFP_FEATURES}, W1(EFP, jetnet) on the {W1_EFP_FEATURES} (jetnet.evaluation, "
+        "jetfm.metrics.efp; comparable with published tables for >= 50,000 jets per sample); "
         "C2ST AUC: 0.5 = indistinguishable."
     )
     report.add_heading("Metrics")
@@ -448,9 +506,13 @@ class TaggingResult:
 
     summary: dict[str, float]
     files: list[Path] = field(default_factory=list)
+    title: str = ""  # tagger and classes ("name: signal vs background"): format()'s first line
 
     def format(self) -> str:
-        return "\n".join(f"{k:>16}  {format_value(v)}" for k, v in self.summary.items())
+        """The summary, one quantity a line, under the title when there is one."""
+        lines = [self.title] if self.title else []
+        return "\n".join(lines + [f"{k:>16}  {format_value(v)}"
+                                   for k, v in self.summary.items()])
 
 
 def evaluate_tagging(
@@ -465,7 +527,8 @@ def evaluate_tagging(
 ) -> TaggingResult:
     """Accuracy, AUC, rejections and max SIC of binary scores (1 = signal); with ``out_dir``
     also ``roc.png``, ``tagging.table.json`` and ``report.md``."""
-    result = TaggingResult(binary_summary(labels, scores))
+    result = TaggingResult(binary_summary(labels, scores),
+                           title=f"{name}: {signal} vs {background}")
     if out_dir is not None:
         out_dir = Path(out_dir)
         roc = plot_roc({name: (labels, scores)}, out_dir / "roc.png", signal=signal,

@@ -32,7 +32,7 @@ from jetfm.physics.observables import jet_observables
 log = logging.getLogger("jetfm.tokenizer")
 
 # Limits beyond which a tokenizer's resolution (``Tokenizer.resolution``) counts as poor.
-# Measured good values, README (the VQ-VAE demo, configs/omnijet_cpu_vqvae.yaml, 1024 codes, 64
+# Measured good values, README (the VQ-VAE demo, preset omnijet_cpu_vqvae, 1024 codes, 64
 # constituents): jet-mass error -4.4 % +- 8.0 %, eta_rel/phi_rel errors 0.033/0.034, all codes
 # used (perplexity 877). The limits leave a factor 2-3 of headroom over those, and catch what
 # an under-trained tokenizer gives (2 epochs on 400 jets: jet mass -86 %).

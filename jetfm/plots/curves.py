@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from jetfm.metrics.scaling import PowerLawFit
-from jetfm.plots.style import save_figure, use_style
+from jetfm.plots.style import place_legend, save_figure, use_style
 
 
 def plot_scaling(
@@ -38,7 +38,7 @@ def plot_scaling(
     ax.set_yscale("log")
     ax.set_xlabel("Training jets $D$")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small")
+    place_legend(ax, fontsize="small")
     return save_figure(fig, path)
 
 
@@ -75,5 +75,5 @@ def plot_training_curves(
         ax.set_yscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel("value")
-    ax.legend(fontsize="small")
+    place_legend(ax, fontsize="small")
     return save_figure(fig, path)

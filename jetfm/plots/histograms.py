@@ -7,29 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jetfm.plots.style import hist_with_ratio, ratio_figure, save_figure
+from jetfm.plots.style import default_bins, hist_with_ratio, ratio_figure, save_figure
 
-
-def default_bins(
-    reference: np.ndarray, n_bins: int = 40, discrete: bool = False, coverage: float = 0.998
-) -> np.ndarray:
-    """Bin edges spanning the central ``coverage`` fraction of the finite reference values.
-
-    ``discrete``: unit-width bins centred on integers (multiplicities), at most ``n_bins``
-    wide steps of an integer width.
-    """
-    finite = np.asarray(reference, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if len(finite) == 0:
-        raise ValueError("reference has no finite values to derive bins from")
-    tail = 0.5 * (1.0 - coverage)
-    lo, hi = np.quantile(finite, [tail, 1.0 - tail])
-    if discrete:
-        width = max(1, int(np.ceil((hi - lo + 1) / n_bins)))
-        return np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 0.5 + width, width)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    return np.linspace(lo, hi, n_bins + 1)
+__all__ = ["default_bins", "plot_distribution"]  # default_bins lives in jetfm.plots.style
 
 
 def plot_distribution(
@@ -44,9 +24,12 @@ def plot_distribution(
     logy: bool = False,
 ) -> Path:
     """Write a normalised histogram of ``reference`` and ``others`` with a ratio panel to
-    ``path`` (PNG). Values outside the bins or non-finite are counted in the legend."""
+    ``path`` (PNG). Without ``bins``, the edges cover the central 99 % of every sample
+    (:func:`default_bins`), so a generated sample away from the reference is drawn, not just
+    counted. Values outside the bins or non-finite are counted in the legend (below / above /
+    non-finite); ratio points beyond the ratio panel are marked by arrows at its edge."""
     if bins is None:
-        bins = default_bins(reference, discrete=discrete)
+        bins = default_bins(reference, *others.values(), discrete=discrete)
     fig, ax_main, ax_ratio = ratio_figure()
     hist_with_ratio(
         ax_main, ax_ratio, reference, others, bins,

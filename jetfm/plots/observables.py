@@ -9,9 +9,19 @@ import mplhep as hep
 import numpy as np
 
 from jetfm.data.classes import class_name
-from jetfm.plots.style import use_style
+from jetfm.plots.style import (
+    default_bins,
+    outside_counts,
+    outside_label,
+    place_legend,
+    save_figure,
+    use_style,
+)
 
-# Fixed binning where physics sets the scale; None = from the data's 0.5-99.5 % range.
+# Fixed binning where physics sets the scale; None = from the data (jetfm.plots.style
+# .default_bins: the union of every class's 0.5-99.5 % range). A fixed grid is extended by
+# whole bins when the classes' ranges reach beyond it (at most to twice its bins; further than
+# that the data-driven bins are used), so no class is drawn only as an "outside" count.
 DEFAULT_BINS: dict[str, np.ndarray | None] = {
     "pt": None,
     "eta": np.linspace(-2.5, 2.5, 41),
@@ -24,14 +34,21 @@ DEFAULT_BINS: dict[str, np.ndarray | None] = {
 
 
 def _bins(name: str, samples: list[np.ndarray]) -> np.ndarray:
+    """Edges for observable ``name`` covering the central 99 % of every sample (class)."""
+    finite = [s for s in samples if np.isfinite(s).any()]
+    if not finite:
+        fixed = DEFAULT_BINS.get(name)
+        return fixed if fixed is not None else np.linspace(0.0, 1.0, 41)
+    wide = default_bins(*finite, discrete=name == "n_particles")
     fixed = DEFAULT_BINS.get(name)
-    if fixed is not None:
-        return fixed
-    values = np.concatenate([s[np.isfinite(s)] for s in samples])
-    lo, hi = np.percentile(values, [0.5, 99.5]) if len(values) else (0.0, 1.0)
-    if name == "n_particles":
-        return np.arange(np.floor(lo), np.ceil(hi) + 2) - 0.5
-    return np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
+    if fixed is None:
+        return wide
+    width = fixed[1] - fixed[0]
+    n_low = max(0, int(np.ceil((fixed[0] - wide[0]) / width - 1e-9)))
+    n_high = max(0, int(np.ceil((wide[-1] - fixed[-1]) / width - 1e-9)))
+    if n_low + n_high > len(fixed) - 1:
+        return wide
+    return fixed[0] + width * np.arange(-n_low, len(fixed) + n_high)
 
 
 def plot_observables_by_class(
@@ -45,8 +62,10 @@ def plot_observables_by_class(
 ) -> list[Path]:
     """Normalised histograms of each observable, one line per class, saved as PNGs.
 
-    ``observables`` maps names to (n_jets,) arrays, ``labels`` are class indices. Non-finite
-    values and values outside the bins are counted in the legend, never hidden.
+    ``observables`` maps names to (n_jets,) arrays, ``labels`` are class indices. The bins
+    cover every class (see :data:`DEFAULT_BINS`); values below / above them and non-finite
+    ones are counted in the legend, never hidden. The legend sits where it covers no curve
+    (:func:`jetfm.plots.style.place_legend`).
     Returns the written paths (``<out_dir>/<name>.png``).
     """
     use_style()
@@ -62,20 +81,16 @@ def plot_observables_by_class(
         fig, ax = plt.subplots(figsize=(8, 6))
         for c, sample in zip(classes, per_class, strict=True):
             counts, _ = np.histogram(sample[np.isfinite(sample)], bins=bins)
-            n_out = len(sample) - int(counts.sum())
             density = counts / max(counts.sum(), 1) / np.diff(bins)
-            label = f"{class_name(int(c))} ({len(sample)} jets"
-            label += f", {n_out} outside)" if n_out else ")"
+            label = outside_label(f"{class_name(int(c))}, {len(sample)} jets",
+                                  outside_counts(sample, bins))
             hep.histplot(density, bins, ax=ax, histtype="step", lw=1.8, label=label)
         ax.set_xlabel(axis_labels.get(name, name))
         ax.set_ylabel("Normalised density")
         ax.set_xlim(bins[0], bins[-1])
         ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # room for the legend
-        ax.legend(fontsize="x-small", ncols=2)
         if title:
             ax.set_title(title, fontsize="medium")
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        place_legend(ax, fontsize="x-small", ncols=2)
+        written.append(save_figure(fig, out_dir / f"{name}.png"))
     return written

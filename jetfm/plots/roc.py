@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jetfm.metrics.tagging import check_class_probs, pair_score, roc_auc, roc_curve
-from jetfm.plots.style import save_figure, use_style
+from jetfm.plots.style import place_legend, save_figure, use_style
 
 
 def plot_roc(
@@ -23,7 +23,8 @@ def plot_roc(
     """Write 1/eps_B (log) vs eps_S for each tagger {name: (labels, scores)} to ``path`` (PNG).
 
     Binary labels: 1 = signal, 0 = background. Points with eps_B = 0 (infinite rejection) are
-    not drawable and are left out of the curve; the legend gives each tagger's AUC.
+    not drawable and are left out of the curve; the legend gives each tagger's AUC and covers
+    no curve (:func:`jetfm.plots.style.place_legend`).
     """
     use_style()
     fig, ax = plt.subplots(figsize=(8, 7))
@@ -35,7 +36,7 @@ def plot_roc(
     ax.set_xlim(0, 1)
     ax.set_xlabel(rf"Signal efficiency $\varepsilon_S$ ({signal})")
     ax.set_ylabel(rf"Background rejection $1/\varepsilon_B$ ({background})")
-    ax.legend(fontsize="small")
+    place_legend(ax, fontsize="small")
     return save_figure(fig, path)
 
 
@@ -76,7 +77,8 @@ def plot_multiclass_roc(
         ax.set_ylabel(rf"$1/\varepsilon_B$ ({background})")
         ax.set_title(rf"{classes[x]} vs {background}: $p_X/(p_X + p_{{{background}}})$",
                      fontsize="medium")
-        ax.legend(fontsize="x-small")
     for ax in axes.flat[len(signals):]:
         ax.set_visible(False)
+    for ax in axes.flat[:len(signals)]:  # after the last panel: its layout is final
+        place_legend(ax, fontsize="x-small")
     return save_figure(fig, path)

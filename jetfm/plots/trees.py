@@ -8,17 +8,62 @@ from pathlib import Path
 import awkward as ak
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.collections import LineCollection
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection, QuadMesh
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 
 from jetfm.physics.lund import LUND_X_BINS, LUND_Y_BINS, lund_density
 from jetfm.physics.trees import JetTrees
 from jetfm.plots.style import save_figure, use_style
 
+# Colours of the Lund ratio's bins that no colour scale can show: generated empty where the
+# truth is not (ratio 0), and truth empty where the generated sample is not (ratio infinite).
+RATIO_NONE_GENERATED = "black"
+RATIO_NONE_IN_TRUTH = "gold"
+RATIO_MIN_SPAN = 1.5  # the scale spans at least [1/1.5, 1.5], so agreement looks pale
+
+
+def lund_ratio_norm(ratio: np.ndarray) -> LogNorm:
+    """A logarithmic colour scale symmetric about 1, [1/r, r], with r the largest factor by
+    which a finite, non-zero ratio differs from 1 (max of ratio and 1 / ratio; at least
+    :data:`RATIO_MIN_SPAN`), so no such bin saturates the scale. ``ratio``: any shape, NaN
+    for empty bins, 0 and +inf allowed (they are drawn in the colormap's under / over
+    colours by :func:`draw_lund_ratio`)."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    finite = ratio[np.isfinite(ratio) & (ratio > 0)]
+    span = max(RATIO_MIN_SPAN, float(np.max(np.maximum(finite, 1.0 / finite)))
+               if len(finite) else RATIO_MIN_SPAN)
+    return LogNorm(vmin=1.0 / span, vmax=span)
+
+
+def draw_lund_ratio(fig: Figure, ax: Axes, d_truth: np.ndarray, d_gen: np.ndarray
+                    ) -> QuadMesh:
+    """Draw generated / truth of two Lund-plane densities (n_x, n_y) on ``ax`` with a colour
+    bar: a log scale symmetric about 1 covering every finite ratio (:func:`lund_ratio_norm`);
+    bins with no generated splitting (ratio 0) in :data:`RATIO_NONE_GENERATED`, bins with none
+    in the truth (ratio infinite) in :data:`RATIO_NONE_IN_TRUTH`, both empty left blank.
+    Returns the mesh (its array holds the ratios drawn)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(d_truth > 0, d_gen / d_truth, np.where(d_gen > 0, np.inf, np.nan))
+    norm = lund_ratio_norm(ratio)
+    # 0 and inf go to the under / over colours (LogNorm would mask 0 as "bad", i.e. blank)
+    shown = np.where(ratio == 0, 0.5 * norm.vmin, np.where(np.isposinf(ratio),
+                                                            2.0 * norm.vmax, ratio))
+    cmap = plt.get_cmap("RdBu_r").with_extremes(under=RATIO_NONE_GENERATED,
+                                                 over=RATIO_NONE_IN_TRUTH)
+    mesh = ax.pcolormesh(LUND_X_BINS, LUND_Y_BINS, shown.T, norm=norm, cmap=cmap)
+    n_zero, n_inf = int(np.sum(ratio == 0)), int(np.sum(np.isposinf(ratio)))
+    fig.colorbar(mesh, ax=ax, extend="both", label="ratio")
+    ax.set_title(f"generated / truth\n{RATIO_NONE_GENERATED}: none generated ({n_zero} bins), "
+                 f"{RATIO_NONE_IN_TRUTH}: none in truth ({n_inf})", fontsize=14)
+    return mesh
+
 
 def plot_lund_planes(truth: ak.Array, generated: ak.Array, path: str | Path,
                      title: str = "") -> Path:
-    """Truth and generated primary Lund-plane densities side by side, and their ratio."""
+    """Truth and generated primary Lund-plane densities side by side, and their ratio
+    (:func:`draw_lund_ratio`: a symmetric log scale that covers every ratio)."""
     use_style()
     (d_truth, out_truth), (d_gen, out_gen) = lund_density(truth), lund_density(generated)
     fig, axes = plt.subplots(1, 3, figsize=(26, 7.5), gridspec_kw={"wspace": 0.45})
@@ -31,11 +76,7 @@ def plot_lund_planes(truth: ak.Array, generated: ak.Array, path: str | Path,
                              norm=LogNorm(vmin=vmax * 1e-3, vmax=vmax), cmap="viridis")
         ax.set_title(f"{name}: {n} jets, {outside} outside", fontsize=16)
         fig.colorbar(mesh, ax=ax, label="splittings / jet / area")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(d_truth > 0, d_gen / d_truth, np.nan)
-    mesh = axes[2].pcolormesh(LUND_X_BINS, LUND_Y_BINS, ratio.T, vmin=0.5, vmax=1.5, cmap="RdBu_r")
-    axes[2].set_title("generated / truth", fontsize=16)
-    fig.colorbar(mesh, ax=axes[2], label="ratio")
+    draw_lund_ratio(fig, axes[2], d_truth, d_gen)
     for ax in axes:
         ax.set_xlabel(r"$\ln(1/\Delta)$")
         ax.set_ylabel(r"$\ln(k_t / \mathrm{GeV})$")

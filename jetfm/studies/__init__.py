@@ -22,7 +22,7 @@ import json
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -56,9 +56,14 @@ def load_yaml(path: str | Path) -> Any:
         raise ValueError(f"{path}: not a text (UTF-8) YAML file ({err.reason})") from None
 
 
-def read_config(path: str | Path, cls: type) -> dict[str, Any]:
+def read_config(path: str | Path, cls: type, overrides: Sequence[str] = ()
+                ) -> dict[str, Any]:
     """The mapping in the YAML file ``path``, checked against the fields of dataclass ``cls``
-    (errors as :func:`load_yaml`'s; ``ValueError`` naming the file for unknown keys)."""
+    (errors as :func:`load_yaml`'s; ``ValueError`` naming the file for unknown keys), with the
+    command-line ``KEY=VALUE`` ``overrides`` applied (:func:`jetfm.configs.apply_overrides`:
+    ``ValueError`` naming the file and the override for an unknown key or a wrong type)."""
+    from jetfm.configs import apply_overrides
+
     path = Path(path)
     data = load_yaml(path) or {}
     if not isinstance(data, dict):
@@ -67,13 +72,14 @@ def read_config(path: str | Path, cls: type) -> dict[str, Any]:
     unknown = set(data) - valid
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid: {sorted(valid)}")
-    return data
+    return apply_overrides(data, overrides, cls, path) if overrides else data
 
 
-def config_from_yaml(path: str | Path, cls: type) -> Any:
-    """``cls(**data)`` for the mapping in the YAML file ``path`` (:func:`read_config`);
-    ``ValueError`` naming the file for unknown keys or a value ``cls`` rejects."""
-    data = read_config(path, cls)
+def config_from_yaml(path: str | Path, cls: type, overrides: Sequence[str] = ()) -> Any:
+    """``cls(**data)`` for the mapping in the YAML file ``path`` with ``overrides``
+    (:func:`read_config`); ``ValueError`` naming the file for unknown keys or a value ``cls``
+    rejects."""
+    data = read_config(path, cls, overrides)
     if not data:
         raise ValueError(f"{path}: the config file holds no keys (an empty file would run "
                          "every default)")

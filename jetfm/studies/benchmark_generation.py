@@ -1,7 +1,7 @@
 """The generation benchmark: every jetfm generator on the same top and QCD jets, each compared
 with the same held-out truth next to its like-for-like floor.
 
-    jetfm benchmark generation --config configs/benchmark_generation_cpu.yaml [--out DIR]
+    jetfm benchmark generation --config benchmark_generation_cpu [--out DIR] [KEY=VALUE ...]
 
 Orchestration only: generators are trained and sampled through the public API
 (:func:`jetfm.tasks.omnilearn.train_generator` and
@@ -46,14 +46,15 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from jetfm.checks import NON_NEGATIVE, POSITIVE_INT, Rule, check_fields, number
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -165,8 +166,11 @@ class GenerationBenchmarkConfig:
         return self.n_train + self.n_val + 2 * self.n_generate + self.n_reference
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> GenerationBenchmarkConfig:
-        return config_from_yaml(path, cls)
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()
+                  ) -> GenerationBenchmarkConfig:
+        """The config in the YAML file ``path`` with the command-line ``KEY=VALUE``
+        ``overrides`` (:func:`jetfm.studies.config_from_yaml`)."""
+        return config_from_yaml(path, cls, overrides)
 
 
 def _check_entry(entry: dict[str, Any]) -> None:
@@ -518,8 +522,8 @@ def overlay_plots(results: list[dict[str, Any]], config: GenerationBenchmarkConf
         for key in OVERLAY_OBSERVABLES:
             values = {n: np.asarray(o[key], dtype=float) for n, o in obs.items()}
             reference = np.asarray(reference_obs[key], dtype=float)
-            pooled = np.concatenate([reference, *values.values()])
-            bins = default_bins(pooled[np.isfinite(pooled)], discrete=key == "n_particles")
+            bins = default_bins(reference, *values.values(),  # covers every sample
+                                discrete=key == "n_particles")
             paths.append(plot_distribution(
                 reference, values, out_dir / "plots" / f"overlay_{cls}_{key}.png",
                 xlabel=OBSERVABLE_LABELS.get(key, key), bins=bins,
@@ -579,8 +583,10 @@ def run(config: GenerationBenchmarkConfig, out_dir: str | Path) -> list[dict[str
     return results
 
 
-def load_config(path: str | Path) -> GenerationBenchmarkConfig:
-    return GenerationBenchmarkConfig.from_yaml(path)
+def load_config(path: str | Path, overrides: Sequence[str] = ()
+                ) -> GenerationBenchmarkConfig:
+    """:meth:`GenerationBenchmarkConfig.from_yaml`."""
+    return GenerationBenchmarkConfig.from_yaml(path, overrides)
 
 
 __all__ = ["GenerationBenchmarkConfig", "load_config", "run", "summary_rows"]

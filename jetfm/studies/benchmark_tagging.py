@@ -1,6 +1,7 @@
 """The tagging benchmark: every backbone and the gradient-boosted baseline on the same jets.
 
-    jetfm benchmark tagging --config configs/benchmark_tagging_cpu.yaml [--data FILES] [--out DIR]
+    jetfm benchmark tagging --config benchmark_tagging_cpu [--data FILES] [--out DIR]
+        [KEY=VALUE ...]
 
 Orchestration only: models are built, trained and applied through the public API
 (:func:`jetfm.tasks.tagging.train_tagger`, :meth:`jetfm.models.tagger.Tagger.predict_proba`,
@@ -61,6 +62,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -69,10 +71,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE_INT, Rule, check_fields, check_flag, number
+from jetfm.configs import presets_dir
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index, class_name
 from jetfm.data.generated import generated_files
@@ -104,7 +107,7 @@ from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_keys
 
 console = Console(soft_wrap=True, emoji=False)
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESETS_DIR = presets_dir()  # the shipped presets (package data)
 GBDT = "gbdt"  # the ``backbone`` key of the gradient-boosted baseline's model entry
 BUDGET_KEYS = ("max_steps", "seed")  # set by the benchmark, not by a training block
 DEFAULT_MAX_EPOCHS = 10_000  # so that max_steps, not the epochs, ends training
@@ -122,7 +125,7 @@ def default_models() -> list[dict[str, Any]]:
 
 @dataclass
 class BenchmarkConfig:
-    """Everything the benchmark needs; ``configs/benchmark_tagging_{tiny,cpu,gpu}.yaml`` fill
+    """Everything the benchmark needs; ``jetfm/configs/benchmark_tagging_{tiny,cpu,gpu}.yaml`` fill
     it. Model entries: ``name`` (unique; the cell folder), ``backbone`` (``gbdt`` for the
     baseline, whose options are its ``backbone_config``: :class:`~jetfm.models.gbdt.GBDTConfig`
     keys) and the keys of :class:`~jetfm.tasks.tagging.TaggingConfig` but ``classes``; a
@@ -303,10 +306,11 @@ def _count(value: Any, name: str) -> int:
         raise ValueError(f"{name}: {value!r} is not a positive whole number of jets") from None
 
 
-def load_config(path: str | Path) -> BenchmarkConfig:
-    """The benchmark config in the YAML file ``path``; ``ValueError`` naming the file and
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> BenchmarkConfig:
+    """The benchmark config in the YAML file ``path`` with the command-line ``KEY=VALUE``
+    ``overrides`` (:func:`jetfm.studies.read_config`); ``ValueError`` naming the file and
     the bad key or value."""
-    data = read_config(path, BenchmarkConfig)
+    data = read_config(path, BenchmarkConfig, overrides)
     try:
         return BenchmarkConfig(**data)
     except (TypeError, ValueError) as err:

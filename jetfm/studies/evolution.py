@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch, SelectionReport
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -69,7 +70,7 @@ SPLIT_KEYS = ("seed", "train_fraction", "val_fraction")
 
 @dataclass
 class EvolutionStudyConfig:
-    """Everything the study needs; ``configs/evolution_cpu.yaml`` fills it."""
+    """Everything the study needs; the preset ``jetfm/configs/evolution_cpu.yaml`` fills it."""
 
     n_jets: int = 2000  # generated per class (top, QCD)
     workers: int = 1
@@ -101,10 +102,12 @@ class EvolutionStudyConfig:
             check_thesis_config(self.thesis, "evolution config: thesis")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> EvolutionStudyConfig:
-        """The config in the YAML file ``path``; unknown keys (top level or in a block) raise
-        ``ValueError`` naming the file."""
-        data = read_config(path, cls)
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()
+                  ) -> EvolutionStudyConfig:
+        """The config in the YAML file ``path`` with the command-line ``KEY=VALUE``
+        ``overrides`` (:func:`jetfm.studies.read_config`); unknown keys (top level or in a
+        block) raise ``ValueError`` naming the file."""
+        data = read_config(path, cls, overrides)
         try:
             return cls(**data)
         except ValueError as err:

@@ -32,16 +32,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch
 from jetfm.models.gpt import GPTConfig
 from jetfm.models.omnijet import load_generative
@@ -84,7 +85,7 @@ TARGET = {"tau32_median": 0.08, "floor_factor": 5.0}  # issue 13, held-out top j
 
 @dataclass
 class GPTCurveConfig(HeldOutStudy):
-    """The study; YAML files (``configs/gpt_curve_*.yaml``) fill it.
+    """The study; YAML files (``jetfm/configs/gpt_curve_*.yaml``) fill it.
 
     ``n_jets``: generated per class ({top: n, qcd: n} or one number; or ``files``). Top jets
     are split into ``n_eval`` held-out, ``n_floor`` (default ``n_eval``) floor and the
@@ -168,10 +169,11 @@ class _Fields:
              "top_k": Rule(int, low=1, optional=True)}
 
 
-def load_config(path: str | Path) -> GPTCurveConfig:
-    """The config in YAML file ``path``, every key checked (``ValueError`` naming the file,
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> GPTCurveConfig:
+    """The config in YAML file ``path`` with the command-line ``KEY=VALUE`` ``overrides``
+    (:func:`jetfm.studies.read_config`), every key checked (``ValueError`` naming the file,
     the variant and the key)."""
-    data = read_config(path, GPTCurveConfig)
+    data = read_config(path, GPTCurveConfig, overrides)
     blocks = {"vqvae": VQVAE_KEYS, "codebook": CODEBOOK_KEYS, "gpt": GPT_KEYS,
               "tokenizer_training": TRAIN_KEYS, "pretraining": TRAIN_KEYS,
               "files": ("top", "qcd")}

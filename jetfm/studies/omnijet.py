@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from copy import copy
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 from scipy.stats import gaussian_kde
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE, POSITIVE_INT, Rule, check_fields
+from jetfm.console import Console
 from jetfm.data.augment import DIHEDRAL, dihedral_images
 from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index
@@ -92,7 +93,8 @@ log = logging.getLogger("jetfm.omnijet")
 
 @dataclass
 class OmniJetConfig:
-    """Everything the pipeline needs; YAML files in ``configs/`` fill it."""
+    """Everything the pipeline needs; YAML files (presets: ``jetfm/configs/omnijet_*.yaml``)
+    fill it."""
 
     n_jets: int | dict[str, int] = 4000  # generated per class, or {top: n, qcd: n}
     files: dict[str, str] = field(default_factory=dict)  # class -> existing file instead
@@ -181,12 +183,13 @@ class OmniJetConfig:
         return self.codebook if self.tokenizer_model == "codebook" else self.vqvae
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> OmniJetConfig:
-        """The config in the YAML file ``path``. Every key, of the top level and of the
-        ``vqvae``, ``gpt``, ``*_training``/``pretraining``, ``files`` and ``n_jets`` blocks,
-        is used; an unknown one raises ``ValueError`` naming the file, the block, the key and
-        the valid keys (as do unknown tagging modes or heads)."""
-        data = read_config(path, cls)
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> OmniJetConfig:
+        """The config in the YAML file ``path`` with the command-line ``KEY=VALUE``
+        ``overrides`` (:func:`jetfm.studies.read_config`). Every key, of the top level and of
+        the ``vqvae``, ``gpt``, ``*_training``/``pretraining``, ``files`` and ``n_jets``
+        blocks, is used; an unknown one raises ``ValueError`` naming the file, the block, the
+        key and the valid keys (as do unknown tagging modes or heads)."""
+        data = read_config(path, cls, overrides)
         blocks = {"vqvae": VQVAE_KEYS, "codebook": CODEBOOK_KEYS, "gpt": GPT_KEYS,
                   "tokenizer_training": TRAIN_KEYS,
                   "pretraining": TRAIN_KEYS, "tagging_training": TRAIN_KEYS,

@@ -2,7 +2,7 @@
 5-class data, then fine-tuned to tasks it did not see, each against the same model trained from
 scratch on the same labelled jets.
 
-    jetfm study omnilearn --config configs/omnilearn_transfer_cpu.yaml [--out DIR]
+    jetfm study omnilearn --config omnilearn_transfer_cpu [--out DIR] [KEY=VALUE ...]
 
 Orchestration only (:func:`jetfm.tasks.omnilearn.train_generator`,
 :func:`jetfm.tasks.tagging.train_tagger`, :func:`jetfm.metrics.tagging.binary_summary`,
@@ -39,15 +39,16 @@ validation jets, nested in D, the same for both modes), each (task, mode) is a r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE_INT, Rule, check_fields, number
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -152,8 +153,11 @@ class OmniLearnTransferConfig:
                                **self.generation)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> OmniLearnTransferConfig:
-        return config_from_yaml(path, cls)
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()
+                  ) -> OmniLearnTransferConfig:
+        """The config in the YAML file ``path`` with the command-line ``KEY=VALUE``
+        ``overrides`` (:func:`jetfm.studies.config_from_yaml`)."""
+        return config_from_yaml(path, cls, overrides)
 
 
 # ----------------------------------------------------------------------------- data
@@ -325,8 +329,9 @@ def write_tables(rows: list[dict[str, Any]], config: OmniLearnTransferConfig, ou
     return path
 
 
-def load_config(path: str | Path) -> OmniLearnTransferConfig:
-    return OmniLearnTransferConfig.from_yaml(path)
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> OmniLearnTransferConfig:
+    """:meth:`OmniLearnTransferConfig.from_yaml`."""
+    return OmniLearnTransferConfig.from_yaml(path, overrides)
 
 
 __all__ = ["OmniLearnTransferConfig", "load_config", "run"]

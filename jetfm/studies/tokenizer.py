@@ -29,15 +29,16 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from jetfm.atomic import write_text_atomic
 from jetfm.checks import POSITIVE_INT, Rule, check_fields, number
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch
 from jetfm.data.transforms import Preprocessing, omnijet_preprocessing
 from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
@@ -72,7 +73,7 @@ TARGET = {"tau32": 0.03, "mass": 3.0, "seconds": 15 * 60}  # issue 13: top jets,
 
 @dataclass
 class TokenizerStudyConfig(HeldOutStudy):
-    """The study; YAML files (``configs/tokenizer_study_*.yaml``) fill it.
+    """The study; YAML files (``jetfm/configs/tokenizer_study_*.yaml``) fill it.
 
     ``n_jets`` generated per class (or ``files``: {top: path, qcd: path}); per class,
     ``n_eval`` held-out jets are decoded and ``n_floor`` (default ``n_eval``) independent
@@ -155,10 +156,11 @@ class TokenizerStudyConfig(HeldOutStudy):
                              f"{self.n_eval} + {self.floor_jets} + {need_train} = {need}")
 
 
-def load_config(path: str | Path) -> TokenizerStudyConfig:
-    """The config in YAML file ``path``, every key checked (``ValueError`` naming the file,
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TokenizerStudyConfig:
+    """The config in YAML file ``path`` with the command-line ``KEY=VALUE`` ``overrides``
+    (:func:`jetfm.studies.read_config`), every key checked (``ValueError`` naming the file,
     the variant and the key)."""
-    data = read_config(path, TokenizerStudyConfig)
+    data = read_config(path, TokenizerStudyConfig, overrides)
     check_blocks(data, {"vqvae": VQVAE_KEYS, "codebook": CODEBOOK_KEYS,
                         "training": TRAIN_KEYS, "files": CLASSES}, str(path))
     config = TokenizerStudyConfig(**data)

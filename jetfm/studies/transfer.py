@@ -60,15 +60,17 @@ import math
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 from tqdm import tqdm
 
+from jetfm.configs import apply_overrides, presets_dir
+from jetfm.configs import preset as preset_path
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch, JetDataError
 from jetfm.data.classes import class_index
 from jetfm.data.generated import generated_files
@@ -106,7 +108,7 @@ from jetfm.tasks.training import TRAIN_KEYS, TrainConfig, check_blocks, split_in
 
 console = Console(soft_wrap=True, emoji=False)
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESETS_DIR = presets_dir()  # the shipped presets (package data)
 RESULT, FAILED = "result.json", "failed.json"
 TRAINING_BLOCKS = ("tokenizer_training", "pretraining", "finetuning", "scratch",
                    "tagging_training")
@@ -116,7 +118,8 @@ SCRATCH_TOKENIZER_JETS = ("fixed", "d")
 # ----------------------------------------------------------------------------- configuration
 @dataclass
 class TransferConfig:
-    """Everything the study needs; ``configs/transfer_{cpu,gpu,tiny}.yaml`` fill it."""
+    """Everything the study needs; the presets ``jetfm/configs/transfer_{cpu,gpu,tiny}.yaml``
+    fill it."""
 
     sizes: list[int] = field(default_factory=lambda: [100, 1000])  # D, target training jets
     seeds: list[int] = field(default_factory=lambda: [1, 2])  # training seeds per (target, D)
@@ -226,21 +229,37 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(preset: str = "cpu", path: str | Path | None = None) -> TransferConfig:
-    """The preset ``configs/transfer_{preset}.yaml``, overridden by the YAML file ``path``.
+def config_data(preset: str = "cpu", path: str | Path | None = None,
+                overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The mapping of the preset ``jetfm/configs/transfer_{preset}.yaml``, overridden by the
+    YAML file ``path``, then by the command-line ``KEY=VALUE`` ``overrides``
+    (:func:`jetfm.configs.apply_overrides`); keys of every block checked (``ValueError``
+    naming the file).
 
     Top-level keys of ``path`` replace the preset's; mapping values (``gpt``, ``finetuning``,
-    ``files``, ...) are merged key by key.
+    ``files``, ...) are merged key by key, as those of an override.
     """
-    data = _read_yaml(PRESETS_DIR / f"transfer_{preset}.yaml")
+    data = _read_yaml(preset_path(f"transfer_{preset}"))
     if path is not None:
         for key, value in _read_yaml(Path(path)).items():
             merge = isinstance(value, dict) and isinstance(data.get(key), dict)
             data[key] = {**data[key], **value} if merge else value
+    if overrides:
+        where = path or preset_path(f"transfer_{preset}")
+        data = apply_overrides(data, overrides, TransferConfig, where)
+        check_blocks(data, BLOCK_KEYS, str(where))
+    return data
+
+
+def load_config(preset: str = "cpu", path: str | Path | None = None,
+                overrides: Sequence[str] = ()) -> TransferConfig:
+    """The config of :func:`config_data` (preset, YAML file ``path``, ``overrides``);
+    ``ValueError`` naming the file for a bad key or value."""
+    data = config_data(preset, path, overrides)
     try:
         return TransferConfig(**data)
     except ValueError as err:
-        raise ValueError(f"{path or PRESETS_DIR / f'transfer_{preset}.yaml'}: {err}") from None
+        raise ValueError(f"{path or preset_path(f'transfer_{preset}')}: {err}") from None
 
 
 # ----------------------------------------------------------------------------- data

@@ -22,8 +22,8 @@ from jetfm.metrics.generation import KL_EPSILON
 from jetfm.metrics.scaling import PowerLawFit, fit_power_law
 from jetfm.physics.observables import OBSERVABLE_LABELS
 from jetfm.plots.histograms import default_bins
-from jetfm.plots.style import use_style
-from jetfm.report import Report
+from jetfm.plots.style import outside_counts, outside_label, use_style
+from jetfm.report import Report, format_with_error
 
 TARGETS: dict[str, str] = {"qcd": "QCD", "top": "Tbqq"}  # target -> jetfm class name
 MODES: tuple[str, ...] = ("finetune", "scratch")
@@ -225,12 +225,11 @@ def closing_note(summary: dict[str, Any]) -> str:
 
 
 def _histogram(ax: Any, values: np.ndarray, bins: np.ndarray, label: str, **style: Any) -> None:
-    """Density normalised to the whole sample; values outside the bins are counted in the
-    label."""
+    """Density normalised to the whole sample; values below / above the bins and non-finite
+    ones are counted in the label."""
     values = np.asarray(values, dtype=np.float64)
     counts, _ = np.histogram(values[np.isfinite(values)], bins)
-    outside = len(values) - int(counts.sum())
-    label = f"{label} ({outside} outside)" if outside else label
+    label = outside_label(label, outside_counts(values, bins))
     ax.stairs(counts / max(len(values), 1) / np.diff(bins), bins, label=label, **style)
 
 
@@ -249,7 +248,9 @@ def plot_target(target: str, curves: list[dict], truth: dict[str, np.ndarray],
         fig, axes = plt.subplots(n_rows, n_cols, figsize=(6 * n_cols, 4.5 * n_rows),
                                  squeeze=False)
         for i, name in enumerate(JET_OBSERVABLES):
-            bins = default_bins(truth[name], discrete=name == "n_particles")
+            bins = default_bins(truth[name], source[name],  # every sample drawn is covered
+                                *(g[name] for g in generated.values()),
+                                discrete=name == "n_particles")
             for j, mode in enumerate(MODES):
                 ax = axes[i, j]
                 _histogram(ax, truth[name], bins, "truth", fill=True, color="grey", alpha=0.4)
@@ -351,8 +352,8 @@ def write_pages(summary: dict[str, Any], figures: list[Path], out_dir: Path) -> 
             n_tok = tokenizer_jets.get((row["target"], p["D"]))
             rows.append({"target": row["target"], "metric": row["metric"],
                          "observable": row["observable"], "D": p["D"],
-                         "fine-tuned": f"{p['finetune']:.4g} ± {p['finetune_error']:.2g}",
-                         "scratch": f"{p['scratch']:.4g} ± {p['scratch_error']:.2g}",
+                         "fine-tuned": format_with_error(p["finetune"], p["finetune_error"]),
+                         "scratch": format_with_error(p["scratch"], p["scratch_error"]),
                          "floor": floors.get(p["D"]), "significance": p["significance"],
                          "verdict": p["verdict"],
                          "scratch tokenizer": "?" if n_tok is None else f"{n_tok} target jets"})

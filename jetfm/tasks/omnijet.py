@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch
 from jetfm.data.tokens import TokenDataset
 from jetfm.data.transforms import omnijet_preprocessing

@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
-from rich.console import Console
 
 from jetfm.checks import NON_NEGATIVE, POSITIVE, Rule, check_fields, from_mapping, number
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch
 from jetfm.data.classes import class_index, class_name
 from jetfm.models.backbone import save_backbone

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from torch.utils.data import Dataset
 
 from jetfm.atomic import file_digest
 from jetfm.checks import POSITIVE, check_fields, from_mapping
+from jetfm.console import Console
 from jetfm.data.batch import JetBatch
 from jetfm.models.backbone import backbone_class, build_backbone, load_backbone
 from jetfm.models.features import ParticleInputs

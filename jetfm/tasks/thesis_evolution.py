@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 
+from jetfm.console import Console
 from jetfm.data.batch import JetDataError
 from jetfm.models.gpt import GPTConfig
 from jetfm.models.thesis_evolution import (

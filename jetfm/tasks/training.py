@@ -4,7 +4,9 @@ The same code runs on one CPU, one GPU or several devices with DDP (``devices``/
 of :class:`TrainConfig`; on CPU, DDP uses the gloo backend). Checkpoints are Lightning's
 (atomic writes; full state for resuming) under ``<out_dir>/checkpoints``; they hold only
 tensors and plain data and are loaded with ``weights_only=True``. Metrics are logged to CSV
-(``<out_dir>/logs``) and, when the ``tensorboard`` package is installed, to TensorBoard.
+(``<out_dir>/logs``) and, when the ``tensorboard`` package is installed (``pip install
+'jetfm[tensorboard]'``), also to TensorBoard (``<out_dir>/tensorboard``: ``tensorboard --logdir
+<out_dir>``); without it, CSV only, silently.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from jetfm._warnings import intended_eval_modes, silence_benign_warnings
 from jetfm.atomic import atomic_path
 from jetfm.checks import (
     NON_NEGATIVE_INT,
@@ -35,6 +38,7 @@ from jetfm.checks import (
     check_flag,
     number,
 )
+from jetfm.data.streaming import JetStream, resume_epoch
 
 
 def check_keys(block: Mapping[str, Any], valid: Iterable[str], where: str) -> None:
@@ -80,6 +84,7 @@ class TrainConfig:
     patience: int = 5
     accelerator: str = "auto"
     devices: int | str = 1
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
     num_workers: int = 0
@@ -91,10 +96,13 @@ class TrainConfig:
         ``1e-3``, no dot, as a string, which is converted): ``lr`` > 0, ``weight_decay`` >= 0
         or None, ``max_epochs``, ``batch_size``, ``log_every_n_steps`` >= 1, ``max_steps`` >= 1
         or -1 (no limit), ``patience``, ``num_workers`` >= 0, ``devices`` >= 1
-        (or a string or list, checked by Lightning), ``progress`` a bool."""
+        (or a string or list, checked by Lightning), ``num_nodes`` >= 1 (machines, each
+        running ``devices`` processes: multi-node DDP, e.g. under SLURM's ``srun``),
+        ``progress`` a bool."""
         check_fields(self, {
             "lr": POSITIVE, "weight_decay": Rule(float, low=0, optional=True),
-            **dict.fromkeys(("max_epochs", "batch_size", "log_every_n_steps"), POSITIVE_INT),
+            **dict.fromkeys(("max_epochs", "batch_size", "log_every_n_steps", "num_nodes"),
+                            POSITIVE_INT),
             "max_steps": Rule(int, low=1, special=(-1,)), "seed": Rule(int),
             **dict.fromkeys(("patience", "num_workers"), NON_NEGATIVE_INT)})
         if not isinstance(self.devices, str | list):  # "auto", [0, 1]: Lightning checks them
@@ -169,8 +177,8 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 def fit(
     module: L.LightningModule,
-    train: TensorDataset,
-    val: TensorDataset,
+    train: TensorDataset | JetStream,
+    val: TensorDataset | JetStream,
     config: TrainConfig,
     out_dir: str | Path,
     *,
@@ -182,7 +190,9 @@ def fit(
 
     ``config``'s optimiser settings (:meth:`TrainConfig.optimiser`) replace the module's
     ``lr``/``weight_decay`` hyperparameters, so every key of a training block reaches the
-    optimiser. Metrics go to ``<out_dir>/logs/metrics.csv``; with ``resume``, the rows of the
+    optimiser. Metrics go to ``<out_dir>/logs/metrics.csv`` (and, when the ``tensorboard``
+    package can be imported, to TensorBoard event files in ``<out_dir>/tensorboard``: the same
+    logged values); with ``resume``, the rows of the
     earlier run(s) (those of the checkpoint's run folder, or of ``out_dir``) come first in it
     (see :func:`_keep_history`). ``callbacks``: extra Lightning callbacks (e.g.
     ``EMAWeightAveraging``, whose averaged weights are what checkpoints and the returned module
@@ -191,7 +201,9 @@ def fit(
     On one device the training batches are drawn in an order that depends only on the seed and
     the epoch (:class:`EpochShuffle`), so a run resumed from a checkpoint sees the batches the
     uninterrupted run would have seen (with DDP, Lightning's ``DistributedSampler`` does the
-    same).
+    same). ``train`` and ``val`` may be :class:`~jetfm.data.streaming.JetStream` s (files
+    streamed in chunks): they shard over processes and workers, order and batch themselves
+    (``config.batch_size`` and ``num_workers`` are given to them).
     """
     out_dir = Path(out_dir)
     check_accelerator(config.accelerator)
@@ -199,6 +211,7 @@ def fit(
         module.hparams.update(config.optimiser())
     # Lightning's device banner and tips at INFO level drown the progress output.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    silence_benign_warnings()  # Lightning's known-benign ones only; see jetfm/_warnings.py
     seed_all(config.seed)
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints", monitor=monitor, save_last=True, filename="best"
@@ -213,24 +226,33 @@ def fit(
     callbacks = [checkpoint, stopping, *callbacks]
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
-    if config.devices == 1:
-        order: dict[str, Any] = {"sampler": EpochShuffle(len(train), config.seed)}
-    else:  # Lightning puts in a DistributedSampler (seeded, per epoch)
-        order = {"shuffle": True, "generator": torch.Generator().manual_seed(config.seed)}
-    train_loader = DataLoader(
-        train,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        **order,
-    )
-    val_loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers)
+    if isinstance(train, JetStream):  # shards, orders and batches itself
+        train_loader = train.loader(config.batch_size, config.num_workers)
+        if resume:  # its workers start before Lightning's set_epoch: the resumed epoch's order
+            train_loader.dataset.set_epoch(resume_epoch(resume))
+    else:
+        if config.devices == 1 and config.num_nodes == 1:
+            order: dict[str, Any] = {"sampler": EpochShuffle(len(train), config.seed)}
+        else:  # Lightning puts in a DistributedSampler (seeded, per epoch)
+            order = {"shuffle": True, "generator": torch.Generator().manual_seed(config.seed)}
+        train_loader = DataLoader(
+            train,
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            **order,
+        )
+    val_loader = (val.loader(config.batch_size, config.num_workers)
+                  if isinstance(val, JetStream) else
+                  DataLoader(val, batch_size=config.batch_size, num_workers=config.num_workers))
     val_check_interval, check_val_every_n_epoch = validation_schedule(
-        config.max_steps, config.max_epochs, len(train_loader), config.devices)
+        config.max_steps, config.max_epochs, len(train_loader),
+        config.devices if config.num_nodes == 1 else None)
     trainer = L.Trainer(
         max_epochs=config.max_epochs,
         max_steps=config.max_steps,
         accelerator=config.accelerator,
         devices=config.devices,
+        num_nodes=config.num_nodes,
         strategy=config.strategy,
         precision=config.precision,
         callbacks=callbacks,
@@ -247,10 +269,11 @@ def fit(
     # Lightning's CSV logger deletes an existing metrics.csv when it starts: read it first.
     history = _read_metrics(_history_file(Path(resume), metrics_csv)) if resume else None
     try:
-        trainer.fit(
-            module, train_loader, val_loader, ckpt_path=str(resume) if resume else None,
-            weights_only=True,
-        )
+        with intended_eval_modes(module):  # e.g. a frozen tokenizer: no warning for it
+            trainer.fit(
+                module, train_loader, val_loader, ckpt_path=str(resume) if resume else None,
+                weights_only=True,
+            )
     finally:
         if history is not None and trainer.global_rank == 0:
             _keep_history(metrics_csv, history)
