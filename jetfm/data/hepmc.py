@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import awkward as ak
-import fastjet
 import numpy as np
 from particle.pdgid import PDGID
 from tqdm.auto import tqdm
@@ -67,9 +66,16 @@ from tqdm.auto import tqdm
 from jetfm.data.batch import PARTICLE_TYPE_FLAGS, JetBatch, JetDataError, SelectionReport
 from jetfm.data.classes import CLASSES, UNLABELLED
 from jetfm.data.pid import charge_from_pid, particle_type_flags
-from jetfm.data.pythia import _JET_FLOOR, _NEUTRINOS, GeneratorConfig, _Counts, _cut_names
+from jetfm.data.pythia import (
+    _JET_FLOOR,
+    _NEUTRINOS,
+    GeneratorConfig,
+    _Counts,
+    _cut_names,
+    _window_cuts,
+)
 from jetfm.physics import kinematics as kin
-from jetfm.physics.clustering import jet_definition
+from jetfm.physics.clustering import antikt_event_jets, jet_definition
 
 # header marker -> (format name, end-of-listing line HepMC writes when it closes the file)
 FORMATS: dict[bytes, tuple[str, str]] = {
@@ -202,7 +208,6 @@ def cluster_events(
     """
     counts = _Counts() if counts is None else counts
     n_per_event = np.asarray(n_per_event, dtype=np.int64)
-    n_events = len(n_per_event)
     low_name, high_name, eta_name = _cut_names(config)
     per_event_name = f"beyond the {config.jets_per_event} hardest of an event"
     for name in ("jets", low_name, high_name, eta_name, per_event_name):
@@ -210,25 +215,11 @@ def cluster_events(
     if len(px) == 0:
         none = ak.unflatten(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         return _particles(px, py, pz, energy, pid, none), np.zeros(0, dtype=np.int64)
-    inputs = ak.unflatten(ak.zip({"px": px, "py": py, "pz": pz, "E": energy}), n_per_event)
-    sequence = fastjet.ClusterSequence(inputs, jet_definition("antikt", config.jet_r))
-    index = sequence.constituent_index(_JET_FLOOR * config.pt_min)
-    jets_per_event = ak.to_numpy(ak.num(index, axis=1))
-    jet_event = np.repeat(np.arange(n_events), jets_per_event)
-    first = np.cumsum(n_per_event) - n_per_event
-    constituents = ak.flatten(index, axis=1) + first[jet_event]  # jets x flat particle index
-    flat_index = ak.to_numpy(ak.flatten(constituents))
-    jet_of_particle = np.repeat(np.arange(len(jet_event)), ak.to_numpy(ak.num(constituents)))
-
-    def jet_sum(values: np.ndarray) -> np.ndarray:
-        return np.bincount(jet_of_particle, values[flat_index], minlength=len(jet_event))
-
-    jpx, jpy, jpz = jet_sum(px), jet_sum(py), jet_sum(pz)
-    jet_pt, jet_eta = kin.pt(jpx, jpy), kin.eta(jpx, jpy, jpz)
+    jets = antikt_event_jets(px, py, pz, energy, n_per_event, config.jet_r,
+                          _JET_FLOOR * config.pt_min)
+    jet_event, constituents, jet_pt = jets.jet_event, jets.constituents, jets.pt
     counts["jets"] += len(jet_pt)
-    low = jet_pt < config.pt_min
-    high = ~low & (jet_pt > (np.inf if config.pt_max is None else config.pt_max))
-    forward = ~low & ~high & (np.abs(jet_eta) > config.eta_max)
+    low, high, forward = _window_cuts(jet_pt, jets.eta, config)
     for name, cut in ((low_name, low), (high_name, high), (eta_name, forward)):
         counts[name] += int(np.count_nonzero(cut))
     selected = np.flatnonzero(~(low | high | forward))

@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import awkward as ak
-import fastjet
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -68,6 +67,7 @@ from jetfm.data.classes import UNLABELLED, class_index
 from jetfm.data.pid import charge_from_pid, particle_type_flags
 from jetfm.data.smearing import SmearingConfig, smear
 from jetfm.physics import kinematics as kin
+from jetfm.physics.clustering import antikt_event_jets
 
 PROCESSES: dict[str, str] = {
     "qcd": "QCD",
@@ -366,26 +366,13 @@ def _process_batch(
         )
 
     n_visible = np.bincount(event, minlength=len(n_per_event))
-    inputs = ak.unflatten(ak.zip({"px": px, "py": py, "pz": pz, "E": energy}), n_visible)
-    jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, config.jet_r)
-    index = fastjet.ClusterSequence(inputs, jetdef).constituent_index(_JET_FLOOR * config.pt_min)
-    jets_per_event = ak.to_numpy(ak.num(index, axis=1))
-    jet_event = np.repeat(np.arange(len(n_per_event)), jets_per_event)
-    first = np.cumsum(n_visible) - n_visible
-    constituents = ak.flatten(index, axis=1) + first[jet_event]  # jets x global particle index
-    flat_index = ak.to_numpy(ak.flatten(constituents))
-    jet_of_particle = np.repeat(np.arange(len(jet_event)), ak.to_numpy(ak.num(constituents)))
-
-    def jet_sum(values: np.ndarray) -> np.ndarray:
-        return np.bincount(jet_of_particle, values[flat_index], minlength=len(jet_event))
-
-    jpx, jpy, jpz = jet_sum(px), jet_sum(py), jet_sum(pz)
-    jet_pt, jet_eta, jet_phi = kin.pt(jpx, jpy), kin.eta(jpx, jpy, jpz), kin.phi(jpx, jpy)
+    jets = antikt_event_jets(px, py, pz, energy, n_visible, config.jet_r,
+                          _JET_FLOOR * config.pt_min)
+    jet_event, constituents = jets.jet_event, jets.constituents
+    jet_pt, jet_eta, jet_phi = jets.pt, jets.eta, jets.phi
 
     counts.add("jets", len(jet_pt))
-    low = jet_pt < config.pt_min
-    high = ~low & (jet_pt > (np.inf if config.pt_max is None else config.pt_max))
-    forward = ~low & ~high & (np.abs(jet_eta) > config.eta_max)
+    low, high, forward = _window_cuts(jet_pt, jet_eta, config)
     for name, cut in zip(_cut_names(config), (low, high, forward), strict=True):
         counts.add(name, np.count_nonzero(cut))
     selected = ~(low | high | forward)
@@ -572,6 +559,16 @@ def generate(
             )
         )
     return batch, reports
+
+
+def _window_cuts(jet_pt: np.ndarray, jet_eta: np.ndarray, config: GeneratorConfig
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the jets that fail the pT-low, pT-high and eta cuts (each jet is counted
+    under the first cut it fails, in that order: the keys of :func:`_cut_names`)."""
+    low = jet_pt < config.pt_min
+    high = ~low & (jet_pt > (np.inf if config.pt_max is None else config.pt_max))
+    forward = ~low & ~high & (np.abs(jet_eta) > config.eta_max)
+    return low, high, forward
 
 
 def _cut_names(config: GeneratorConfig) -> tuple[str, str, str]:

@@ -9,6 +9,7 @@ records (float64). Used by :mod:`jetfm.physics.observables` (N-subjettiness axes
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import awkward as ak
 import fastjet
@@ -63,6 +64,54 @@ def jet_definition(
     if not 0 < r <= MAX_R:
         raise ValueError(f"jet radius must lie in (0, {MAX_R}], got {r}")
     return fastjet.JetDefinition(ALGORITHMS[algorithm], r, RECOMBINATION_SCHEMES[recombination])
+
+
+@dataclass(frozen=True)
+class EventJets:
+    """Jets of many events clustered at once (:func:`antikt_event_jets`), in FastJet's order
+    (per event, pT-descending). Particle arrays are flat over all events."""
+
+    jet_event: np.ndarray  # (n_jets,) event index of each jet
+    constituents: ak.Array  # jets x flat particle index of its constituents
+    px: np.ndarray  # (n_jets,) E-scheme sum of the constituents [GeV]
+    py: np.ndarray
+    pz: np.ndarray
+
+    @property
+    def pt(self) -> np.ndarray:
+        return kin.pt(self.px, self.py)
+
+    @property
+    def eta(self) -> np.ndarray:
+        return kin.eta(self.px, self.py, self.pz)
+
+    @property
+    def phi(self) -> np.ndarray:
+        return kin.phi(self.px, self.py)
+
+
+def antikt_event_jets(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray,
+                   n_per_event: np.ndarray, r: float, pt_floor: float) -> EventJets:
+    """Anti-kt jets of radius ``r`` with pT above ``pt_floor`` [GeV] of every event, from
+    flat particle arrays [GeV] (event by event, ``n_per_event`` particles each; events with
+    none give no jet). One FastJet ``ClusterSequence`` over the jagged events; the jet momenta
+    are the sums of their constituents (E scheme). Used by the Pythia8 source and the HepMC
+    reader, so both cluster identically."""
+    n_per_event = np.asarray(n_per_event, dtype=np.int64)
+    inputs = ak.unflatten(ak.zip({"px": px, "py": py, "pz": pz, "E": energy}), n_per_event)
+    index = fastjet.ClusterSequence(inputs, jet_definition("antikt", r)).constituent_index(
+        pt_floor)
+    jets_per_event = ak.to_numpy(ak.num(index, axis=1))
+    jet_event = np.repeat(np.arange(len(n_per_event)), jets_per_event)
+    first = np.cumsum(n_per_event) - n_per_event
+    constituents = ak.flatten(index, axis=1) + first[jet_event]  # jets x flat particle index
+    flat_index = ak.to_numpy(ak.flatten(constituents))
+    jet_of_particle = np.repeat(np.arange(len(jet_event)), ak.to_numpy(ak.num(constituents)))
+
+    def jet_sum(values: np.ndarray) -> np.ndarray:
+        return np.bincount(jet_of_particle, values[flat_index], minlength=len(jet_event))
+
+    return EventJets(jet_event, constituents, jet_sum(px), jet_sum(py), jet_sum(pz))
 
 
 def constituents_p4(batch: JetBatch, origin: str = "<memory>") -> ak.Array:
