@@ -90,7 +90,7 @@ from jetfm.data.batch import (
 )
 from jetfm.data.classes import CLASSES
 from jetfm.data.io import detect_format
-from jetfm.data.tokens import TokenDataset
+from jetfm.data.tokens import TokenDataset, tokens_from_table
 
 log = logging.getLogger("jetfm.data.streaming")
 
@@ -249,15 +249,8 @@ def _read_token_rows(path: str, row_group: int, n_max: int) -> TokenDataset:
         table = pq.ParquetFile(path).read_row_group(row_group)
     except Exception as err:  # pyarrow raises ArrowInvalid / OSError for damaged files
         raise JetDataError(f"{path}: row group {row_group} not readable ({err})") from err
-    array = ak.from_arrow(table)
-    counts = ak.to_numpy(ak.num(array["tokens"]))
-    if counts.max(initial=0) > n_max:
-        raise JetDataError(f"{path}: jets with {counts.max()} tokens exceed n_max = {n_max}")
-    codes = ak.to_numpy(ak.fill_none(ak.pad_none(array["tokens"], n_max, clip=True), 0))
-    mask = np.arange(n_max)[None, :] < counts[:, None]
-    label = ak.to_numpy(array["label"]).astype(np.int64)
     record = json.loads(table.schema.metadata[TOKENS_META_KEY])
-    return TokenDataset(codes.astype(np.int64).reshape(len(label), n_max), mask, label, record)
+    return tokens_from_table(table, path, n_max, record)
 
 
 class _Collector:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jetfm.atomic import atomic_path
@@ -64,6 +66,14 @@ def read_tokens(path: str | Path, n_max: int, fingerprint: str | None = None) ->
         raise JetDataError(
             f"{path}: made by tokenizer {record.get('fingerprint')}, not {fingerprint}"
         )
+    return tokens_from_table(table, path, n_max, record)
+
+
+def tokens_from_table(table: pa.Table, path: str | Path, n_max: int,
+                      record: dict[str, Any]) -> TokenDataset:
+    """The rows of a token table (a whole file or one row group) as a :class:`TokenDataset`:
+    codes (n, ``n_max``) padded with 0 and masked; ``JetDataError`` naming ``path`` when a jet
+    has more than ``n_max`` tokens."""
     array = ak.from_arrow(table)
     counts = ak.to_numpy(ak.num(array["tokens"]))
     if counts.max(initial=0) > n_max:
@@ -71,4 +81,4 @@ def read_tokens(path: str | Path, n_max: int, fingerprint: str | None = None) ->
     codes = ak.to_numpy(ak.fill_none(ak.pad_none(array["tokens"], n_max, clip=True), 0))
     mask = np.arange(n_max)[None, :] < counts[:, None]
     label = ak.to_numpy(array["label"]).astype(np.int64)
-    return TokenDataset(codes.astype(np.int64), mask, label, record)
+    return TokenDataset(codes.astype(np.int64).reshape(len(label), n_max), mask, label, record)

@@ -199,7 +199,6 @@ def train_tagger(train: JetBatch, val: JetBatch, config: TaggingConfig,
     classes outside ``config.classes``; ``ValueError`` for an ``init`` file of another backbone.
     """
     out_dir = Path(out_dir)
-    train_config = config.train_config(seed)
     for name, jets in (("training", train), ("validation", val)):
         if len(jets) == 0:
             raise ValueError(f"no {name} jets: a tagger needs both training jets and "
@@ -208,16 +207,28 @@ def train_tagger(train: JetBatch, val: JetBatch, config: TaggingConfig,
     tagger = config.build()
     train_ds, val_ds = prepared(tagger, train, "training jets"), prepared(tagger, val,
                                                                             "validation jets")
+    return fit_tagger(tagger, train_ds, val_ds, config, out_dir, seed,
+                      {"training": dataset_digest(train_ds), "validation": dataset_digest(val_ds)})
+
+
+def fit_tagger(tagger: Tagger, train: Any, val: Any, config: TaggingConfig, out_dir: Path,
+               seed: int, jets: dict[str, Any]) -> Tagger:
+    """Train ``tagger`` (freshly built by ``config.build()`` after ``seed_all(seed)``) on the
+    prepared ``train`` / ``val`` data (in-memory datasets or streams), resuming when the run
+    record (config, seed, tagger, init file digest and ``jets``, a description of the data)
+    matches; writes ``<out_dir>/tagger.safetensors`` on rank 0 and returns the tagger (eval,
+    CPU). Shared by :func:`train_tagger` and
+    :func:`jetfm.tasks.tagging_stream.train_tagger_stream`."""
+    train_config = config.train_config(seed)
     task = TaggingTask(tagger.meta(), mode=config.mode, lr=train_config.lr,
                        backbone_lr_factor=config.backbone_lr_factor)
     task.tagger.load_state_dict(tagger.state_dict())
     record = {"config": json.loads(json.dumps(asdict(config), default=str)), "seed": seed,
               "tagger": json.loads(json.dumps(tagger.meta())),
               "init": file_digest(config.init) if config.init else None,
-              "jets": {"training": dataset_digest(train_ds),
-                       "validation": dataset_digest(val_ds)}}
+              "jets": jets}
     resume = resumable(out_dir, record)
-    trainer = fit(task, train_ds, val_ds, train_config, out_dir, resume=resume)
+    trainer = fit(task, train, val, train_config, out_dir, resume=resume)
     tagger = task.tagger.cpu().eval()
     if trainer.global_rank == 0:
         tagger.save(out_dir / "tagger.safetensors")

@@ -16,16 +16,14 @@ the preprocessing of the in-memory path. Runs on one device or with DDP (``devic
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from jetfm.atomic import file_digest
 from jetfm.data._files import Paths
 from jetfm.data.streaming import JetStream, TaggerInputs
 from jetfm.models.tagger import Tagger
-from jetfm.tasks.tagging import TaggingConfig, TaggingTask, resumable
-from jetfm.tasks.training import fit, seed_all
+from jetfm.tasks.tagging import TaggingConfig, fit_tagger
+from jetfm.tasks.training import seed_all
 
 
 def tagger_streams(tagger: Tagger, train_files: Paths, val_files: Paths, seed: int,
@@ -63,17 +61,6 @@ def train_tagger_stream(train_files: Paths, val_files: Paths, config: TaggingCon
     tagger = config.build()
     train, val = tagger_streams(tagger, train_files, val_files, seed, train_config.batch_size,
                                 **stream)  # fit gives them the training block's num_workers
-    task = TaggingTask(tagger.meta(), mode=config.mode, lr=train_config.lr,
-                       backbone_lr_factor=config.backbone_lr_factor)
-    task.tagger.load_state_dict(tagger.state_dict())
-    record = {"config": json.loads(json.dumps(asdict(config), default=str)), "seed": seed,
-              "tagger": json.loads(json.dumps(tagger.meta())),
-              "init": file_digest(config.init) if config.init else None,
-              "jets": {"training": train.describe(), "validation": val.describe(),
-                       "stream": json.loads(json.dumps(stream, default=str))}}
-    resume = resumable(out_dir, record)
-    trainer = fit(task, train, val, train_config, out_dir, resume=resume)
-    tagger = task.tagger.cpu().eval()
-    if trainer.global_rank == 0:
-        tagger.save(out_dir / "tagger.safetensors")
-    return tagger
+    jets = {"training": train.describe(), "validation": val.describe(),
+            "stream": json.loads(json.dumps(stream, default=str))}
+    return fit_tagger(tagger, train, val, config, out_dir, seed, jets)
