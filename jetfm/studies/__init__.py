@@ -37,8 +37,12 @@ from jetfm.report import write_json  # noqa: F401  (re-exported)
 def load_yaml(path: str | Path) -> Any:
     """The data in the YAML file ``path`` (None for an empty file). Raises
     ``FileNotFoundError`` naming a missing file and ``ValueError`` naming the file, the line
-    and the problem for malformed YAML (PyYAML's own message names only "<unicode string>")."""
-    path = Path(path)
+    and the problem for malformed YAML (PyYAML's own message names only "<unicode string>").
+    ``path`` may name a shipped preset (``"omnijet_cpu"``: :func:`jetfm.configs.locate`), as
+    on the command line."""
+    from jetfm.configs import locate
+
+    path = locate(path)
     if not path.is_file():
         raise FileNotFoundError(f"no config file {path}" if not path.exists()
                                 else f"{path} is not a file")
