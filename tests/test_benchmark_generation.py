@@ -52,6 +52,9 @@ def test_every_generator_is_compared_with_the_same_truth_and_a_floor(run):
     for cls in ("Tbqq", "QCD"):
         for obs in ("mass", "tau32", "n_particles"):
             assert (run / "plots" / f"overlay_{cls}_{obs}.png").stat().st_size > 0
+    # the steps curve: a plot, linked from table.md
+    assert (run / "plots" / "steps_PET.png").stat().st_size > 0
+    assert "](plots/steps_PET.png)" in (run / "table.md").read_text()
 
 
 def test_rerun_reuses_cells_and_a_changed_entry_redoes_only_its_own(run, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -39,6 +39,43 @@ def plot_scaling(
     ax.set_xlabel("Training jets $D$")
     ax.set_ylabel(ylabel)
     place_legend(ax, fontsize="small")
+    return save_figure(fig, path)
+
+
+def plot_sampler_steps(
+    steps: Sequence[int],
+    ratios: Mapping[str, Sequence[float]],
+    jets_per_second: Sequence[float],
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """Quality vs the number of ODE-sampler steps: each metric divided by its floor
+    (``ratios``: label -> one value per entry of ``steps``; 1 = at the floor, dashed line) on
+    the left axis, sampling speed [jets/s] on the right (both log scale), to ``path`` (PNG).
+    Used by the generation benchmark's PET steps scan (issue 14: quality vs steps with
+    jets/s)."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for label, values in ratios.items():
+        ax.plot(steps, values, "o-", label=label)
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="floor")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("Midpoint sampler steps")
+    ax.set_ylabel("W1 / floor")
+    speed = ax.twinx()
+    speed.plot(steps, jets_per_second, "s:", color="black", label="jets/s (right)")
+    speed.set_yscale("log")
+    speed.set_ylabel("Sampling speed [jets/s]")
+    if title:
+        ax.set_title(title, fontsize="small")
+    handles = ax.get_legend_handles_labels()
+    extra = speed.get_legend_handles_labels()
+    ax.set_xticks(list(steps), [str(n) for n in steps])
+    ax.minorticks_off()
+    ax.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize="small", ncol=3,
+              loc="upper center", bbox_to_anchor=(0.5, -0.2), borderaxespad=0)
     return save_figure(fig, path)
 
 

@@ -61,6 +61,7 @@ from jetfm.data.generated import generated_files
 from jetfm.data.io import read_jets, write_jets
 from jetfm.metrics.evaluate import evaluate_batches, tokenizer_frame
 from jetfm.physics.observables import OBSERVABLE_LABELS, jet_observables
+from jetfm.plots.curves import plot_sampler_steps
 from jetfm.plots.histograms import default_bins, plot_distribution
 from jetfm.report import write_json
 from jetfm.studies import (
@@ -548,6 +549,21 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def steps_plot(name: str, scan: list[dict[str, Any]], out_dir: Path) -> Path:
+    """``plots/steps_{name}.png``: W1 / floor of mass, tau32 and multiplicity and jets/s vs the
+    number of sampler steps (rows of a generator's ``steps_scan``, sorted by steps); a metric
+    whose floor is 0 or missing (tiny samples) is left out of the plot."""
+    def ratio(w1: float | None, floor: float | None) -> float:
+        return w1 / floor if w1 is not None and floor else float("nan")  # no floor: not drawn
+
+    ratios = {f"W1 {key}": [ratio(row[f"w1_{key}"], row[f"floor_{key}"]) for row in scan]
+              for key in SUMMARY_OBSERVABLES}
+    return plot_sampler_steps([row["steps"] for row in scan], ratios,
+                              [row["jets_per_second"] for row in scan],
+                              out_dir / "plots" / f"steps_{name}.png",
+                              title=f"{name}, {scan[0]['class']} jets")
+
+
 def write_tables(results: list[dict[str, Any]], out_dir: Path) -> Path:
     """``table.json`` (every number) and ``table.md`` (the summary and the PET steps scan)."""
     from jetfm.report import markdown_table
@@ -560,8 +576,12 @@ def write_tables(results: list[dict[str, Any]], out_dir: Path) -> Path:
              "", markdown_table(rows), ""]
     for r in results:
         if r.get("steps_scan"):
-            lines += [f"## {r['name']}: quality vs sampler steps ({r['steps_scan'][0]['class']})",
-                      "", markdown_table(r["steps_scan"]), ""]
+            scan = sorted(r["steps_scan"], key=lambda row: row["steps"])
+            cls = scan[0]["class"]
+            plot = steps_plot(r["name"], scan, out_dir)
+            lines += [f"## {r['name']}: quality vs sampler steps ({cls})", "",
+                      markdown_table(scan), "", f"![steps scan]({plot.relative_to(out_dir)})",
+                      ""]
     path = out_dir / "table.md"
     from jetfm.atomic import write_text_atomic
 
