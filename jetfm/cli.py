@@ -65,7 +65,7 @@ import numpy as np
 from rich.table import Table
 
 from jetfm.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, number
-from jetfm.configs import is_override, locate, presets_dir, split_overrides, write_resolved
+from jetfm.configs import locate, presets_dir, split_overrides, write_resolved
 from jetfm.console import Console
 
 if TYPE_CHECKING:
@@ -143,14 +143,6 @@ def config_option(text: str) -> Path:
         return locate(text)
     except FileNotFoundError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def override_option(text: str) -> str:
-    """An argparse ``type`` for ``KEY=VALUE`` config overrides (dotted ``KEY``)."""
-    if not is_override(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a KEY=VALUE config override "
-                                         "(e.g. training.max_steps=10)")
-    return text
 
 
 def parquet_output(text: str) -> str:
@@ -1278,7 +1270,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "options and examples")
 
     def overrides_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("overrides", nargs="*", type=override_option, metavar="KEY=VALUE",
+        # checked when applied (jetfm.configs.apply_overrides), not as an argparse type: so
+        # that `--unknown-option 0` is reported as an unrecognised option, not as "'0' is
+        # not KEY=VALUE"
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="config overrides, any key, dotted into blocks and lists "
                             "(training.max_steps=10 sizes=[100,1000] variants.0.n_train=50)")
 

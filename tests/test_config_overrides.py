@@ -146,10 +146,28 @@ def test_unknown_key_is_refused_listing_the_valid_keys(override, message):
     ("tagging.training.lr=fast", r"tagging: training: lr: 'fast' is not a number"),
     ("sizes.5=3", r"override 'sizes\.5=3': list index out of range"),
     ("seed", r"override 'seed': expected KEY=VALUE"),
+    ("sizes=[1,", r"override 'sizes=\[1,': its value is not valid YAML"),
+    ("sizes=[1,2]]", r"override 'sizes=\[1,2\]\]': its value is not valid YAML"),
 ])
 def test_wrong_value_is_refused_naming_the_key(override, message):
     with pytest.raises(ValueError, match=rf"^{preset(OMNILEARN)}: .*{message}"):
         OmniLearnTransferConfig.from_yaml(preset(OMNILEARN), [override])
+
+
+def test_cli_bad_overrides_and_unknown_options_are_one_line_errors(tmp_path, capsys):
+    """Malformed YAML in an override is bad input (exit 2), not an unexpected failure; an
+    option the command does not have is named as such (not its value as a bad override)."""
+    base = ["study", "omnilearn", "--config", OMNILEARN, "--out", str(tmp_path / "out")]
+    for extra, message in [(["sizes=[1,"], "its value is not valid YAML"),
+                           (["--max-epochs", "0"], "unrecognized arguments: --max-epochs")]:
+        try:
+            code = main(base + extra)
+        except SystemExit as exit_info:  # argparse's own errors
+            code = exit_info.code
+        assert code == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
+    assert not (tmp_path / "out").exists()
 
 
 def test_type_check_follows_the_dataclass_annotations():

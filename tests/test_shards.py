@@ -205,6 +205,7 @@ def test_bad_shard_options_are_one_line_errors(tmp_path, capsys):
         (["--n-shards", "2", "--shard", "0", "--dask"], "give one of the two"),
         (["--n-shards", "2", "--merge"], "2 of 2 shards are not finished"),
         (["--merge"], "--merge needs --n-shards N > 1"),
+        (["--shard", "0"], "--shard I needs --n-shards N > 1"),
         (["--n-shards", "2", "--dask", "--workers", "2"], "raise --n-shards instead"),
     ]
     for options, message in cases:

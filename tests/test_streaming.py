@@ -4,6 +4,7 @@ orders, the shuffle buffer, the in-memory preprocessing, bad files, training and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import subprocess
@@ -344,3 +345,18 @@ def test_ddp_two_processes_see_every_jet_once_per_epoch(tmp_path):
         assert len(ids) == 40 and set(ids) == every
         orders.append(ids)
     assert orders[0] != orders[1]
+
+
+def test_a_class_outside_the_list_names_the_streamed_file(tmp_path, files):
+    """Jets keep the file they were first read from as provenance; an error while streaming
+    names the file being streamed (a parquet copy here) and its rows, not that origin."""
+    paths, _ = files["odd"]
+    copy_path = tmp_path / "copy.parquet"
+    jets = read_jets(paths[:1])
+    write_parquet(jets, copy_path)
+    config = dataclasses.replace(tiny_config(), classes=["Tbqq", "Hbb"])  # no QCD
+    stream = JetStream([str(copy_path)], TaggerInputs(config.build()), batch_size=8,
+                       chunk_size=8)
+    with pytest.raises(JetDataError, match=rf"^{copy_path}\[rows \d+:\d+\]: .*do not match"):
+        for _ in stream.loader():
+            pass

@@ -153,6 +153,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], cls: type,
     is unknown (listing the valid keys), when OmegaConf cannot apply it (an index past the
     end of a list, ...), and when the top-level value it gives does not fit the field's type
     (``seed=abc``). Keys and values inside blocks are left to the study's loader."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -173,6 +174,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], cls: type,
             conf = OmegaConf.create(data)
             conf.merge_with_dotlist([text])
             data = OmegaConf.to_container(conf, resolve=False)
+        except yaml.YAMLError as err:  # OmegaConf parses VALUE as YAML: sizes=[1,
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            raise ValueError(f"{where}: override {text!r}: its value is not valid YAML "
+                             f"({problem})") from None
         except (OmegaConfBaseException, ValueError, TypeError) as err:
             problem = " ".join(str(err).split("\n")[0].split())
             raise ValueError(f"{where}: override {text!r}: {problem}") from None

@@ -212,6 +212,9 @@ def _finished_shards(job: ShardJob) -> list[tuple[Path, list[SelectionReport], f
         if stored != expected:
             keys = sorted(k for k in set(stored) | set(expected)
                           if stored.get(k) != expected.get(k))
+            # the shard entry (its index and worker range) follows from the other options:
+            # name it only when nothing else differs
+            keys = [k for k in keys if k != "shard"] or keys
             raise ValueError(f"{sidecar_path(path)}: made with other options than this command "
                              f"(differs in {keys}); rerun the shard or give its options")
         out.append((path, side[0], float(side[1].get("seconds", 0.0))))
@@ -585,6 +588,9 @@ class ShardOptions:
     def __post_init__(self) -> None:
         check_shard(0, self.n_shards)
         if self.shard is not None:
+            if self.n_shards == 1:
+                raise ValueError("--shard I needs --n-shards N > 1 (how many shards the work "
+                                 "is split into)")
             check_shard(self.shard, self.n_shards)
             if self.scheduler is not None:
                 raise ValueError("--shard runs one shard here, --dask / --dask-scheduler run "

@@ -593,7 +593,11 @@ class JetStream(IterableDataset):
                  ) -> tuple[list[np.ndarray], list[str] | None]:
         """The transformed rows of one read, with the ids when asked for."""
         data, entry = self.read(chunk_index, start, stop)
-        out = self.transform(data)
+        try:
+            out = self.transform(data)
+        except JetDataError as err:  # name the file streamed (jets keep their first source)
+            path = self.files[self.chunks[chunk_index].file]
+            raise JetDataError(f"{path}[rows {start}:{stop}]: {err}") from None
         if isinstance(out, Transformed):
             _merge(reports, out.reports)
             out = out.columns
