@@ -63,15 +63,16 @@ import numpy as np
 from particle.pdgid import PDGID
 from tqdm.auto import tqdm
 
-from jetfm.data.batch import PARTICLE_TYPE_FLAGS, JetBatch, JetDataError, SelectionReport
+from jetfm.data.batch import JetBatch, JetDataError, SelectionReport
 from jetfm.data.classes import CLASSES, UNLABELLED
-from jetfm.data.pid import charge_from_pid, particle_type_flags
+from jetfm.data.pid import charge_from_pid
 from jetfm.data.pythia import (
     _JET_FLOOR,
     _NEUTRINOS,
     GeneratorConfig,
     _Counts,
     _cut_names,
+    _jet_particles,
     _window_cuts,
 )
 from jetfm.physics import kinematics as kin
@@ -236,25 +237,9 @@ def cluster_events(
 
 def _particles(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray,
                pid: np.ndarray, chosen: ak.Array) -> ak.Array:
-    """Jets x particles records of the particles ``chosen`` (jets x flat index), pT-ordered."""
-    flat = ak.to_numpy(ak.flatten(chosen)).astype(np.int64)
-    n = ak.to_numpy(ak.num(chosen))
-    charge = charge_from_pid(pid[flat])
-    flags = particle_type_flags(pid[flat], charge)
-    zeros = np.zeros(len(flat), dtype=np.float32)
-    columns = {
-        "px": px[flat].astype(np.float32),
-        "py": py[flat].astype(np.float32),
-        "pz": pz[flat].astype(np.float32),
-        "energy": energy[flat].astype(np.float32),
-        "pid": pid[flat].astype(np.int32),
-        "charge": charge.astype(np.float32),
-        **{name: flags[name] for name in PARTICLE_TYPE_FLAGS},
-        **{name: zeros for name in ("d0val", "d0err", "dzval", "dzerr")},
-    }
-    particles = ak.unflatten(ak.zip(columns), n)
-    pt = kin.pt(particles["px"], particles["py"])
-    return ak.to_packed(particles[ak.argsort(pt, axis=1, ascending=False, stable=True)])
+    """Jets x particles records of the particles ``chosen`` (jets x flat index), pT-ordered
+    (charges from the PDG ids)."""
+    return _jet_particles(px, py, pz, energy, pid, charge_from_pid(pid), chosen)
 
 
 # ---------------------------------------------------------------------- reading

@@ -399,7 +399,15 @@ def _process_batch(
         "genpart_pid": truth.pid[obj[selected]].astype(np.int32),
         "truth_max_dr": max_dr[selected].astype(np.float32),
     }
-    flat = ak.to_numpy(ak.flatten(chosen))
+    return _jet_particles(px, py, pz, energy, pid, charge, chosen), extra
+
+
+def _jet_particles(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray,
+                   pid: np.ndarray, charge: np.ndarray, chosen: ak.Array) -> ak.Array:
+    """Jets x particles records (JetBatch particle fields, float32) of the particles
+    ``chosen`` (jets x flat index into the particle arrays [GeV]), pT-descending in each jet;
+    impact parameters are zeros (generator level). Shared with :mod:`jetfm.data.hepmc`."""
+    flat = ak.to_numpy(ak.flatten(chosen)).astype(np.int64)
     n = ak.to_numpy(ak.num(chosen))
     flags = particle_type_flags(pid[flat], charge[flat])
     zeros = np.zeros(len(flat), dtype=np.float32)
@@ -415,8 +423,7 @@ def _process_batch(
     }
     particles = ak.unflatten(ak.zip(columns), n)
     pt = kin.pt(particles["px"], particles["py"])
-    particles = particles[ak.argsort(pt, axis=1, ascending=False, stable=True)]
-    return ak.to_packed(particles), extra
+    return ak.to_packed(particles[ak.argsort(pt, axis=1, ascending=False, stable=True)])
 
 
 _progress_queue: Any = None

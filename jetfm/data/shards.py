@@ -341,16 +341,13 @@ class GenerateJob:
         return _merge_jet_files(self)
 
 
-@dataclass(frozen=True)
-class TokenizeJob:
-    """``jetfm tokenize`` of ``files`` (in order) with ``tokenizer`` into ``out``
-    (``.parquet``), split into ``n_shards`` blocks of files."""
+class _FileShards:
+    """Shards over input files (tokenize, cluster): shard i takes a contiguous block of
+    ``files`` (:func:`shard_range`) and writes ``shard_path(out, i, n_shards)``."""
 
     files: tuple[str, ...]
-    tokenizer: str
     out: Path
-    n_shards: int = 1
-    skip_invalid: bool = False
+    n_shards: int
 
     def __post_init__(self) -> None:
         shard_range(len(self.files), 0, self.n_shards, "input files")
@@ -365,6 +362,18 @@ class TokenizeJob:
 
     def output(self, index: int) -> Path:
         return shard_path(self.out, index, self.n_shards)
+
+
+@dataclass(frozen=True)
+class TokenizeJob(_FileShards):
+    """``jetfm tokenize`` of ``files`` (in order) with ``tokenizer`` into ``out``
+    (``.parquet``), split into ``n_shards`` blocks of files."""
+
+    files: tuple[str, ...]
+    tokenizer: str
+    out: Path
+    n_shards: int = 1
+    skip_invalid: bool = False
 
     @cached_property
     def fingerprint(self) -> str:
@@ -447,7 +456,7 @@ def cluster_files(files: Sequence[str | Path], config: ClusterConfig, *, progres
 
 
 @dataclass(frozen=True)
-class ClusterJob:
+class ClusterJob(_FileShards):
     """``jetfm cluster`` of HepMC ``files`` (in order) into the jet file ``out``, split into
     ``n_shards`` blocks of files."""
 
@@ -455,20 +464,6 @@ class ClusterJob:
     config: ClusterConfig
     out: Path
     n_shards: int = 1
-
-    def __post_init__(self) -> None:
-        shard_range(len(self.files), 0, self.n_shards, "input files")
-
-    @property
-    def name(self) -> str:
-        return Path(self.out).name
-
-    def files_of(self, index: int) -> tuple[str, ...]:
-        lo, hi = shard_range(len(self.files), index, self.n_shards)
-        return self.files[lo:hi]
-
-    def output(self, index: int) -> Path:
-        return shard_path(self.out, index, self.n_shards)
 
     def record(self, index: int | None) -> dict[str, Any]:
         """Cuts-report record: the sources, their formats and the cluster configuration."""
