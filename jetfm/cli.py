@@ -317,6 +317,15 @@ def _print_sidecar(path: str) -> None:
         console.print("cuts: no generator record (.cuts.json) next to this file")
         return
     reports, config = side
+    if "source" in config:  # jetfm cluster: jets of the user's own events
+        sources = config["source"] if isinstance(config["source"], list) else [config["source"]]
+        console.print(
+            f"clustered from: {', '.join(map(str, sources))} ({config.get('source_format')}) "
+            f"anti-kt R={config.get('jet_r')} pt=[{config.get('pt_min')}, "
+            f"{config.get('pt_max')}] |eta|<{config.get('eta_max')}")
+        for report in reports:
+            console.print(f"  cut {report}")
+        return
     console.print(
         f"generated with: process={config.get('process')} seed={config.get('seed')} "
         f"({config.get('seeding', 'seed + 1000 x position in the process list')}) "

@@ -312,6 +312,11 @@ def test_cluster_command_writes_a_jetclass_file(files, tmp_path, capsys):
     assert side is not None
     assert [str(r) for r in side[0]] == [str(r) for r in reports]
     assert side[1]["source"] == str(files["events.hepmc"]) and side[1]["jet_r"] == 0.4
+    # `jetfm info` names the events file and the clustering, not a Pythia process
+    assert main(["info", str(out)]) == 0
+    info = " ".join(capsys.readouterr().out.split())
+    assert f"clustered from: {files['events.hepmc']}" in info and "anti-kt R=0.4" in info
+    assert "process=None" not in info
 
 
 # ---------------------------------------------------------------------- bad input
