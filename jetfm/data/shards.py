@@ -363,6 +363,14 @@ class _FileShards:
     def output(self, index: int) -> Path:
         return shard_path(self.out, index, self.n_shards)
 
+    def with_shard(self, record: dict[str, Any], index: int | None) -> dict[str, Any]:
+        """``record`` plus, for shard ``index`` (None: the whole job), its index and its block
+        of files."""
+        if index is None:
+            return record
+        lo, hi = shard_range(len(self.files), index, self.n_shards)
+        return {**record, **_shard_record(index, self.n_shards, files=[lo, hi])}
+
 
 @dataclass(frozen=True)
 class TokenizeJob(_FileShards):
@@ -390,10 +398,7 @@ class TokenizeJob(_FileShards):
             "files": list(self.files if index is None else self.files_of(index)),
             "skip_invalid": self.skip_invalid,
         }
-        if index is None:
-            return record
-        lo, hi = shard_range(len(self.files), index, self.n_shards)
-        return {**record, **_shard_record(index, self.n_shards, files=[lo, hi])}
+        return self.with_shard(record, index)
 
     def run(self, index: int, progress: bool = False) -> ShardResult:
         """Tokenize the files of shard ``index``; ``ValueError`` when they hold no jet."""
@@ -472,10 +477,7 @@ class ClusterJob(_FileShards):
         files = self.files if index is None else self.files_of(index)
         record = {"source": list(files), "source_format": [detect_format(f)[0] for f in files],
                   **asdict(self.config)}
-        if index is None:
-            return record
-        lo, hi = shard_range(len(self.files), index, self.n_shards)
-        return {**record, **_shard_record(index, self.n_shards, files=[lo, hi])}
+        return self.with_shard(record, index)
 
     def run(self, index: int, progress: bool = False) -> ShardResult:
         """Cluster the files of shard ``index`` and write its jets and cuts report."""

@@ -38,6 +38,7 @@ parameters; here each component has its own (MLP) head, as the brief of jetfm is
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 
@@ -66,7 +67,7 @@ def _mlp(d_in: int, d_out: int, hidden: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class _MixtureHead(nn.Module):
+class _MixtureHead(nn.Module, abc.ABC):
     """Shared part of the mixture heads: an MLP ``(..., d_in) -> (..., 3 K)`` split into
     mixture logits, locations and an unconstrained width/concentration argument."""
 
@@ -93,8 +94,9 @@ class _MixtureHead(nn.Module):
         logits, loc, arg = out.unflatten(-1, (3, self.n_mixture)).unbind(-2)
         return logits, loc, arg
 
+    @abc.abstractmethod
     def forward(self, h: torch.Tensor) -> D.MixtureSameFamily:
-        raise NotImplementedError
+        """The mixture distribution for hidden states ``h`` (..., d_in)."""
 
 
 class GaussianMixture(_MixtureHead):
