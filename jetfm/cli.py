@@ -1291,6 +1291,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="drop jets with invalid values (NaN, negative energy, ...) and "
                             "count them in a warning, instead of stopping with an error")
 
+    def jet_window_options(p: argparse.ArgumentParser, pt_min: str, pt_max: str,
+                           eta_max: str) -> None:
+        """The jet pT / |eta| window of `generate` and `cluster` (their defaults are
+        GeneratorConfig's; each text adds what differs for the command)."""
+        p.add_argument("--pt-min", type=NON_NEGATIVE_OPTION,
+                       help=f"jet pT lower cut [GeV] (default 500{pt_min})")
+        p.add_argument("--pt-max", type=POSITIVE_OPTION,
+                       help=f"jet pT upper cut [GeV] (default 1000{pt_max})")
+        p.add_argument("--eta-max", type=POSITIVE_OPTION,
+                       help=f"jet |pseudorapidity| cut (default 2{eta_max})")
+
     def shard_options(p: argparse.ArgumentParser, items: str) -> None:
         """Shards (jetfm.data.shards): batch-array elements or Dask tasks."""
         s = p.add_argument_group("shards (batch arrays, Dask)")
@@ -1347,12 +1358,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--no-smear", action="store_true",
                      help="with --aspen-like: no detector smearing of the particles")
-    gen.add_argument("--pt-min", type=NON_NEGATIVE_OPTION,
-                     help="jet pT lower cut [GeV] (default 500; 300 with --aspen-like)")
-    gen.add_argument("--pt-max", type=POSITIVE_OPTION,
-                     help="jet pT upper cut [GeV] (default 1000; none with --aspen-like)")
-    gen.add_argument("--eta-max", type=POSITIVE_OPTION,
-                     help="jet |pseudorapidity| cut (default 2; 2.5 with --aspen-like)")
+    jet_window_options(gen, "; 300 with --aspen-like", "; none with --aspen-like",
+                       "; 2.5 with --aspen-like")
     gen.add_argument("--max-events-without-jet", type=POSITIVE_INT_OPTION,
                      help="stop with an error after this many events without an accepted "
                      "jet (default 10000, per worker)")
@@ -1369,12 +1376,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "output); default: unlabelled")
     clu.add_argument("--jet-r", type=POSITIVE_OPTION,
                      help="anti-kt radius R in the (rapidity, azimuth) plane (default 0.8)")
-    clu.add_argument("--pt-min", type=NON_NEGATIVE_OPTION,
-                     help="jet pT lower cut [GeV] (default 500, as generate)")
-    clu.add_argument("--pt-max", type=POSITIVE_OPTION,
-                     help="jet pT upper cut [GeV] (default 1000, as generate)")
-    clu.add_argument("--eta-max", type=POSITIVE_OPTION,
-                     help="jet |pseudorapidity| cut (default 2)")
+    jet_window_options(clu, ", as generate", ", as generate", ", as generate")
     clu.add_argument("--jets-per-event", type=POSITIVE_INT_OPTION,
                      help="keep the K hardest jets of each event that pass the cuts "
                      "(default: all)")

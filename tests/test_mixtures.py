@@ -112,6 +112,18 @@ def fit(head, data: torch.Tensor, steps: int, lr: float = 3e-2) -> None:
         opt.step()
 
 
+def fitted_w1(head, train: torch.Tensor, truth) -> tuple[float, float]:
+    """(W1 of the head fitted by maximum likelihood to ``train`` vs new truth, W1 floor: two
+    independent truth samples of the same size); ``truth(n)`` draws n truth values."""
+    torch.manual_seed(0)
+    fit(head, train, steps=400)
+    n = len(train)
+    with torch.no_grad():
+        model = head(torch.ones(2)).sample((n,)).numpy()
+    floor = stats.wasserstein_distance(truth(n), truth(n))
+    return stats.wasserstein_distance(model, truth(n)), floor
+
+
 def test_gaussian_head_fits_bimodal_toy_within_its_floor():
     rng = np.random.default_rng(0)
 
@@ -121,13 +133,7 @@ def test_gaussian_head_fits_bimodal_toy_within_its_floor():
 
     n = 4000
     train = torch.tensor(truth(n), dtype=torch.float32)
-    torch.manual_seed(0)
-    head = GaussianMixture(2, n_mixture=8)
-    fit(head, train, steps=400)
-    with torch.no_grad():
-        model = head(torch.ones(2)).sample((n,)).numpy()
-    floor = stats.wasserstein_distance(truth(n), truth(n))
-    w1 = stats.wasserstein_distance(model, truth(n))
+    w1, floor = fitted_w1(GaussianMixture(2, n_mixture=8), train, truth)
     assert w1 < 2 * floor, (w1, floor)
     # a unimodal fit of the same toy is far outside the floor: the test can fail
     unimodal = rng.normal(train.mean().item(), train.std().item(), n)
@@ -144,14 +150,8 @@ def test_von_mises_head_fits_toy_across_the_branch_cut():
                                              rng.vonmises(-0.8, 2.0, n))))
 
     n = 4000
-    train = torch.tensor(truth(n), dtype=torch.float32)
-    torch.manual_seed(0)
-    head = VonMisesMixture(2, n_mixture=8)
-    fit(head, train, steps=400)
-    with torch.no_grad():
-        model = head(torch.ones(2)).sample((n,)).numpy()
-    floor = stats.wasserstein_distance(truth(n), truth(n))
-    w1 = stats.wasserstein_distance(model, truth(n))
+    w1, floor = fitted_w1(VonMisesMixture(2, n_mixture=8),
+                          torch.tensor(truth(n), dtype=torch.float32), truth)
     assert w1 < 2 * floor, (w1, floor)
     assert stats.wasserstein_distance(rng.uniform(-math.pi, math.pi, n), truth(n)) > 5 * floor
 
