@@ -264,14 +264,28 @@ class ComponentwiseLikelihood(nn.Module):
         return self.component_log_prob(state, x, mask).sum(dim=-1)
 
     @torch.no_grad()
-    def sample(self, state: torch.Tensor) -> torch.Tensor:
+    def sample(self, state: torch.Tensor, given: torch.Tensor | None = None,
+               values: torch.Tensor | None = None) -> torch.Tensor:
         """Draw one particle per state, component by component in the order of ``heads``:
         ``x_j ~ p_j(. | state, x_<j)`` with the already sampled ``x_<j``. ``state``
         (..., d_state) -> (..., C). Uses the global torch RNG (seed with
-        ``torch.manual_seed`` for reproducible draws); von Mises draws lie in [-pi, pi)."""
+        ``torch.manual_seed`` for reproducible draws); von Mises draws lie in [-pi, pi).
+
+        ``given`` (..., C) bool and ``values`` (..., C): components that are not generated
+        (a muon's fixed mass, an angle measured from the object itself) take ``values`` where
+        ``given`` is True, and the later components are conditioned on that value, as in
+        training. ``ValueError`` for shapes that do not match."""
         self._check(state, None, None)
+        shape = (*state.shape[:-1], self.n_components)
+        if (given is None) != (values is None):
+            raise ValueError("ComponentwiseLikelihood.sample: pass given and values together")
+        if given is not None and (given.shape != shape or values.shape != shape):
+            raise ValueError(f"ComponentwiseLikelihood.sample: given {tuple(given.shape)} and "
+                             f"values {tuple(values.shape)}, expected {shape}")
         x = state.new_zeros((*state.shape[:-1], 0))
-        for head in self.heads:
-            xj = head(torch.cat([state, x], dim=-1)).sample()
-            x = torch.cat([x, xj[..., None].to(x.dtype)], dim=-1)
+        for j, head in enumerate(self.heads):
+            xj = head(torch.cat([state, x], dim=-1)).sample().to(x.dtype)
+            if given is not None:
+                xj = torch.where(given[..., j], values[..., j].to(x.dtype), xj)
+            x = torch.cat([x, xj[..., None]], dim=-1)
         return x
