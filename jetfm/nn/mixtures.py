@@ -98,6 +98,22 @@ class _MixtureHead(nn.Module, abc.ABC):
     def forward(self, h: torch.Tensor) -> D.MixtureSameFamily:
         """The mixture distribution for hidden states ``h`` (..., d_in)."""
 
+    @torch.no_grad()
+    def sample(self, h: torch.Tensor) -> torch.Tensor:
+        """One draw per hidden state (...): the component from the mixture weights first,
+        then only that component is sampled (``MixtureSameFamily.sample`` draws all K and
+        keeps one, K times the work; a von Mises draw is a rejection loop). Same
+        distribution, global torch RNG."""
+        mixture = self(h)
+        k = mixture.mixture_distribution.sample()[..., None]
+        parts = mixture.component_distribution
+        if isinstance(parts, D.VonMises):
+            return D.VonMises(parts.loc.gather(-1, k)[..., 0],
+                              parts.concentration.gather(-1, k)[..., 0],
+                              validate_args=False).sample()
+        return D.Normal(parts.loc.gather(-1, k)[..., 0], parts.scale.gather(-1, k)[..., 0],
+                        validate_args=False).sample()
+
 
 class GaussianMixture(_MixtureHead):
     """Head mapping a hidden state (..., d_in) to a K-component Gaussian mixture, thesis
@@ -284,7 +300,7 @@ class ComponentwiseLikelihood(nn.Module):
                              f"values {tuple(values.shape)}, expected {shape}")
         x = state.new_zeros((*state.shape[:-1], 0))
         for j, head in enumerate(self.heads):
-            xj = head(torch.cat([state, x], dim=-1)).sample().to(x.dtype)
+            xj = head.sample(torch.cat([state, x], dim=-1)).to(x.dtype)
             if given is not None:
                 xj = torch.where(given[..., j], values[..., j].to(x.dtype), xj)
             x = torch.cat([x, xj[..., None]], dim=-1)
