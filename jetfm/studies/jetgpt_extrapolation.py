@@ -380,7 +380,6 @@ def analyse(samples: dict[str, list[tuple[Events, dict[str, int]]]], split: Spli
                             title=f"Z + {n} jets (trained on <= {config.n_max_jets} jets)")
     table = markdown_table(rows)
     write_text_atomic(out_dir / "table.md", table + "\n")
-    console.print(table)
     return {"truth_counts_test": counts.tolist(), "truth_ratios": ratio_truth.tolist(),
             "truth_ratio_errors": ratio_truth_err.tolist(),
             "fractions": {k: v.tolist() for k, v in fractions.items()},
@@ -427,7 +426,32 @@ def run(config: JetGPTStudyConfig, out_dir: str | Path) -> dict[str, Any]:
     summary["config"] = asdict(config)
     summary["seconds"] = _now() - begin
     write_json(out_dir / "summary.json", summary)
+    write_text_atomic(out_dir / "summary.md", _summary_markdown(summary, config))
     return summary
+
+
+def _summary_markdown(summary: dict[str, Any], config: JetGPTStudyConfig) -> str:
+    """summary.md: the data's multiplicities and staircase ratios, the split, the pT-balance
+    fit and the table."""
+    data = summary["data"]
+    ratios = " ".join("n/a" if r < 0 else f"{r:.3f} ± {e:.3f}"
+                      for r, e in zip(data["ratios"], data["ratio_errors"], strict=True))
+    lines = [f"# JetGPT extrapolation: trained on <= {config.n_max_jets} jets, generated up to "
+             f"{config.n_extrapolate}", "",
+             f"Simulated events: {sum(data['counts']):,}; exclusive jet counts n = 0, 1, ...: "
+             f"{', '.join(f'{c:,}' for c in data['counts'])}.", "",
+             f"Staircase ratios R_(n+1)/n of the simulated events: {ratios}.", "",
+             f"Training events: {data['n_train']:,} (removed: {data['split']}).", ""]
+    if "pt_balance_fit" in summary:
+        f = summary["pt_balance_fit"]
+        lines += [f"pT-balance fit (thesis Eq. 5.27): sigma(k;k) = {f['a']:.2f} k + "
+                  f"{f['b']:.2f} GeV, 1/m_k = {f['c']:.4f} k + {f['d']:.4f} 1/GeV.", ""]
+    lines += ["Ratios: mean ± standard deviation over the Bayesian weight draws (truth: "
+              "statistical error). W1 of the extrapolated events' kinematics, floor in "
+              "brackets (two disjoint halves of the truth; as many generated events as in one "
+              "half).", "", markdown_table(summary["table"]), ""]
+    lines.append(f"Run time {summary['seconds']:.0f} s.")
+    return "\n".join(lines) + "\n"
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> JetGPTStudyConfig:
