@@ -16,7 +16,8 @@
     jetfm study      studies: ``jetfm study transfer`` (AOJ -> JetClass transfer),
                      ``jetfm study tokenizer`` (tokenizer resolution),
                      ``jetfm study gpt-curve`` (GPT learning curve),
-                     ``jetfm study omnilearn`` (PET pre-training -> unseen tasks)
+                     ``jetfm study omnilearn`` (PET pre-training -> unseen tasks),
+                     ``jetfm study jetgpt`` (JetGPT multiplicity extrapolation)
     jetfm benchmark  ``jetfm benchmark tagging``: every backbone and a GBDT on the same jets;
                      ``jetfm benchmark generation``: every generator on the same top/QCD jets
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
@@ -84,8 +85,9 @@ GENERATION_BENCHMARK_CONFIG = CONFIGS / "benchmark_generation_cpu.yaml"
 OMNILEARN_CONFIG = CONFIGS / "omnilearn_transfer_cpu.yaml"
 TOKENIZER_STUDY_CONFIG = CONFIGS / "tokenizer_study_cpu.yaml"
 GPT_CURVE_CONFIG = CONFIGS / "gpt_curve_cpu.yaml"
+JETGPT_CONFIG = CONFIGS / "jetgpt_zjets_cpu.yaml"
 # names the parser offers; the modules behind them load only when a command needs them
-BACKBONES = ("lgatr", "omnijet", "part", "pet")
+BACKBONES = ("jetgpt", "lgatr", "omnijet", "part", "pet")
 HEAD_NAMES = ("class_attention", "global_token", "pooled_mlp", "summation")
 LOG_DIR_ENV = "JETFM_LOG_DIR"
 
@@ -210,6 +212,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from jetfm.data.generated import generated_files
     from jetfm.data.shards import GenerateJob, ShardOptions, run_command
 
+    if "zjets" in args.process:
+        return _generate_zjets(args)
+    zjets_only = {"--n-events": args.n_events, "--hard-process": args.hard_process,
+                  "--no-hadronization": args.no_hadronization}
+    given = [name for name, value in zjets_only.items() if value not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)}: options of --process zjets (Z -> mu mu + jets "
+                         "events), not of the jet processes")
     keys = ("pt_min", "pt_max", "eta_max", "max_events_without_jet")
     cuts = {k: getattr(args, k) for k in keys}
     sharding = ShardOptions.from_args(args)
@@ -234,6 +244,43 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         smear=not args.no_smear,
         cuts={k: v for k, v in cuts.items() if v is not None},
     )
+    return 0
+
+
+def _generate_zjets(args: argparse.Namespace) -> int:
+    """``generate --process zjets``: Z -> mu mu + jets events (:mod:`jetfm.data.zjets`) to
+    OUT_DIR/zjets.h5, with the jet multiplicities and what each cut removed."""
+    from jetfm.data.events import write_events
+    from jetfm.data.shards import ShardOptions
+    from jetfm.data.zjets import ZJetsConfig, cut_reports, generate_zjets
+
+    others = [p for p in args.process if p != "zjets"]
+    if others or len(args.process) > 1:
+        raise ValueError(f"--process zjets (events) cannot be combined with other processes "
+                         f"({' '.join(args.process)}); run jetfm generate once per kind")
+    jet_only = {"--format": args.format, "--aspen-like": args.aspen_like,
+                "--no-smear": args.no_smear, "--pt-min": args.pt_min, "--pt-max": args.pt_max,
+                "--eta-max": args.eta_max,
+                "--max-events-without-jet": args.max_events_without_jet,
+                "--n-shards/--shard/--dask/--merge": ShardOptions.from_args(args).active}
+    given = [name for name, value in jet_only.items() if value not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)}: options of the jet processes, not of "
+                         "--process zjets")
+    chosen = {"hard_process": args.hard_process} if args.hard_process else {}
+    config = ZJetsConfig(mpi=args.mpi, hadronization=not args.no_hadronization, **chosen)
+    path = Path(args.out_dir) / "zjets.h5"
+    events = generate_zjets(args.n_events or 10_000, config, seed=args.seed,
+                            workers=args.workers)
+    write_events(events, path)
+    seconds = events.meta["seconds"]
+    console.print(f"[bold]zjets[/]: {len(events)} events in {seconds:.1f} s "
+                  f"({len(events) / max(seconds, 1e-9):.0f} events/s) -> {path}")
+    for report in cut_reports(events.meta):
+        console.print(f"  {report}")
+    counts = events.multiplicity_counts(int(events.n_jets.max(initial=0)))
+    console.print("  events per jet multiplicity: "
+                  + ", ".join(f"{n}: {c}" for n, c in enumerate(counts)))
     return 0
 
 
@@ -929,12 +976,14 @@ def _cmd_study_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-VARIANT_STUDIES = {"tokenizer": "jetfm.studies.tokenizer", "gpt-curve": "jetfm.studies.gpt_curve"}
+VARIANT_STUDIES = {"tokenizer": "jetfm.studies.tokenizer", "gpt-curve": "jetfm.studies.gpt_curve",
+                   "jetgpt": "jetfm.studies.jetgpt_extrapolation"}
 
 
 def _cmd_study_variants(args: argparse.Namespace) -> int:
     """A study of variants from a config: the tokenizer resolution study
-    (:mod:`jetfm.studies.tokenizer`) or the GPT learning curve (:mod:`jetfm.studies.gpt_curve`)."""
+    (:mod:`jetfm.studies.tokenizer`), the GPT learning curve (:mod:`jetfm.studies.gpt_curve`)
+    or JetGPT's multiplicity extrapolation (:mod:`jetfm.studies.jetgpt_extrapolation`)."""
     module = importlib.import_module(VARIANT_STUDIES[args.study])
     overrides = _overrides(args)
     config = module.load_config(args.config, overrides)
@@ -1085,6 +1134,8 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
          "jetfm generate --process qcd --n-jets 300 --aspen-like --out-dir aoj"),
         ("shard 0 of 4 (e.g. one batch-array task); --merge joins the shards afterwards",
          "jetfm generate --process qcd --n-jets 400 --n-shards 4 --shard 0 --out-dir shards"),
+        ("2000 Z -> mu mu + jets events (muons and anti-kt R = 0.4 jets): events/zjets.h5",
+         "jetfm generate --process zjets --n-events 2000 --out-dir events"),
     ),
     "cluster": (
         ("anti-kt R = 0.8 jets of your own HepMC3 (or HepMC2) file, e.g. Pythia 8 or Herwig "
@@ -1159,6 +1210,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
          "jetfm study transfer --preset tiny --out runs/transfer_tiny"),
         ("", "jetfm study tokenizer --config tokenizer_study_tiny --out runs/tokenizer_tiny"),
         ("", "jetfm study gpt-curve --config gpt_curve_tiny --out runs/gpt_curve_tiny"),
+        ("", "jetfm study jetgpt --config jetgpt_zjets_tiny --out runs/jetgpt_tiny"),
         ("", "jetfm study omnilearn --config omnilearn_transfer_tiny --out "
          "runs/omnilearn_tiny"),
     ),
@@ -1175,6 +1227,12 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "study gpt-curve": (
         ("the tiny preset (under a minute)",
          "jetfm study gpt-curve --config gpt_curve_tiny --out runs/gpt_curve_tiny"),
+    ),
+    "study jetgpt": (
+        ("the tiny preset (about a minute; numbers without physics)",
+         "jetfm study jetgpt --config jetgpt_zjets_tiny --out runs/jetgpt_tiny"),
+        ("the CPU preset: 4M simulated events, four variants with Bayesian bands",
+         "jetfm study jetgpt --config jetgpt_zjets_cpu --out runs/jetgpt_zjets"),
     ),
     "study omnilearn": (
         ("the tiny preset (about a minute)",
@@ -1331,9 +1389,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "cut removed (jetfm info shows it).")
     gen.add_argument(
         "--process", nargs="+", default=["qcd", "top", "w", "z", "hbb"],
-        choices=("qcd", "top", "w", "z", "hbb"), metavar="PROCESS",
+        choices=("qcd", "top", "w", "z", "hbb", "zjets"), metavar="PROCESS",
         help="processes, one file each: qcd (light-quark and gluon jets), top (t -> bqq'), "
-             "w (W -> qq'), z (Z -> qq), hbb (H -> bb) (default: all five)",
+             "w (W -> qq'), z (Z -> qq), hbb (H -> bb) (default: all five); or zjets alone: "
+             "Z -> mu mu + jets events (two muons, anti-kt R = 0.4 jets with pT > 20 GeV) to "
+             "OUT_DIR/zjets.h5",
     )
     gen.add_argument("--n-jets", type=POSITIVE_INT_OPTION, default=2000,
                      help="jets per process (>= 1)")
@@ -1363,6 +1423,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-events-without-jet", type=POSITIVE_INT_OPTION,
                      help="stop with an error after this many events without an accepted "
                      "jet (default 10000, per worker)")
+    zj = gen.add_argument_group("Z -> mu mu + jets events (--process zjets)")
+    zj.add_argument("--n-events", type=POSITIVE_INT_OPTION,
+                    help="events to keep (default 10000); the events depend on --seed only, "
+                    "not on --workers")
+    zj.add_argument("--hard-process", choices=("zjet", "inclusive"),
+                    help="zjet: Z + jet with pTHat > 20 GeV (default; more high-multiplicity "
+                    "events, n <= 1 sculpted); inclusive: q q~ -> Z, jets from the shower only")
+    zj.add_argument("--no-hadronization", action="store_true",
+                    help="parton-level jets (about 1.6x faster)")
     shard_options(gen, "jets of each process (--n-jets in all; shards with --workers W "
                   "equal one run with --workers N*W)")
     gen.set_defaults(func=_cmd_generate)
@@ -1570,7 +1639,10 @@ def build_parser() -> argparse.ArgumentParser:
              "training jets, quantiser, ..."),
             ("gpt-curve", GPT_CURVE_CONFIG, "runs/gpt_curve",
              "GPT learning curve: generated vs held-out top jets over training jets, GPT size "
-             "and sampling, one tokenizer")):
+             "and sampling, one tokenizer"),
+            ("jetgpt", JETGPT_CONFIG, "runs/jetgpt_zjets",
+             "JetGPT on Z -> mu mu + jets: trained on <= 6 jets, extrapolated to 8 (naive, "
+             "bootstrap, truncated and override losses; Bayesian bands)")):
         variants = studies.add_parser(name, help=text)
         variants.add_argument("--config", type=config_option, default=config,
                               help=f"YAML file or preset name (default: {config.stem})")

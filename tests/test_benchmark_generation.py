@@ -11,6 +11,7 @@ import pytest
 
 from jetfm.cli import main
 from jetfm.configs import preset
+from jetfm.data.classes import class_index
 from jetfm.data.io import read_jets
 from jetfm.models.pet_generator import load_generator
 from jetfm.studies.benchmark_generation import GenerationBenchmarkConfig, load_config
@@ -29,7 +30,8 @@ def test_every_generator_is_compared_with_the_same_truth_and_a_floor(run):
     table = json.loads((run / "table.json").read_text())
     rows = table["summary"]
     assert {(r["generator"], r["class"]) for r in rows} == {
-        (g, c) for g in ("PET", "OmniJet-alpha", "jet-evolution") for c in ("Tbqq", "QCD")}
+        (g, c) for g in ("PET", "OmniJet-alpha", "jet-evolution", "JetGPT")
+        for c in ("Tbqq", "QCD")}
     for cell in table["cells"]:
         for cls, result in cell["classes"].items():
             assert result["n_generated"] > 0
@@ -49,6 +51,13 @@ def test_every_generator_is_compared_with_the_same_truth_and_a_floor(run):
     pet = next(c for c in table["cells"] if c["name"] == "PET")
     assert [s["steps"] for s in pet["steps_scan"]] == [2, 4]
     assert all(s["jets_per_second"] > 0 for s in pet["steps_scan"])
+    jetgpt = next(c for c in table["cells"] if c["name"] == "JetGPT")
+    assert jetgpt["frame"].startswith("JetGPT frame (hardest 24 particles")
+    for cls, sampling in jetgpt["sampling"].items():  # overflows at n_max: cut and counted
+        assert 0 <= sampling["n_overflow"] <= jetgpt["classes"][cls]["n_generated"]
+        generated = read_jets([str(run / "cells" / "JetGPT" / f"generated_{cls}.parquet")])
+        assert generated.n_particles.max() <= 24
+        assert np.all(generated.label == class_index(cls))
     for cls in ("Tbqq", "QCD"):
         for obs in ("mass", "tau32", "n_particles"):
             assert (run / "plots" / f"overlay_{cls}_{obs}.png").stat().st_size > 0
@@ -114,6 +123,13 @@ def test_splits_are_disjoint_and_nested(tmp_path):
     ({"generators": [{"name": "x", "kind": "pet", "sampler_steps": 0}]}, "sampler_steps"),
     ({"generators": [{"name": "x", "kind": "pet", "steps_scan": [4, -1]}]}, "steps_scan"),
     ({"generators": [{"name": "x", "kind": "pet", "guidance": -2}]}, "guidance"),
+    ({"generators": [{"name": "x", "kind": "jetgpt", "model": {"periodic": ["phi_rel"]}}]},
+     r"unknown keys \['periodic'\]"),
+    ({"generators": [{"name": "x", "kind": "jetgpt", "model": {"bayesian": True}}]},
+     "bayesian"),
+    ({"generators": [{"name": "x", "kind": "jetgpt", "model": {"dim": 3}}]}, "generator x"),
+    ({"generators": [{"name": "x", "kind": "jetgpt", "n_max": 0}]}, "n_max"),
+    ({"generators": [{"name": "x", "kind": "jetgpt", "training": {"lr": -1}}]}, "lr"),
 ])
 def test_bad_configs_are_refused_naming_the_key(change, message):
     base = {"generators": [{"name": "PET", "kind": "pet"}]}

@@ -41,6 +41,7 @@ BACKBONES = {
     "pet": {"dim": 16, "num_layers": 1, "num_heads": 2, "k": 4, "num_tokens": 1},
     "lgatr": {"num_blocks": 1, "hidden_mv_channels": 4, "hidden_s_channels": 8,
               "num_heads": 2, "out_mv_channels": 2, "out_s_channels": 2},
+    "jetgpt": {"dim": 16, "n_blocks": 1, "n_heads": 2},
 }
 HEADS = {"class_attention": {"n_heads": 2, "n_blocks": 1}, "pooled_mlp": {"hidden": 8},
          "summation": {"hidden": 8}, "global_token": {}}

@@ -94,6 +94,7 @@ BACKBONES_TINY = {
             "layer_scale_init": 1.0},
     "lgatr": {"num_blocks": 1, "hidden_mv_channels": 4, "hidden_s_channels": 8,
               "num_heads": 2, "out_mv_channels": 2, "out_s_channels": 2},
+    "jetgpt": {"dim": 16, "n_blocks": 1, "n_heads": 2},
 }
 
 

@@ -19,6 +19,7 @@ part   :class:`jetfm.models.particle_transformer.ParTBackbone`  Qu et al. 2022 (
 lgatr  :class:`jetfm.models.lgatr.LGATrBackbone`      Spinner et al. 2024 (``lgatr`` package)
 pet    :class:`jetfm.models.pet.PETBackbone`          Mikuni & Nachman 2024 (OmniLearn)
 omnijet :class:`jetfm.models.omnijet.OmniJetBackbone` Birk et al. 2024 (tokens + GPT)
+jetgpt :class:`jetfm.models.jetgpt.JetGPTBackbone`  Butter et al. 2023 / Spinner 2025 (JetGPT)
 ====== ============================================= ==========================================
 
 Backbone files (:func:`save_backbone`, :func:`load_backbone`) are one safetensors file each
@@ -50,6 +51,7 @@ BACKBONE_MODULES: dict[str, str] = {
     "lgatr": "jetfm.models.lgatr",
     "pet": "jetfm.models.pet",
     "omnijet": "jetfm.models.omnijet",
+    "jetgpt": "jetfm.models.jetgpt",
 }
 """Registered name -> module defining it (imported on first use)."""
 _REGISTRY: dict[str, type[Backbone]] = {}

@@ -50,6 +50,8 @@ from torch import nn
 
 from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.checks import POSITIVE_INT, Rule, check_divisible, check_fields, check_flag
+from jetfm.models.backbone import Backbone, register_backbone
+from jetfm.models.features import FeatureSpec, ParticleInputs
 from jetfm.nn.bayesian import BayesianLinear, kl_divergence
 from jetfm.nn.mixtures import (
     N_MIXTURE_DEFAULT,
@@ -140,10 +142,12 @@ class JetGPTConfig:
         return max(self.n_fixed, 1)
 
 
-class JetGPT(nn.Module):
-    """The JetGPT model (see the module docstring). ``forward`` gives split logits and states;
-    :meth:`log_likelihood_terms` and :meth:`loss` the likelihood of Eq. (5.16)/(5.21);
-    :meth:`sample` generates sequences."""
+class JetGPTBody(nn.Module):
+    """The causal transformer of JetGPT without its heads: object embeddings (the components,
+    a learned type embedding, optionally a position embedding), the condition's start token,
+    pre-LayerNorm causal blocks and the final LayerNorm. :meth:`hidden` gives the states
+    ``h_0 .. h_T`` (B, T+1, dim); :class:`JetGPT` adds the heads, :class:`JetGPTBackbone`
+    uses the body as a jetfm backbone."""
 
     def __init__(self, config: JetGPTConfig) -> None:
         super().__init__()
@@ -151,19 +155,12 @@ class JetGPT(nn.Module):
         c, d = len(config.components), config.dim
         self.embed = nn.Linear(c, d)
         self.type_embedding = nn.Embedding(config.n_types, d)
-        self.next_type_embedding = nn.Embedding(config.n_types, d)
         self.start = nn.Embedding(config.n_conditions, d)
         self.position = (nn.Embedding(config.max_positions + 1, d)
                          if config.max_positions else None)
         self.blocks = nn.ModuleList(Block(d, config.n_heads, dropout=config.dropout)
                                     for _ in range(config.n_blocks))
         self.norm = nn.LayerNorm(d)
-        self.out: nn.Module = (BayesianLinear(d, 1 + d, prior_sigma=config.prior_sigma)
-                               if config.bayesian else nn.Linear(d, 1 + d))
-        heads = [(VonMisesMixture if name in config.periodic else GaussianMixture)(
-                 d + j, config.n_mixture, config.head_hidden)
-                 for j, name in enumerate(config.components)]
-        self.likelihood = ComponentwiseLikelihood(d, heads, names=config.components)
         given = torch.zeros(config.n_types, c, dtype=torch.bool)
         for t, names in enumerate(config.given):
             for name in names:
@@ -213,10 +210,46 @@ class JetGPT(nn.Module):
                                                device=x.device))[None]
         return h
 
+    def _start(self, condition: torch.Tensor) -> torch.Tensor:
+        start = self.start(condition)[:, None]
+        return start + self.position.weight[0] if self.position is not None else start
+
+    def hidden(self, x: torch.Tensor, mask: torch.Tensor, condition: torch.Tensor
+               ) -> torch.Tensor:
+        """States ``h_i`` (B, T+1, dim) after the final LayerNorm: entry ``i`` is computed from
+        the start token and the first ``i`` objects (causal); entries past a sequence's end
+        are computed but meaningless. Padded values (even NaN) never enter."""
+        self._check(x, mask, condition)
+        x = torch.where(mask[..., None], x, torch.zeros_like(x))
+        h = torch.cat([self._start(condition), self._tokens(x, 0)], dim=1)
+        keep = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
+        for block in self.blocks:
+            h, _ = block(h, keep, causal=True)
+        return self.norm(h)
+
+
+class JetGPT(JetGPTBody):
+    """The JetGPT model (see the module docstring): :class:`JetGPTBody` plus the split and
+    kinematic heads. ``forward`` gives split logits and states; :meth:`log_likelihood_terms`
+    and :meth:`loss` the likelihood of Eq. (5.16)/(5.21); :meth:`sample` generates
+    sequences."""
+
+    def __init__(self, config: JetGPTConfig) -> None:
+        super().__init__(config)
+        d = config.dim
+        self.next_type_embedding = nn.Embedding(config.n_types, d)
+        self.out: nn.Module = (BayesianLinear(d, 1 + d, prior_sigma=config.prior_sigma)
+                               if config.bayesian else nn.Linear(d, 1 + d))
+        heads = [(VonMisesMixture if name in config.periodic else GaussianMixture)(
+                 d + j, config.n_mixture, config.head_hidden)
+                 for j, name in enumerate(config.components)]
+        self.likelihood = ComponentwiseLikelihood(d, heads, names=config.components)
+
     def _head(self, h: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Split logits and states of sequence positions ``first ..`` (position i = after i
-        objects), the state plus the embedding of the next object's type."""
-        o = self.out(self.norm(h))
+        """Split logits and states of normalised hidden states at sequence positions
+        ``first ..`` (position i = after i objects), the state plus the embedding of the next
+        object's type."""
+        o = self.out(h)
         next_types = self.types(first + h.shape[1])[first:]
         return o[..., 0], o[..., 1:] + self.next_type_embedding(next_types)[None]
 
@@ -225,16 +258,7 @@ class JetGPT(nn.Module):
         """Split logits ``rho`` (B, T+1) and states ``v`` (B, T+1, dim): entry ``i`` is
         ``f(x_(1:i))`` of Eq. (5.18), computed from the start token and the first ``i``
         objects (causal). Entries past a sequence's end are computed but meaningless."""
-        self._check(x, mask, condition)
-        x = torch.where(mask[..., None], x, torch.zeros_like(x))
-        start = self.start(condition)[:, None]
-        if self.position is not None:
-            start = start + self.position.weight[0]
-        h = torch.cat([start, self._tokens(x, 0)], dim=1)
-        keep = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
-        for block in self.blocks:
-            h, _ = block(h, keep, causal=True)
-        return self._head(h, 0)
+        return self._head(self.hidden(x, mask, condition), 0)
 
     # ------------------------------------------------------------------ likelihood
     def log_likelihood_terms(self, x: torch.Tensor, mask: torch.Tensor,
@@ -357,15 +381,13 @@ class JetGPT(nn.Module):
         mask = torch.zeros(b, max_objects, dtype=torch.bool, device=condition.device)
         overflow = torch.zeros(b, dtype=torch.bool, device=condition.device)
         active = torch.ones(b, dtype=torch.bool, device=condition.device)
-        h = self.start(condition)[:, None]
-        if self.position is not None:
-            h = h + self.position.weight[0]
+        h = self._start(condition)
         caches: list[KVCache | None] = [None] * len(self.blocks)
         types = self.types(max_objects)
         for i in range(max_objects + 1):
             for j, block in enumerate(self.blocks):
                 h, caches[j] = block(h, causal=True, cache=caches[j])
-            logit, state = self._head(h, i)
+            logit, state = self._head(self.norm(h), i)
             if i < self.config.first_free_split:
                 go = torch.ones(b, dtype=torch.bool, device=x.device)
             else:
@@ -428,3 +450,57 @@ def load_jetgpt(path: str | Path, device: str | torch.device = "cpu"
     model.load_state_dict(prefixed(tensors, "model"))
     return model.to(device).eval(), meta
 
+
+
+# ---------------------------------------------------------------------- backbone
+@register_backbone
+class JetGPTBackbone(Backbone):
+    """JetGPT's causal transformer (:class:`JetGPTBody`) as a jetfm backbone
+    (``backbone: jetgpt``), so a tagger (any head) or the tagging benchmark can use it.
+
+    The particles are read in descending pT (computed from the four-momenta), whatever the
+    order of the slots, as JetGPT generates them; padded slots never enter. Embeddings: the
+    start token (position 0, which under causal attention sees no particle) and one state per
+    particle, each summarising the particles up to it (the last real one sees the whole jet).
+    Config: :class:`JetGPTConfig` size fields (``dim``, ``n_blocks``, ``n_heads``,
+    ``max_positions``, ``dropout``); the components are the feature spec's particle
+    features, one object type, one condition; the generator-only fields (``n_mixture``,
+    ``head_hidden``, ``bayesian``, ``prior_sigma``) are accepted and unused.
+    Default features: weaver's ``kin`` set.
+    """
+
+    name = "jetgpt"
+    config_class = JetGPTConfig
+    derived_keys = ("components", "periodic", "n_types", "fixed_types", "free_type", "given",
+                    "n_conditions")
+
+    def __init__(self, config: JetGPTConfig, features: FeatureSpec) -> None:
+        super().__init__(config, features)
+        self.body = JetGPTBody(config)
+
+    @classmethod
+    def derived(cls, features: FeatureSpec) -> dict[str, Any]:
+        if not features.particle:
+            raise ValueError("features: JetGPT embeds per-particle features: give at least one "
+                             "(default: weaver's kin set)")
+        return {"components": tuple(f.name for f in features.particle), "periodic": (),
+                "n_types": 1, "fixed_types": (), "free_type": 0, "given": (),
+                "n_conditions": 1}
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def forward(self, inputs: ParticleInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P + 1, dim) embeddings (start token first, then the particles in descending
+        pT) and their mask; padded rows are 0."""
+        mask = inputs.mask
+        pt = torch.hypot(inputs.p4[..., 1], inputs.p4[..., 2])
+        key = torch.where(mask, -pt, torch.full_like(pt, float("inf")))
+        order = torch.sort(key, dim=1, stable=True).indices
+        x = torch.gather(inputs.features, 1,
+                         order[..., None].expand(-1, -1, inputs.features.shape[-1]))
+        mask = torch.gather(mask, 1, order)
+        h = self.body.hidden(x, mask, torch.zeros(len(x), dtype=torch.long, device=x.device))
+        keep = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
+        return h * keep[..., None].to(h.dtype), keep

@@ -8,7 +8,8 @@ Orchestration only: generators are trained and sampled through the public API
 :meth:`~jetfm.models.pet_generator.PETGenerator.generate`; :func:`jetfm.tasks.omnijet.
 fit_token_model`, :func:`~jetfm.tasks.omnijet.fit_generative` and
 :func:`jetfm.models.omnijet.sample_jets`; :func:`jetfm.tasks.jet_evolution.fit_evolution` and
-:meth:`~jetfm.models.jet_evolution.JetEvolutionModel.generate`); numbers come from
+:meth:`~jetfm.models.jet_evolution.JetEvolutionModel.generate`; :func:`jetfm.tasks.jetgpt.
+fit_jetgpt` and :func:`jetfm.models.jetgpt_constituents.sample_jets`); numbers come from
 :func:`jetfm.metrics.evaluate.evaluate_batches`.
 
 **Data and split.** The built-in top and QCD jets (processes ``top``, ``qcd`` of
@@ -23,10 +24,11 @@ shares a jet with the reference or with what conditioned the generation.
 
 **Frames.** Each generator has its own frame (PET: the hardest ``n_max`` particles, massless;
 OmniJet-alpha: its tokenizer's cuts and ``n_max``; jet evolution: particles above its pT cut,
-the hardest ``particle_n_max``, reclustered): reference and floor pass through it before the
-comparison (``frame`` of :func:`~jetfm.metrics.evaluate.evaluate_batches`), so a number
-measures the generator, not its cuts. The overlay plots show each generator against the
-reference in its frame (ratio panels to that reference).
+the hardest ``particle_n_max``, reclustered; JetGPT: the hardest ``n_max`` particles above
+``pt_min``, massless, which is PET's frame for ``pt_min = 0``): reference and floor pass
+through it before the comparison (``frame`` of :func:`~jetfm.metrics.evaluate.
+evaluate_batches`), so a number measures the generator, not its cuts. The overlay plots
+show each generator against the reference in its frame (ratio panels to that reference).
 
 **Cells.** Each generator entry is one resumable stage (``stages/cells/{name}.json``),
 reused while its entry, the split keys and the data files are the same; a changed entry redoes
@@ -35,7 +37,8 @@ its cell only. Inside a cell, training resumes from its checkpoint.
 Layout of ``out``::
 
     data/                         generated jets (without ``files``)
-    cells/{name}/                 model files, generated_{class}.parquet, result.json,
+    cells/{name}/                 model files, generated_{class}.parquet, result.json
+                                  (JetGPT: ``sampling``, overflows cut at n_max per class),
                                   evaluation_{class}/ (tables, histograms), steps/ (PET scan)
     plots/overlay_{class}_{obs}.png   every generator vs its reference, ratio panels
     table.md, table.json          every number of every cell
@@ -75,7 +78,7 @@ from jetfm.studies import (
 console = Console(soft_wrap=True, emoji=False)
 PROCESSES = {"Tbqq": "top", "QCD": "qcd"}
 """Built-in process of each class the benchmark generates."""
-KINDS = ("pet", "omnijet", "evolution")
+KINDS = ("pet", "omnijet", "evolution", "jetgpt")
 NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 """A generator's name: it names its cell folder, so no path separators."""
 SUMMARY_OBSERVABLES = ("mass", "tau32", "n_particles")
@@ -88,6 +91,7 @@ ENTRY_KEYS: dict[str, tuple[str, ...]] = {
                 "pt_min", "subjet_order", "subjet_frame", "gpt", "pretraining",
                 "temperature", "top_k"),
     "evolution": ("model", "training", "particle_pt_min", "particle_n_max", "algorithm"),
+    "jetgpt": ("model", "training", "n_max", "pt_min"),
 }
 
 
@@ -189,6 +193,8 @@ def _check_entry(entry: dict[str, Any]) -> None:
             number("guidance", entry.get("guidance", 0.0), NON_NEGATIVE)
         elif entry["kind"] == "omnijet":
             _omnijet_config(entry)
+        elif entry["kind"] == "jetgpt":
+            _jetgpt_config(entry, list(PROCESSES))
         else:
             from jetfm.studies.evolution import EvolutionStudyConfig
 
@@ -445,7 +451,76 @@ def frame_cut(batch: JetBatch, ev: Any, origin: str) -> JetBatch:
     return cut[cut.n_particles > 0]
 
 
-RUNNERS = {"pet": _run_pet, "omnijet": _run_omnijet, "evolution": _run_evolution}
+def _jetgpt_config(entry: dict[str, Any], classes: list[str]) -> tuple[Any, dict[str, Any]]:
+    """(unfitted :class:`~jetfm.models.jetgpt_constituents.ConstituentPreprocessing`, the
+    :class:`~jetfm.models.jetgpt.JetGPTConfig` fields) of a ``jetgpt`` entry: ``model`` gives
+    the size (``dim``, ``n_blocks``, ``n_heads``, ``n_mixture``, ...), the representation
+    fixes the rest (a Bayesian layer is not offered here: the benchmark compares one sample
+    per generator). ``ValueError`` naming the key."""
+    from jetfm.checks import from_mapping
+    from jetfm.models.jetgpt import JetGPTConfig
+    from jetfm.models.jetgpt_constituents import ConstituentPreprocessing
+    from jetfm.tasks.training import TrainConfig
+
+    prep = ConstituentPreprocessing(classes, **{k: entry[k] for k in ("n_max", "pt_min")
+                                                if k in entry})
+    fixed = {**prep.model_fields(), "bayesian": False}
+    from_mapping(JetGPTConfig, entry.get("model", {}), "model", fixed=fixed)
+    TrainConfig.from_overrides(entry.get("training", {}), 1, "training")
+    return prep, {**entry.get("model", {}), **fixed}
+
+
+def _run_jetgpt(entry: dict[str, Any], split: Split, config: GenerationBenchmarkConfig,
+                cell: Path) -> dict[str, Any]:
+    """One class-conditioned JetGPT (the class is the start token) on both classes' training
+    jets, full loss (thesis Eq. (5.21)), early stopping on the validation jets; the same
+    number of jets sampled per class (:func:`~jetfm.models.jetgpt_constituents.sample_jets`,
+    overflows at ``n_max`` cut and counted in ``sampling``)."""
+    from jetfm.models.jetgpt_constituents import (
+        META_KEY,
+        OVERFLOW_POLICY,
+        ConstituentPreprocessing,
+        load_constituent_model,
+        sample_jets,
+    )
+    from jetfm.tasks.jetgpt import MODEL_FILE, SequenceData, fit_jetgpt
+
+    prep, model = _jetgpt_config(entry, config.classes)
+    n = entry.get("n_train", config.n_train)
+    path = cell / MODEL_FILE
+    with _training_clock(cell, path.exists()) as clock:
+        if not path.exists():
+            train = split.joined("train", n)
+            prep = ConstituentPreprocessing.fit(train, config.classes, prep.n_max, prep.pt_min)
+            data = {}
+            for part, jets in (("train", train), ("val", split.joined("val"))):
+                x, mask, condition, reports = prep.encode(jets, f"{part} jets",
+                                                          drop_empty=True)
+                for report in reports:
+                    console.print(f"  {part}: {report}")
+                data[part] = SequenceData.of(x, mask, condition)
+            checkpoint = cell / "checkpoints" / "last.ckpt"
+            fit_jetgpt(data["train"], data["val"], model, entry.get("training", {}), cell,
+                       loss="full", meta={META_KEY: prep.to_dict()}, seed=config.seed,
+                       resume=checkpoint if checkpoint.exists() else None)
+    net, prep = load_constituent_model(path, config.device)
+    out: dict[str, Any] = {"samples": {}, "sampling": {}, "train_seconds": clock.seconds,
+                           "parameters": sum(p.numel() for p in net.parameters())}
+    for cls in config.classes:
+        jets, stats = sample_jets(net, prep, config.n_generate, cls, seed=config.seed,
+                                  batch_size=config.sample_batch)
+        console.print(f"  {cls}: {stats['n_overflow']} of {config.n_generate} sequences "
+                      f"wanted more than {prep.n_max} particles ({OVERFLOW_POLICY}); "
+                      f"{stats['n_not_pt_ordered']} not pT-ordered (re-ordered)")
+        out["samples"][cls] = (jets, stats["jets_per_second"])
+        out["sampling"][cls] = {k: v for k, v in stats.items() if k != "seconds"}
+    out.update(frame=prep.frame, frame_name=f"JetGPT frame (hardest {prep.n_max} particles "
+               f"with pT > {prep.pt_min:g} GeV, massless)")
+    return out
+
+
+RUNNERS = {"pet": _run_pet, "omnijet": _run_omnijet, "evolution": _run_evolution,
+           "jetgpt": _run_jetgpt}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -481,6 +556,8 @@ def run_cell(entry: dict[str, Any], split: Split, config: GenerationBenchmarkCon
                               "train_seconds": run["train_seconds"],
                               "parameters": run["parameters"], "frame": run["frame_name"],
                               "steps_scan": run.get("steps_scan", []), "classes": {}}
+    if "sampling" in run:  # JetGPT: per class, sequences cut at n_max and out of pT order
+        result["sampling"] = run["sampling"]
     for log_dir in (cell, *sorted(cell.glob("gpt_*"))):
         if (log_dir / "logs" / "metrics.csv").exists():
             result.setdefault("training", {})[log_dir.name] = training_log(log_dir)
