@@ -24,7 +24,9 @@ def _data(n: int, n_max: int, seed: int) -> SequenceData:
 
 def test_fit_writes_a_model_and_bootstraps(tmp_path) -> None:
     n_max = 4
-    train, val = _data(400, n_max, 1), _data(100, n_max, 2)
+    data = _data(500, n_max, 1)
+    train, val = data[:400], data[400:]
+    assert len(val) == 100 and np.array_equal(val.x, data.x[400:])
     training = {"max_steps": 12, "max_epochs": 100, "batch_size": 64, "progress": False,
                 "accelerator": "cpu"}
     boot = {"warmup_steps": 4, "refresh_every": 3, "generate": 256, "buffer_size": 50,

@@ -75,6 +75,11 @@ class SequenceData:
     def __len__(self) -> int:
         return len(self.x)
 
+    def __getitem__(self, index: Any) -> SequenceData:
+        """The sequences at ``index`` (slice, integer array or bool mask)."""
+        return SequenceData(self.x[index], self.mask[index], self.condition[index],
+                            self.override_label[index])
+
     def dataset(self) -> Any:
         return tensor_dataset(self.x, self.mask, self.condition, self.override_label)
 
