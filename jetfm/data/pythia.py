@@ -600,14 +600,24 @@ def _run_pool(
 ) -> list[tuple[ak.Array, dict[str, np.ndarray], _Counts]]:
     """One process per worker (``shares``: worker index -> its jets), forked from a clean
     server that has this module loaded."""
+    return run_with_progress(__name__, _init_worker,
+                             [(_run_worker, (config, n, seed, k)) for k, n in shares.items()],
+                             len(shares), bar)
+
+
+def run_with_progress(module: str, initializer: Any, calls: list[tuple[Any, tuple]],
+                      workers: int, bar: tqdm) -> list[Any]:
+    """``fn(*args)`` for each of ``calls`` on ``workers`` processes forked from a clean server
+    that has ``module`` loaded, results in call order. ``initializer(queue)`` stores the queue
+    through which the workers report progress (counts added to ``bar``). Shared by
+    :mod:`jetfm.data.pythia` and :mod:`jetfm.data.zjets`."""
     print_fastjet_banner()  # here, once; the workers do not print it
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload([module])
     progress_queue = context.Queue()
-    with ProcessPoolExecutor(
-        len(shares), mp_context=context, initializer=_init_worker, initargs=(progress_queue,)
-    ) as pool:
-        futures = [pool.submit(_run_worker, config, n, seed, k) for k, n in shares.items()]
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer,
+                             initargs=(progress_queue,)) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in calls]
         while not all(f.done() for f in futures):
             try:
                 bar.update(progress_queue.get(timeout=0.2))

@@ -70,10 +70,7 @@ Pythia runs ~1.6x faster, but one-parton jets are massless (log m undefined).
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import queue
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -81,7 +78,7 @@ import awkward as ak
 import numpy as np
 from tqdm.auto import tqdm
 
-from jetfm._warnings import print_fastjet_banner, silence_fastjet_banner
+from jetfm._warnings import silence_fastjet_banner
 from jetfm.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Rule, check_fields, check_flag
 from jetfm.data.batch import SelectionReport
 from jetfm.data.events import MUON_MASS, Events
@@ -91,6 +88,7 @@ from jetfm.data.pythia import (
     _Counts,
     _flat,
     check_request,
+    run_with_progress,
     worker_seeds,
 )
 from jetfm.physics import kinematics as kin
@@ -396,23 +394,10 @@ def _run_stream(config: ZJetsConfig, n_events: int, seed: int, stream: int,
 def _run_pool(config: ZJetsConfig, shares: list[int], seed: int, workers: int, bar: tqdm
               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, _Counts]]:
     """The streams on ``workers`` processes forked from a clean server (as
-    :func:`jetfm.data.pythia._run_pool`), results in stream order."""
-    print_fastjet_banner()  # here, once; the workers do not print it
-    context = mp.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    progress_queue = context.Queue()
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(progress_queue,)) as pool:
-        futures = [pool.submit(_run_stream, config, n, seed, k) for k, n in enumerate(shares)]
-        while not all(f.done() for f in futures):
-            try:
-                bar.update(progress_queue.get(timeout=0.2))
-            except queue.Empty:
-                pass
-        results = [f.result() for f in futures]
-    while not progress_queue.empty():
-        bar.update(progress_queue.get())
-    return results
+    :func:`jetfm.data.pythia.run_with_progress`), results in stream order."""
+    return run_with_progress(__name__, _init_worker,
+                             [(_run_stream, (config, n, seed, k)) for k, n in enumerate(shares)],
+                             workers, bar)
 
 
 # ---------------------------------------------------------------------- public API

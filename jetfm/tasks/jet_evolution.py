@@ -40,10 +40,7 @@ class EvolutionTask(LossTask):
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         out = self.net.loss(*batch)
         n_nodes = int(batch[-1].sum())
-        self.log_dict({f"{stage}/{k}": v for k, v in out.items()}, prog_bar=stage == "val",
-                      on_epoch=True, on_step=False, batch_size=n_nodes,
-                      sync_dist=stage == "val")
-        return out["loss"]
+        return self.log_losses(out, stage, n_nodes)
 
 
 def fit_evolution(

@@ -112,10 +112,7 @@ class JetGPTTask(LossTask):
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         out = self._loss(batch)
-        self.log_dict({f"{stage}/{k}": v for k, v in out.items()}, prog_bar=stage == "val",
-                      on_epoch=True, on_step=False, batch_size=len(batch[0]),
-                      sync_dist=stage == "val")
-        return out["loss"]
+        return self.log_losses(out, stage, len(batch[0]))
 
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
         boot = self.bootstrap

@@ -391,6 +391,15 @@ class LossTask(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must define _step")
 
+    def log_losses(self, out: dict[str, torch.Tensor], stage: str, batch_size: int
+                   ) -> torch.Tensor:
+        """Log every entry of ``out`` as ``<stage>/<name>`` (epoch means weighted by
+        ``batch_size``, synchronised over devices in validation); returns ``out["loss"]``."""
+        self.log_dict({f"{stage}/{k}": v for k, v in out.items()}, prog_bar=stage == "val",
+                      on_epoch=True, on_step=False, batch_size=batch_size,
+                      sync_dist=stage == "val")
+        return out["loss"]
+
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
         return self._step(batch, "train")
 

@@ -1,0 +1,239 @@
+"""Tree-level squared matrix elements jetfm computes itself, and their phase-space points: the
+data of the amplitude-regression study (:mod:`jetfm.studies.amplitudes`; Spinner's thesis,
+chapter 6.2, regresses q qbar -> Z + n g from MadGraph, which jetfm does not ship).
+
+Processes (:data:`PROCESSES`), all e+(p1) e-(p2) -> q(p3) qbar(p4) + n gluons (p5, ...) through
+a virtual photon, in the centre-of-mass frame (beams along z, :func:`jetfm.physics.rambo.beams`),
+the final state flat in phase space (:func:`jetfm.physics.rambo.rambo`):
+
+* ``ee_qqg`` (n = 1), **exact** closed form, averaged over the initial spins and summed over
+  final spins and colours (:func:`ee_qqg`):
+
+      A = 2 N_c C_F e^4 Q_q^2 g_s^2 [(p1.p3)^2 + (p1.p4)^2 + (p2.p3)^2 + (p2.p4)^2]
+          / [(p1.p2) (p3.p5) (p4.p5)].
+
+  Source: the two Feynman diagrams (gluon off the quark or the antiquark), squared with the
+  Dirac traces of the lepton and hadron tensors; ``tests/test_amplitudes.py`` repeats that
+  trace evaluation numerically with explicit gamma matrices (agreement to 1e-12) and checks
+  the orientation average against the textbook three-parton cross section (Ellis, Stirling,
+  Webber, *QCD and collider physics*, CUP 1996, Sec. 3.3; the equation number was not checked
+  here): d sigma / dx1 dx2 = sigma_0 C_F alpha_s / (2 pi) (x1^2 + x2^2) / ((1 - x1)(1 - x2)),
+  sigma_0 = 4 pi alpha^2 N_c Q_q^2 / (3 s), x_i = 2 E_i / sqrt(s) of the quark and antiquark;
+  with dPhi_3 = s / (128 pi^3) dx1 dx2 after the angles and the flux 1 / (2 s), that is
+  <A> = (8/3) N_c C_F e^4 Q_q^2 g_s^2 (x1^2 + x2^2) / ((1 - x1)(1 - x2)) / s.
+
+* ``ee_qq2g``, ``ee_qq3g``, ... (n >= 2), a **surrogate** (:func:`ee_qq_ng_surrogate`):
+  the leading-colour antenna form
+
+      A_n = 2 e^4 Q_q^2 N_c (2 g_s^2 N_c)^n [(p1.p3)^2 + (p1.p4)^2 + (p2.p3)^2 + (p2.p4)^2]
+            / (p1.p2) * sum over orderings sigma of the gluons of
+            1 / (s_{3 sigma1} s_{sigma1 sigma2} ... s_{sigma_n 4}),   s_ij = (p_i + p_j)^2.
+
+  Why this: the true e+e- -> q qbar + n g amplitudes (n >= 2) are long (Ellis-Ross-Terrano
+  for n = 2) or need a recursion, while the regression only needs a function with the real
+  amplitude's structure. This one has it: it is Lorentz invariant; symmetric under
+  permutations of the gluons, under q <-> qbar and under e+ <-> e-; it has the poles of the
+  colour-ordered (Parke-Taylor) amplitudes in every adjacent invariant of every colour
+  ordering q g... g qbar (their squared denominators |<3 s1><s1 s2>...<sn 4>|^2 = s_{3 s1}
+  ... s_{sn 4}); it factorises exactly in every soft-gluon limit, A_n -> A_{n-1} x the
+  leading-colour eikonal factor 2 g_s^2 N_c s_ab / (s_aj s_jb) of the gluon's neighbours a, b
+  (each ordering gives the eikonal factor of its neighbours); for n = 0 it is the exact Born
+  e+e- -> q qbar, and for n = 1 the exact ``ee_qqg`` with C_F -> N_c / 2 (both tested). It
+  misses the subleading-colour terms and the helicity-dependent numerators of n >= 2 (no
+  interference between orderings). It costs n! terms: n <= :data:`MAX_GLUONS`.
+
+Couplings (fixed; they only scale A): alpha = 1/128 (e^2 = 4 pi alpha), alpha_s = 0.118
+(g_s^2 = 4 pi alpha_s), an up-type quark Q_q = 2/3, N_c = 3, C_F = 4/3. Units: momenta in
+GeV, A in GeV^(-2n) (A of 2 -> 2 + n is of mass dimension -2n).
+
+Cuts (:func:`cut_mask`): every pair of final-state partons has s_ij > y_cut s (a JADE-like
+resolution cut, default y_cut = 0.01), keeping away from the soft and collinear poles (the
+thesis cuts pT > 20 GeV, Delta R > 0.4 at the LHC instead). The cut keeps the phase space
+flat in the accepted region; :func:`generate` counts what it removes.
+
+Particle types (:attr:`Process.types`), the one-hot token of each particle for the
+regressors, as the reference code's ``TYPE_TOKEN_DICT`` with ``include_permsym``
+(heidelberg-hepml/lorentz-gatr, ``experiments/amplitudes/experiment.py``: ``zgg: [0, 0, 1,
+2, 2]``, q and qbar one type): e+ e- type 0, q qbar type 1, gluons type 2 (the amplitude is
+symmetric under the exchange within each type).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jetfm.checks import POSITIVE, Rule, number
+from jetfm.physics.rambo import beams, minkowski_dot, rambo
+
+ALPHA = 1.0 / 128.0
+ALPHA_S = 0.118
+Q_QUARK = 2.0 / 3.0
+N_C = 3
+C_F = (N_C * N_C - 1) / (2 * N_C)
+E2 = 4 * math.pi * ALPHA
+GS2 = 4 * math.pi * ALPHA_S
+MAX_GLUONS = 6
+Y_CUT = 0.01
+N_TYPES = 3
+"""Particle types: 0 lepton (e+, e-), 1 quark (q, qbar), 2 gluon."""
+
+
+def _check_momenta(p4: np.ndarray, n: int, who: str) -> np.ndarray:
+    p4 = np.asarray(p4, dtype=np.float64)
+    if p4.ndim != 3 or p4.shape[1:] != (n, 4):
+        raise ValueError(f"{who}: momenta must have shape (events, {n}, 4) (E, px, py, pz), "
+                         f"got {p4.shape}")
+    if not np.isfinite(p4).all():
+        raise ValueError(f"{who}: non-finite momenta in events "
+                         f"{np.flatnonzero(~np.isfinite(p4).all(axis=(1, 2)))[:10].tolist()}")
+    return p4
+
+
+def invariants(p4: np.ndarray) -> np.ndarray:
+    """s_ij = (p_i + p_j)^2 = 2 p_i . p_j of massless momenta: (events, n, n) [GeV^2] from
+    (events, n, 4)."""
+    p4 = np.asarray(p4, dtype=np.float64)
+    g = p4.copy()
+    g[..., 1:] *= -1.0
+    return 2.0 * np.einsum("eik,ejk->eij", p4, g)
+
+
+def _lepton_factor(p4: np.ndarray) -> np.ndarray:
+    """[(p1.p3)^2 + (p1.p4)^2 + (p2.p3)^2 + (p2.p4)^2] / (p1.p2) [GeV^2]."""
+    p1, p2, p3, p4_ = (p4[:, i] for i in range(4))
+    d = minkowski_dot
+    return (d(p1, p3) ** 2 + d(p1, p4_) ** 2 + d(p2, p3) ** 2 + d(p2, p4_) ** 2) / d(p1, p2)
+
+
+def ee_qqg(p4: np.ndarray) -> np.ndarray:
+    """Exact spin- and colour-summed, initial-spin-averaged |M|^2 of e+(p1) e-(p2) -> gamma*
+    -> q(p3) qbar(p4) g(p5) (module docstring: formula and source), (events,) [GeV^-2], from
+    massless momenta (events, 5, 4) (E, px, py, pz) [GeV] in the order e+, e-, q, qbar, g.
+    ``ValueError`` for a wrong shape or non-finite momenta."""
+    p4 = _check_momenta(p4, 5, "ee_qqg")
+    d = minkowski_dot
+    return (2 * N_C * C_F * E2 ** 2 * Q_QUARK ** 2 * GS2 * _lepton_factor(p4)
+            / (d(p4[:, 2], p4[:, 4]) * d(p4[:, 3], p4[:, 4])))
+
+
+def ee_qq_ng_surrogate(p4: np.ndarray, n_gluons: int) -> np.ndarray:
+    """The leading-colour antenna surrogate A_n of e+ e- -> q qbar + ``n_gluons`` g (module
+    docstring: formula, why, what it misses), (events,) [GeV^(-2n)], from massless momenta
+    (events, 4 + n, 4) [GeV] in the order e+, e-, q, qbar, g1, ..., gn. n = 0 is the exact
+    Born |M|^2 of e+ e- -> q qbar. ``ValueError`` for n outside [0, MAX_GLUONS], a wrong
+    shape or non-finite momenta."""
+    n = number("n_gluons", n_gluons, Rule(int, low=0, high=MAX_GLUONS))
+    p4 = _check_momenta(p4, 4 + n, f"ee_qq{n}g surrogate")
+    s = invariants(p4)
+    chains = np.zeros(len(p4))
+    for order in itertools.permutations(range(4, 4 + n)):
+        path = (2, *order, 3)
+        chain = np.ones(len(p4))
+        for a, b in itertools.pairwise(path):
+            chain = chain * s[:, a, b]
+        chains += 1.0 / chain
+    return (2 * E2 ** 2 * Q_QUARK ** 2 * N_C * (2 * GS2 * N_C) ** n
+            * _lepton_factor(p4) * chains)
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process of the study: its name, number of gluons, whether the amplitude is exact or
+    the surrogate, and the particle types (module docstring)."""
+
+    name: str
+    n_gluons: int
+    exact: bool
+
+    @property
+    def n_particles(self) -> int:
+        """External particles: 2 leptons, q, qbar and the gluons."""
+        return 4 + self.n_gluons
+
+    @property
+    def types(self) -> tuple[int, ...]:
+        """Type of each particle (0 lepton, 1 quark, 2 gluon), in the momentum order."""
+        return (0, 0, 1, 1) + (2,) * self.n_gluons
+
+    @property
+    def title(self) -> str:
+        """Plot label."""
+        gluons = "g" * self.n_gluons if self.n_gluons <= 3 else f"{self.n_gluons}g"
+        return (r"$e^+e^-\to q\bar q " + gluons + "$"
+                + ("" if self.exact else " (surrogate)"))
+
+    def squared_amplitude(self, p4: np.ndarray) -> np.ndarray:
+        """A (events,) of momenta (events, n_particles, 4) [GeV]: :func:`ee_qqg` when exact,
+        else :func:`ee_qq_ng_surrogate`."""
+        if self.exact:
+            return ee_qqg(p4)
+        return ee_qq_ng_surrogate(p4, self.n_gluons)
+
+
+PROCESSES: dict[str, Process] = {"ee_qqg": Process("ee_qqg", 1, True)}
+PROCESSES.update({f"ee_qq{n}g": Process(f"ee_qq{n}g", n, False)
+                  for n in range(2, MAX_GLUONS + 1)})
+
+
+def get_process(name: str) -> Process:
+    """The process called ``name``; ``ValueError`` listing the valid names."""
+    if name not in PROCESSES:
+        raise ValueError(f"process {name!r}: use one of {list(PROCESSES)}")
+    return PROCESSES[name]
+
+
+def cut_mask(p4: np.ndarray, y_cut: float, n_initial: int = 2) -> np.ndarray:
+    """(events,) bool: every pair i < j of final-state particles (index >= ``n_initial``) has
+    s_ij > ``y_cut`` s, s = (p1 + p2)^2. ``ValueError`` for y_cut outside [0, 1)."""
+    y_cut = number("y_cut", y_cut, Rule(float, low=0, high=1, high_open=True))
+    s = invariants(p4)
+    s_total = s[:, 0, 1]
+    final = s[:, n_initial:, n_initial:]
+    n = final.shape[1]
+    upper = np.triu_indices(n, k=1)
+    return np.all(final[:, upper[0], upper[1]] > y_cut * s_total[:, None], axis=1)
+
+
+def generate(process: str | Process, n_events: int, sqrt_s: float, y_cut: float = Y_CUT,
+             seed: int = 1, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray,
+                                                           dict[str, Any]]:
+    """``n_events`` phase-space points of ``process`` passing the cut (:func:`cut_mask`) and
+    their squared amplitudes.
+
+    Returns (momenta (n_events, n_particles, 4) float64 [GeV]: beams then the RAMBO final
+    state, A (n_events,) float64, a report: ``generated`` points, ``accepted``, ``efficiency``
+    and ``phase_space_volume`` of the accepted region [GeV^(2n-4)], the RAMBO weight times the
+    efficiency). Points are drawn in chunks of ``chunk`` until enough pass, seeded by
+    ``seed``. ``ValueError`` for bad arguments or a cut that keeps (almost) nothing."""
+    proc = get_process(process) if isinstance(process, str) else process
+    n_events = number("n_events", n_events, Rule(int, low=1))
+    sqrt_s = number("sqrt_s", sqrt_s, POSITIVE)
+    chunk = number("chunk", chunk, Rule(int, low=1))
+    rng = np.random.default_rng(seed)
+    kept, generated, accepted, weight = [], 0, 0, 0.0
+    while accepted < n_events:
+        final, weight = rambo(chunk, proc.n_particles - 2, sqrt_s, rng)
+        p4 = np.concatenate((beams(chunk, sqrt_s), final), axis=1)
+        mask = cut_mask(p4, y_cut)
+        generated += chunk
+        accepted += int(mask.sum())
+        kept.append(p4[mask])
+        if generated >= 100 * chunk and accepted < 1e-4 * generated:
+            raise ValueError(f"{proc.name}: y_cut = {y_cut} keeps {accepted} of {generated} "
+                             "points; lower y_cut")
+    p4 = np.concatenate(kept)[:n_events]
+    amplitude = proc.squared_amplitude(p4)
+    efficiency = accepted / generated
+    report = {"process": proc.name, "generated": generated, "accepted": accepted,
+              "removed_by_cut": generated - accepted, "efficiency": efficiency,
+              "phase_space_volume": weight * efficiency}
+    return p4, amplitude, report
+
+
+__all__ = ["N_TYPES", "PROCESSES", "Process", "cut_mask", "ee_qq_ng_surrogate", "ee_qqg",
+           "generate", "get_process", "invariants"]
