@@ -17,7 +17,9 @@
                      ``jetfm study tokenizer`` (tokenizer resolution),
                      ``jetfm study gpt-curve`` (GPT learning curve),
                      ``jetfm study omnilearn`` (PET pre-training -> unseen tasks),
-                     ``jetfm study jetgpt`` (JetGPT multiplicity extrapolation)
+                     ``jetfm study jetgpt`` (JetGPT multiplicity extrapolation),
+                     ``jetfm study amplitudes`` (L-GATr amplitude regression),
+                     ``jetfm study event-generation`` (L-GATr CFM event generation)
     jetfm benchmark  ``jetfm benchmark tagging``: every backbone and a GBDT on the same jets;
                      ``jetfm benchmark generation``: every generator on the same top/QCD jets
     jetfm demo       the built-in default job (the OmniJet-alpha chain on generated jets)
@@ -86,6 +88,9 @@ OMNILEARN_CONFIG = CONFIGS / "omnilearn_transfer_cpu.yaml"
 TOKENIZER_STUDY_CONFIG = CONFIGS / "tokenizer_study_cpu.yaml"
 GPT_CURVE_CONFIG = CONFIGS / "gpt_curve_cpu.yaml"
 JETGPT_CONFIG = CONFIGS / "jetgpt_zjets_cpu.yaml"
+DEFAULT_N_JETS = 2000  # jetfm generate's jets per process
+AMPLITUDES_CONFIG = CONFIGS / "amplitudes_cpu.yaml"
+EVENT_GENERATION_CONFIG = CONFIGS / "event_generation_cpu.yaml"
 # names the parser offers; the modules behind them load only when a command needs them
 BACKBONES = ("jetgpt", "lgatr", "omnijet", "part", "pet")
 HEAD_NAMES = ("class_attention", "global_token", "pooled_mlp", "summation")
@@ -222,6 +227,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                          "events), not of the jet processes")
     keys = ("pt_min", "pt_max", "eta_max", "max_events_without_jet")
     cuts = {k: getattr(args, k) for k in keys}
+    if args.n_jets is None:
+        args.n_jets = DEFAULT_N_JETS
     sharding = ShardOptions.from_args(args)
     if sharding.active:  # shards: jetfm.data.shards
         jobs = [GenerateJob.for_process(
@@ -252,13 +259,13 @@ def _generate_zjets(args: argparse.Namespace) -> int:
     OUT_DIR/zjets.h5, with the jet multiplicities and what each cut removed."""
     from jetfm.data.events import write_events
     from jetfm.data.shards import ShardOptions
-    from jetfm.data.zjets import ZJetsConfig, cut_reports, generate_zjets
+    from jetfm.data.zjets import ZJetsConfig, generate_zjets
 
     others = [p for p in args.process if p != "zjets"]
     if others or len(args.process) > 1:
         raise ValueError(f"--process zjets (events) cannot be combined with other processes "
                          f"({' '.join(args.process)}); run jetfm generate once per kind")
-    jet_only = {"--format": args.format, "--aspen-like": args.aspen_like,
+    jet_only = {"--n-jets": args.n_jets, "--format": args.format, "--aspen-like": args.aspen_like,
                 "--no-smear": args.no_smear, "--pt-min": args.pt_min, "--pt-max": args.pt_max,
                 "--eta-max": args.eta_max,
                 "--max-events-without-jet": args.max_events_without_jet,
@@ -276,12 +283,24 @@ def _generate_zjets(args: argparse.Namespace) -> int:
     seconds = events.meta["seconds"]
     console.print(f"[bold]zjets[/]: {len(events)} events in {seconds:.1f} s "
                   f"({len(events) / max(seconds, 1e-9):.0f} events/s) -> {path}")
-    for report in cut_reports(events.meta):
+    _print_events(events)
+    return 0
+
+
+def _print_events(events: Any) -> None:
+    """What each cut removed, the exclusive jet counts and the staircase ratios of an events
+    file (``generate --process zjets``, ``info``)."""
+    from jetfm.data.zjets import cut_reports
+    from jetfm.physics.staircase import staircase_ratios
+
+    for report in cut_reports(events.meta) if "cuts" in events.meta else ():
         console.print(f"  {report}")
-    counts = events.multiplicity_counts(int(events.n_jets.max(initial=0)))
+    counts, ratios, errors = staircase_ratios(events.n_jets, int(events.n_jets.max(initial=0)))
     console.print("  events per jet multiplicity: "
                   + ", ".join(f"{n}: {c}" for n, c in enumerate(counts)))
-    return 0
+    console.print("  staircase ratios R_(n+1)/n: " + ", ".join(
+        f"{n + 1}/{n}: " + ("n/a" if np.isnan(r) else f"{r:.3f} ± {e:.3f}")
+        for n, (r, e) in enumerate(zip(ratios, errors, strict=True))))
 
 
 # ---------------------------------------------------------------------------- cluster
@@ -329,10 +348,17 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- info
 def print_info(paths: Sequence[str], *, skip_invalid: bool = False) -> None:
     """Print, per file: jets per class, feature ranges, cut reports and invalid jets."""
+    from jetfm.data.events import is_events_file, read_events
     from jetfm.data.io import read_jets
     from jetfm.data.summary import feature_ranges
 
     for path in paths:
+        if is_events_file(path):  # generate --process zjets
+            events = read_events(path)
+            console.print(f"{path}: {len(events)} Z -> mu mu + jets events (up to "
+                          f"{events.max_jets} jets stored)")
+            _print_events(events)
+            continue
         batch = read_jets([path], skip_invalid=skip_invalid)
         if len(batch) == 0:
             after = " after dropping invalid jets" if skip_invalid else ""
@@ -977,13 +1003,17 @@ def _cmd_study_transfer(args: argparse.Namespace) -> int:
 
 
 VARIANT_STUDIES = {"tokenizer": "jetfm.studies.tokenizer", "gpt-curve": "jetfm.studies.gpt_curve",
-                   "jetgpt": "jetfm.studies.jetgpt_extrapolation"}
+                   "jetgpt": "jetfm.studies.jetgpt_extrapolation",
+                   "amplitudes": "jetfm.studies.amplitudes",
+                   "event-generation": "jetfm.studies.event_generation"}
 
 
 def _cmd_study_variants(args: argparse.Namespace) -> int:
     """A study of variants from a config: the tokenizer resolution study
     (:mod:`jetfm.studies.tokenizer`), the GPT learning curve (:mod:`jetfm.studies.gpt_curve`)
-    or JetGPT's multiplicity extrapolation (:mod:`jetfm.studies.jetgpt_extrapolation`)."""
+    JetGPT's multiplicity extrapolation (:mod:`jetfm.studies.jetgpt_extrapolation`), the
+    amplitude regression (:mod:`jetfm.studies.amplitudes`) or the CFM event generation
+    (:mod:`jetfm.studies.event_generation`)."""
     module = importlib.import_module(VARIANT_STUDIES[args.study])
     overrides = _overrides(args)
     config = module.load_config(args.config, overrides)
@@ -1211,6 +1241,9 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("", "jetfm study tokenizer --config tokenizer_study_tiny --out runs/tokenizer_tiny"),
         ("", "jetfm study gpt-curve --config gpt_curve_tiny --out runs/gpt_curve_tiny"),
         ("", "jetfm study jetgpt --config jetgpt_zjets_tiny --out runs/jetgpt_tiny"),
+        ("", "jetfm study amplitudes --config amplitudes_tiny --out runs/amplitudes_tiny"),
+        ("", "jetfm study event-generation --config event_generation_tiny --out "
+         "runs/event_generation_tiny"),
         ("", "jetfm study omnilearn --config omnilearn_transfer_tiny --out "
          "runs/omnilearn_tiny"),
     ),
@@ -1233,6 +1266,20 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
          "jetfm study jetgpt --config jetgpt_zjets_tiny --out runs/jetgpt_tiny"),
         ("the CPU preset: 4M simulated events, four variants with Bayesian bands",
          "jetfm study jetgpt --config jetgpt_zjets_cpu --out runs/jetgpt_zjets"),
+    ),
+    "study amplitudes": (
+        ("the tiny preset (about a minute; numbers without physics)",
+         "jetfm study amplitudes --config amplitudes_tiny --out runs/amplitudes_tiny"),
+        ("the CPU preset (about an hour on 2 cores)",
+         "jetfm study amplitudes --config amplitudes_cpu --out runs/amplitudes"),
+    ),
+    "study event-generation": (
+        ("the tiny preset (about a minute; numbers without physics)",
+         "jetfm study event-generation --config event_generation_tiny --out "
+         "runs/event_generation_tiny"),
+        ("the CPU preset: Z + 1, 2, 3 jets, D = 1000 and 10000, three generators",
+         "jetfm study event-generation --config event_generation_cpu --out "
+         "runs/event_generation"),
     ),
     "study omnilearn": (
         ("the tiny preset (about a minute)",
@@ -1395,8 +1442,8 @@ def build_parser() -> argparse.ArgumentParser:
              "Z -> mu mu + jets events (two muons, anti-kt R = 0.4 jets with pT > 20 GeV) to "
              "OUT_DIR/zjets.h5",
     )
-    gen.add_argument("--n-jets", type=POSITIVE_INT_OPTION, default=2000,
-                     help="jets per process (>= 1)")
+    gen.add_argument("--n-jets", type=POSITIVE_INT_OPTION,
+                     help="jets per process (>= 1; default 2000)")
     gen.add_argument("--out-dir", type=folder_output, default="data",
                      help="output folder (created if missing)")
     gen.add_argument(
@@ -1642,7 +1689,13 @@ def build_parser() -> argparse.ArgumentParser:
              "and sampling, one tokenizer"),
             ("jetgpt", JETGPT_CONFIG, "runs/jetgpt_zjets",
              "JetGPT on Z -> mu mu + jets: trained on <= 6 jets, extrapolated to 8 (naive, "
-             "bootstrap, truncated and override losses; Bayesian bands)")):
+             "bootstrap, truncated and override losses; Bayesian bands)"),
+            ("amplitudes", AMPLITUDES_CONFIG, "runs/amplitudes",
+             "amplitude regression: L-GATr vs transformer vs MLP on e+e- -> q qbar + n g "
+             "squared amplitudes over training-set size"),
+            ("event-generation", EVENT_GENERATION_CONFIG, "runs/event_generation",
+             "Z -> mu mu + 1, 2, 3 jets generated by a CFM with an L-GATr or a transformer "
+             "velocity and by JetGPT: marginals, W1, classifier AUC, NLL vs training size")):
         variants = studies.add_parser(name, help=text)
         variants.add_argument("--config", type=config_option, default=config,
                               help=f"YAML file or preset name (default: {config.stem})")

@@ -224,3 +224,30 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
     assert_same(read_events(path), old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zjets.h5"]  # no temporary left
     assert ev.FORMAT == "jetfm.events"
+
+
+def test_is_events_file_and_info(tmp_path) -> None:
+    """``jetfm info`` recognises jetfm's own events files (multiplicities, staircase ratios);
+    ``is_events_file`` is False for anything else."""
+    import subprocess
+    import sys
+
+    from jetfm.data.events import is_events_file
+
+    rng = np.random.default_rng(0)
+    n = 40
+    n_jets = rng.integers(0, 3, n)
+    muons = np.zeros((n, 2, 4))
+    muons[..., 0] = [50.0, 30.0]
+    jets = np.zeros((n, 2, 4))
+    jets[..., 0] = np.where(np.arange(2)[None] < n_jets[:, None], [60.0, 25.0], 0.0)
+    path = write_events(Events(muons, jets, n_jets, {}), tmp_path / "ev.h5")
+    assert is_events_file(path)
+    (tmp_path / "x.h5").write_bytes(b"not hdf5")
+    assert not is_events_file(tmp_path / "x.h5") and not is_events_file(tmp_path / "none.h5")
+    out = subprocess.run([sys.executable, "-m", "jetfm.cli", "info", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    counts = np.bincount(n_jets, minlength=3)
+    assert f"{n} Z -> mu mu + jets events" in out
+    assert f"0: {counts[0]}, 1: {counts[1]}, 2: {counts[2]}" in out
+    assert "staircase ratios" in out

@@ -202,8 +202,7 @@ def test_file_round_trip(tmp_path) -> None:
     model = _model(bayesian=True)
     set_bayesian_mode(model, "mean")
     path = save_jetgpt(tmp_path / "m.safetensors", model, {"preprocessing": {"a": 1}})
-    loaded, meta = load_jetgpt(path)
-    set_bayesian_mode(loaded, "mean")
+    loaded, meta = load_jetgpt(path)  # Bayesian layers load in "mean" mode
     x, mask, c = _batch([2, 4, 8])
     assert torch.equal(loaded.log_likelihood(x, mask, c), model.log_likelihood(x, mask, c))
     assert meta["preprocessing"] == {"a": 1}
@@ -229,3 +228,5 @@ def test_bad_inputs() -> None:
         JetGPTConfig(**{**EVENT, "fixed_types": (0, 5)})
     with pytest.raises(ValueError, match="max_positions"):
         _model(max_positions=4).log_likelihood(x, mask, c)
+    with pytest.raises(ValueError, match="condition outside"):
+        model.sample(3, condition=5)

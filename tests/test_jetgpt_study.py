@@ -81,3 +81,29 @@ def test_bad_configs() -> None:
         study.JetGPTStudyConfig(**{**CONFIG, "variants": [{"name": "a", "loss": "half"}]})
     with pytest.raises(ValueError, match="size fields"):
         study.JetGPTStudyConfig(**{**CONFIG, "model": {"n_types": 2}})
+
+
+def test_changed_training_retrains_from_scratch(tmp_path, toy: None) -> None:
+    """A changed training block redoes the model from scratch: its old checkpoint (at the old
+    step limit) is not resumed."""
+    import torch
+
+    one = {**CONFIG, "variants": [{"name": "naive", "loss": "full"}], "n_draws": 1}
+    study.run(study.JetGPTStudyConfig(**one), tmp_path)
+    ckpt = tmp_path / "models" / "naive" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 12
+    fewer = {**one, "training": {**one["training"], "max_steps": 5}}
+    study.run(study.JetGPTStudyConfig(**fewer), tmp_path)
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 5
+
+
+def test_bad_blocks_fail_before_any_work(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*_: object) -> None:
+        raise AssertionError("simulated despite a bad config")
+    monkeypatch.setattr(study, "simulate", never)
+    for key, value, match in (("zjets", {"hard_process": "ttbar"}, "zjets: .*hard_process"),
+                              ("override", {**CONFIG["override"], "ratio": -1}, "override"),
+                              ("training", {"max_stepz": 3}, "training.*max_stepz"),
+                              ("variants", [], "at least one"), ("seed", -1, "seed")):
+        with pytest.raises(ValueError, match=match):
+            study.JetGPTStudyConfig(**{**CONFIG, key: value})

@@ -126,6 +126,7 @@ def test_cli_generate_zjets_writes_events_and_reports(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--process", "zjets", "top"], "cannot be combined"),
     (["--process", "zjets", "--pt-min", "30"], "--pt-min: options of the jet processes"),
+    (["--process", "zjets", "--n-jets", "50"], "--n-jets: options of the jet processes"),
     (["--process", "top", "--n-events", "30"], "--n-events: options of --process zjets"),
 ])
 def test_cli_refuses_mixing_zjets_with_jet_processes(tmp_path, capsys, argv, message):

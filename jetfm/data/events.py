@@ -224,6 +224,16 @@ def write_events(events: Events, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def is_events_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an HDF5 file written by :func:`write_events` (False for anything
+    else, including a missing or unreadable file)."""
+    try:
+        with h5py.File(path, "r") as file:
+            return file.attrs.get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
 def read_events(path: str | os.PathLike[str]) -> Events:
     """The :class:`Events` of a file written by :func:`write_events`.
 

@@ -547,16 +547,28 @@ class CFMGenerator(nn.Module):
         """
         energy, px, py, pz = p.unbind(-1)
         de, dpx, dpy, dpz = v_p.unbind(-1)
-        pt2 = px**2 + py**2
-        pt = torch.sqrt(pt2)
-        momentum = torch.sqrt(pt2 + pz**2)
-        radial = px * dpx + py * dpy
+        d_phi, d_eta = self._angular_velocity(v_p, p)
+        pt = torch.sqrt(px**2 + py**2)
         pt_min = self.pt_min / self.config.units
-        d_logpt = radial / (pt * (pt - pt_min))
-        d_phi = (px * dpy - py * dpx) / pt2
-        d_eta = (dpz - pz * radial / pt2) / momentum
-        d_logm = (energy * de - px * dpx - py * dpy - pz * dpz) / (energy**2 - momentum**2)
+        d_logpt = (px * dpx + py * dpy) / (pt * (pt - pt_min))
+        m2 = energy**2 - px**2 - py**2 - pz**2
+        d_logm = (energy * de - px * dpx - py * dpy - pz * dpz) / m2
         return torch.stack([d_logpt, d_phi, d_eta, d_logm], dim=-1) / self.std
+
+    @staticmethod
+    def _angular_velocity(v_p: torch.Tensor, p: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(d phi / dt, d eta / dt) (B, P) of :meth:`velocity_to_coordinates`, unstandardised.
+        Only these are computed when the log velocities come from scalar outputs: the
+        ``log m`` row divides by ``m^2``, which float32 can round to 0 for light, energetic
+        objects, and 0 / 0 would spoil the gradients even of an unused row."""
+        _, px, py, pz = p.unbind(-1)
+        _, dpx, dpy, dpz = v_p.unbind(-1)
+        pt2 = px**2 + py**2
+        momentum = torch.sqrt(pt2 + pz**2)
+        d_phi = (px * dpy - py * dpx) / pt2
+        d_eta = (dpz - pz * (px * dpx + py * dpy) / pt2) / momentum
+        return d_phi, d_eta
 
     # ---------------------------------------------------------------- velocity
     def scalars(self, t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -576,9 +588,12 @@ class CFMGenerator(nn.Module):
         if self.config.velocity == "lgatr":
             p = self.to_fourmomenta(x) / self.config.units
             v_p, s = self.net(p, scalars)
-            v = self.velocity_to_coordinates(v_p, p)
             if self.config.scalar_velocity:
-                v = torch.stack([s[..., LOG_PT], v[..., PHI], v[..., ETA], s[..., LOG_M]], -1)
+                d_phi, d_eta = self._angular_velocity(v_p, p)
+                v = torch.stack([s[..., LOG_PT], d_phi / self.std[:, PHI],
+                                 d_eta / self.std[:, ETA], s[..., LOG_M]], dim=-1)
+            else:
+                v = self.velocity_to_coordinates(v_p, p)
         else:
             v = self.net(x, scalars)
         return v * self.free

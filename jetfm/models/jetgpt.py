@@ -52,7 +52,7 @@ from jetfm.checkpoint import load_model, prefixed, save_model
 from jetfm.checks import POSITIVE_INT, Rule, check_divisible, check_fields, check_flag
 from jetfm.models.backbone import Backbone, register_backbone
 from jetfm.models.features import FeatureSpec, ParticleInputs
-from jetfm.nn.bayesian import BayesianLinear, kl_divergence
+from jetfm.nn.bayesian import BayesianLinear, kl_divergence, set_bayesian_mode
 from jetfm.nn.mixtures import (
     N_MIXTURE_DEFAULT,
     ComponentwiseLikelihood,
@@ -361,6 +361,9 @@ class JetGPT(JetGPTBody):
         condition = condition.expand(n) if condition.ndim == 0 else condition
         if condition.shape != (n,):
             raise ValueError(f"sample: condition of shape {tuple(condition.shape)} for n={n}")
+        if n and (int(condition.min()) < 0 or int(condition.max()) >= self.config.n_conditions):
+            raise ValueError(f"sample: condition outside [0, n_conditions="
+                             f"{self.config.n_conditions})")
         devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             if seed is not None:
@@ -441,13 +444,16 @@ def save_jetgpt(path: str | Path, model: JetGPT, meta: dict[str, Any] | None = N
 
 def load_jetgpt(path: str | Path, device: str | torch.device = "cpu"
                 ) -> tuple[JetGPT, dict[str, Any]]:
-    """(model in eval mode on ``device``, metadata) of a :func:`save_jetgpt` file;
-    ``FileNotFoundError`` for a missing file, ``ValueError`` for another kind of file."""
+    """(model in eval mode on ``device``, metadata) of a :func:`save_jetgpt` file; a Bayesian
+    layer is in ``"mean"`` mode (deterministic; set ``"fixed"`` for one posterior draw per
+    sample, :func:`jetfm.nn.bayesian.set_bayesian_mode`). ``FileNotFoundError`` for a missing
+    file, ``ValueError`` for another kind of file."""
     tensors, meta = load_model(path, device)
     if meta.get("kind") != "jetgpt":
         raise ValueError(f"{path}: not a JetGPT model file (kind={meta.get('kind')!r})")
     model = JetGPT(config_from_dict(meta["config"], f"{path}: config"))
     model.load_state_dict(prefixed(tensors, "model"))
+    set_bayesian_mode(model, "mean")
     return model.to(device).eval(), meta
 
 

@@ -208,12 +208,13 @@ def generate(process: str | Process, n_events: int, sqrt_s: float, y_cut: float 
     Returns (momenta (n_events, n_particles, 4) float64 [GeV]: beams then the RAMBO final
     state, A (n_events,) float64, a report: ``generated`` points, ``accepted``, ``efficiency``
     and ``phase_space_volume`` of the accepted region [GeV^(2n-4)], the RAMBO weight times the
-    efficiency). Points are drawn in chunks of ``chunk`` until enough pass, seeded by
-    ``seed``. ``ValueError`` for bad arguments or a cut that keeps (almost) nothing."""
+    efficiency). Points are drawn in chunks of ``chunk`` (at most 2 n_events, at least 1000)
+    until enough pass, seeded by ``seed``. ``ValueError`` for bad arguments or a cut that
+    keeps (almost) nothing."""
     proc = get_process(process) if isinstance(process, str) else process
     n_events = number("n_events", n_events, Rule(int, low=1))
     sqrt_s = number("sqrt_s", sqrt_s, POSITIVE)
-    chunk = number("chunk", chunk, Rule(int, low=1))
+    chunk = min(number("chunk", chunk, Rule(int, low=1)), max(1000, 2 * n_events))
     rng = np.random.default_rng(seed)
     kept, generated, accepted, weight = [], 0, 0, 0.0
     while accepted < n_events:
@@ -235,5 +236,38 @@ def generate(process: str | Process, n_events: int, sqrt_s: float, y_cut: float 
     return p4, amplitude, report
 
 
+def random_lorentz(n: int, rapidity: float, rng: np.random.Generator | int | None = None
+                   ) -> np.ndarray:
+    """(n, 4, 4) proper orthochronous Lorentz transformations acting on (E, px, py, pz): a
+    rotation uniform in SO(3) (random unit quaternion) followed by a boost of ``rapidity`` in
+    a random direction."""
+    rng = np.random.default_rng(rng)
+    q = rng.normal(size=(n, 4))
+    a, b, c, d = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
+    rot = np.stack([
+        np.stack([a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)], -1),
+        np.stack([2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)], -1),
+        np.stack([2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d], -1),
+    ], 1)
+    direction = rng.normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    gamma, gb = np.cosh(rapidity), np.sinh(rapidity)
+    boost = np.tile(np.eye(4), (n, 1, 1))
+    boost[:, 0, 0] = gamma
+    boost[:, 0, 1:] = boost[:, 1:, 0] = -gb * direction
+    boost[:, 1:, 1:] += (gamma - 1) * direction[:, :, None] * direction[:, None, :]
+    full = np.tile(np.eye(4), (n, 1, 1))
+    full[:, 1:, 1:] = rot
+    return boost @ full
+
+
+def transform(p4: np.ndarray, lorentz: np.ndarray) -> np.ndarray:
+    """Momenta (events, particles, 4) transformed by one (4, 4) or per-event (events, 4, 4)
+    Lorentz matrix."""
+    if lorentz.ndim == 2:
+        return p4 @ lorentz.T
+    return np.einsum("eij,epj->epi", lorentz, p4)
+
+
 __all__ = ["N_TYPES", "PROCESSES", "Process", "cut_mask", "ee_qq_ng_surrogate", "ee_qqg",
-           "generate", "get_process", "invariants"]
+           "generate", "get_process", "invariants", "random_lorentz", "transform"]

@@ -41,8 +41,8 @@ def _density(values: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def plot_with_bands(truth: np.ndarray, draws: Mapping[str, Sequence[np.ndarray]],
                     bins: np.ndarray, path: str | Path, *, xlabel: str,
                     truth_label: str = "Truth", logy: bool = False,
-                    ratio_range: tuple[float, float] = (0.0, 2.0), title: str | None = None
-                    ) -> Path:
+                    ratio_range: tuple[float, float] = (0.0, 2.0), title: str | None = None,
+                    ylabel: str = "Normalised") -> Path:
     """Normalised histogram of ``truth`` (filled, with its statistical error in the ratio
     panel) and, per generator, the mean over its weight draws (each draw a 1-D sample,
     normalised on its own) with a +-1 standard deviation band; the ratio panel divides by the
@@ -75,7 +75,7 @@ def plot_with_bands(truth: np.ndarray, draws: Mapping[str, Sequence[np.ndarray]]
         mark_out_of_range(ax_ratio, centres, ratio, ratio_range, color=color)
     if logy:
         ax.set_yscale("log")
-    ax.set_ylabel("Normalised")
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize="medium")
     ax_ratio.set_ylim(*ratio_range)

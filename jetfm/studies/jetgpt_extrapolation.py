@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from jetfm.atomic import write_text_atomic
-from jetfm.checks import POSITIVE_INT, Rule, check_fields
+from jetfm.checks import POSITIVE_INT, Rule, check_fields, from_mapping
 from jetfm.console import Console
 from jetfm.data.events import (
     Events,
@@ -57,8 +57,15 @@ from jetfm.physics import staircase
 from jetfm.physics.kinematics import delta_phi
 from jetfm.plots.bands import plot_counts_with_bands, plot_with_bands
 from jetfm.report import markdown_table
-from jetfm.studies import Stage, config_from_yaml, write_json
+from jetfm.studies import (
+    Stage,
+    check_config_values,
+    config_from_yaml,
+    start_cell,
+    write_json,
+)
 from jetfm.tasks.jetgpt import MODEL_FILE, SequenceData, fit_jetgpt
+from jetfm.tasks.training import TrainConfig
 
 console = Console()
 VARIANT_KEYS = ("name", "loss", "bootstrap", "override_weight", "training")
@@ -128,10 +135,47 @@ class JetGPTStudyConfig:
         if unknown:
             raise ValueError(f"model: keys {sorted(unknown)} are not size fields of "
                              "JetGPTConfig (the event fields are set by the study)")
+        self._check_blocks()
+
+    def _check_blocks(self) -> None:
+        """Every block built once before any work (data are simulated only after this), so a
+        bad value stops the run at once with the block's name."""
+        from jetfm.data.zjets import ZJetsConfig
+        from jetfm.tasks.jetgpt import BootstrapConfig
+
+        if not self.variants:
+            raise ValueError("variants: give at least one (naive, bootstrap, truncated, "
+                             "override)")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        check_config_values("", [
+            ("zjets", lambda: ZJetsConfig(**self.zjets)),
+            ("model", lambda: JetGPTConfig(**_model_config(self))),
+            ("override", lambda: _check_override(self.override, self.n_max_jets)),
+            *((f"variants: {v['name']}: training", lambda v=v: TrainConfig.from_overrides(
+                {**self.training, **v.get("training", {})}, self.seed, "training"))
+              for v in self.variants),
+            *((f"variants: {v['name']}: bootstrap", lambda v=v: from_mapping(
+                BootstrapConfig, v["bootstrap"], "bootstrap"))
+              for v in self.variants if v.get("bootstrap") is not None)])
 
     @property
     def n_max_objects(self) -> int:
         return 2 + self.n_max_jets
+
+
+def _check_override(override: dict[str, Any], n_max_jets: int) -> None:
+    """The override block: exactly the keys ``ratio`` (> 0), ``cap_below`` (int >= 0),
+    ``n_fit_complete`` and ``n_fit_slope`` (2 .. n_max_jets)."""
+    keys = {"ratio", "cap_below", "n_fit_complete", "n_fit_slope"}
+    if set(override) != keys:
+        raise ValueError(f"keys {sorted(override)}; need exactly {sorted(keys)}")
+    staircase.staircase_prior(n_max_jets + 1, override["ratio"], override["cap_below"])
+    for key in ("n_fit_complete", "n_fit_slope"):
+        value = override[key]
+        if not isinstance(value, int) or not 2 <= value <= n_max_jets:
+            raise ValueError(f"{key} must be an integer in [2, n_max_jets={n_max_jets}], "
+                             f"got {value!r}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -218,6 +262,7 @@ def train_variant(variant: dict[str, Any], split: Split, prep: EventPreprocessin
     stage = Stage(out_dir, f"models/{name}", keys, {"data": data_digest}, [path])
     if stage.prepare():
         return path
+    resuming = start_cell(stage, folder)  # a changed config empties the folder: no resume
     console.rule(f"JetGPT variant {name} ({variant.get('loss', 'full')} loss"
                  f"{', bootstrap' if variant.get('bootstrap') else ''})")
     loss = variant.get("loss", "full")
@@ -234,7 +279,8 @@ def train_variant(variant: dict[str, Any], split: Split, prep: EventPreprocessin
                n_max=config.n_max_objects,
                override_weight=float(variant.get("override_weight", 0.2)),
                bootstrap=variant.get("bootstrap"), meta={"preprocessing": prep.to_dict()},
-               seed=config.seed, resume=checkpoint if checkpoint.exists() else None)
+               seed=config.seed, resume=checkpoint if resuming and checkpoint.exists()
+               else None)
     stage.finish()
     return path
 
@@ -370,13 +416,15 @@ def analyse(samples: dict[str, list[tuple[Events, dict[str, int]]]], split: Spli
                            vline=config.n_max_jets + 0.5, ratio_range=(0.0, 3.0))
     for n, truth_kin in kin_truth.items():
         for o, label in OBSERVABLES.items():
-            values = [truth_kin[o]] + [v for g in kin_gen.values() for v in g[n][o]]
-            values = [v for v in values if len(v)]
             if not len(truth_kin[o]):
                 continue
-            lo, hi = np.quantile(np.concatenate(values), [0.005, 0.995])
+            # bins follow the truth (its 0.5-99.5 % range, widened by a quarter on each side):
+            # a generator far off shows up in the ratio panel's arrows, not as a wider axis
+            lo, hi = np.quantile(truth_kin[o], [0.005, 0.995])
+            lo, hi = max(lo - 0.25 * (hi - lo), 0.0), hi + 0.25 * (hi - lo)
             plot_with_bands(truth_kin[o], {k: g[n][o] for k, g in kin_gen.items()},
                             np.linspace(lo, hi, 21), plots / f"{o}_{n}j.png", xlabel=label,
+                            ylabel="Normalised" + (" [1/GeV]" if "GeV" in label else ""),
                             title=f"Z + {n} jets (trained on <= {config.n_max_jets} jets)")
     table = markdown_table(rows)
     write_text_atomic(out_dir / "table.md", table + "\n")
@@ -396,12 +444,12 @@ def run(config: JetGPTStudyConfig, out_dir: str | Path) -> dict[str, Any]:
     events = simulate(config, out_dir)
     counts, ratios, errors = staircase.staircase_ratios(events.n_jets)
     console.print("data: exclusive jet counts " + " ".join(map(str, counts.tolist())))
-    console.print("data: R_(n+1)/n " + " ".join(f"{r:.3f}±{e:.3f}" for r, e in
-                                                zip(ratios, errors, strict=True)))
+    console.print("data: R_(n+1)/n " + " ".join("n/a" if np.isnan(r) else f"{r:.3f}±{e:.3f}"
+                                                for r, e in zip(ratios, errors, strict=True)))
     split = split_events(events, config)
     console.print(f"split: {len(split.train):,} training, {len(split.val):,} validation, "
-                  f"{len(split.test):,} test events; {len(split.beyond):,} with more than "
-                  f"{config.n_max_jets} jets; removed {split.removed}")
+                  f"{len(split.test):,} test events; {len(split.beyond):,} simulated events "
+                  f"(all parts) with more than {config.n_max_jets} jets")
     prep = EventPreprocessing.fit(split.train)
     fit = None
     if any(v.get("loss") == "override" for v in config.variants):
@@ -430,6 +478,17 @@ def run(config: JetGPTStudyConfig, out_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
+def _removed_text(what: dict[str, Any]) -> str:
+    parts = []
+    for key, value in what.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"n = {n}: {c:,}" for n, c in value.items()) or "none"
+            parts.append(f"{key}: {value}")
+        else:
+            parts.append(f"{key}: {value:,}")
+    return "; ".join(parts)
+
+
 def _summary_markdown(summary: dict[str, Any], config: JetGPTStudyConfig) -> str:
     """summary.md: the data's multiplicities and staircase ratios, the split, the pT-balance
     fit and the table."""
@@ -441,15 +500,21 @@ def _summary_markdown(summary: dict[str, Any], config: JetGPTStudyConfig) -> str
              f"Simulated events: {sum(data['counts']):,}; exclusive jet counts n = 0, 1, ...: "
              f"{', '.join(f'{c:,}' for c in data['counts'])}.", "",
              f"Staircase ratios R_(n+1)/n of the simulated events: {ratios}.", "",
-             f"Training events: {data['n_train']:,} (removed: {data['split']}).", ""]
+             f"Training events: {data['n_train']:,}. Removed by the split:", "",
+             *(f"- {part}: {_removed_text(what)}" for part, what in data["split"].items()),
+             ""]
     if "pt_balance_fit" in summary:
         f = summary["pt_balance_fit"]
         lines += [f"pT-balance fit (thesis Eq. 5.27): sigma(k;k) = {f['a']:.2f} k + "
                   f"{f['b']:.2f} GeV, 1/m_k = {f['c']:.4f} k + {f['d']:.4f} 1/GeV.", ""]
-    lines += ["Ratios: mean ± standard deviation over the Bayesian weight draws (truth: "
-              "statistical error). W1 of the extrapolated events' kinematics, floor in "
-              "brackets (two disjoint halves of the truth; as many generated events as in one "
-              "half).", "", markdown_table(summary["table"]), ""]
+    lines += [f"Ratios: mean ± standard deviation over the {config.n_draws} Bayesian weight "
+              f"draws of {config.n_sample:,} sampled events each (truth: statistical error; "
+              f"for n < {config.cap_below} from the capped test events, else from every "
+              "simulated event). overflow: fraction of sampled events that wanted more than "
+              f"{config.n_extrapolate} jets (discarded). W1 of the extrapolated events' "
+              "kinematics, averaged over the draws, floor in brackets: two disjoint halves of "
+              "the truth, as many generated events as in one half; with few truth events "
+              "both are noisy.", "", markdown_table(summary["table"]), ""]
     lines.append(f"Run time {summary['seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
 
