@@ -18,8 +18,8 @@ CONFIG = {
                  "accelerator": "cpu"},
     "variants": [{"name": "naive", "loss": "full"}, {"name": "truncated", "loss": "truncated"},
                  {"name": "override", "loss": "override"},
-                 {"name": "bootstrap", "loss": "full",
-                  "bootstrap": {"warmup_steps": 4, "refresh_every": 4, "generate": 256}}],
+                 {"name": "bootstrap", "loss": "full", "init_from": "naive",
+                  "bootstrap": {"warmup_steps": 0, "refresh_every": 4, "generate": 256}}],
     "override": {"ratio": 0.3, "cap_below": 2, "n_fit_complete": 3, "n_fit_slope": 3},
     "n_draws": 2, "n_sample": 600, "sample_batch": 600,
 }
@@ -79,6 +79,9 @@ def test_bad_configs() -> None:
         study.JetGPTStudyConfig(**{**CONFIG, "variants": [{"name": "a", "lambda": 1}]})
     with pytest.raises(ValueError, match="loss"):
         study.JetGPTStudyConfig(**{**CONFIG, "variants": [{"name": "a", "loss": "half"}]})
+    with pytest.raises(ValueError, match="earlier variant"):
+        study.JetGPTStudyConfig(**{**CONFIG, "variants": [
+            {"name": "b", "init_from": "a"}, {"name": "a"}]})
     with pytest.raises(ValueError, match="size fields"):
         study.JetGPTStudyConfig(**{**CONFIG, "model": {"n_types": 2}})
 

@@ -64,3 +64,21 @@ def test_bad_settings() -> None:
         JetGPTTask(MODEL, n_max=3, bootstrap={"refresh_every": 0})
     with pytest.raises(ValueError, match="unknown keys"):
         JetGPTTask({**MODEL, "width": 3})
+
+
+def test_init_starts_from_a_model_file(tmp_path) -> None:
+    """``init`` loads the weights of a trained model (the thesis' bootstrap warm-up); with a
+    vanishing learning rate the result is that model; another architecture is refused."""
+    train, val = _data(200, 4, 1), _data(50, 4, 2)
+    training = {"max_steps": 4, "max_epochs": 10, "batch_size": 64, "progress": False,
+                "accelerator": "cpu"}
+    first = fit_jetgpt(train, val, MODEL, training, tmp_path / "a", seed=1)
+    again = fit_jetgpt(train, val, MODEL, {**training, "lr": 1e-12}, tmp_path / "b", seed=2,
+                       init=tmp_path / "a" / "jetgpt.safetensors")
+    x, mask = torch.as_tensor(val.x), torch.as_tensor(val.mask)
+    c = torch.zeros(len(x), dtype=torch.long)
+    torch.testing.assert_close(again.log_likelihood(x, mask, c),
+                               first.log_likelihood(x, mask, c), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="differs"):
+        fit_jetgpt(train, val, {**MODEL, "dim": 8}, training, tmp_path / "c",
+                   init=tmp_path / "a" / "jetgpt.safetensors")

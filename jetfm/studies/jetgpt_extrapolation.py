@@ -7,7 +7,9 @@ jets (thesis: 6), the 0-, 1- and 2-jet subsets capped to the size of the 3-jet o
 Tab. 5.1), and generate up to ``n_extrapolate`` jets (thesis: 8):
 
 * ``naive``: the full likelihood loss, Eq. (5.21) (thesis Sec. 5.2.1: does not extrapolate);
-* ``bootstrap``: the full loss with generated ``n_max + 1``-jet events added (Sec. 5.2.2);
+* ``bootstrap``: the full loss with generated ``n_max + 1``-jet events added (Sec. 5.2.2),
+  starting from the trained ``naive`` model (``init_from``: the thesis' warm-up is a
+  full-length training of the naive model);
 * ``truncated``: Eq. (5.22)/(5.25), no Bernoulli term at ``n_max`` (Sec. 5.2.3);
 * ``override``: Eqs. (5.29)-(5.31), the label at ``n_max`` from the pT-balance posterior with
   a staircase prior (Sec. 5.2.4, :mod:`jetfm.physics.staircase`), weight lambda.
@@ -68,7 +70,7 @@ from jetfm.tasks.jetgpt import MODEL_FILE, SequenceData, fit_jetgpt
 from jetfm.tasks.training import TrainConfig
 
 console = Console()
-VARIANT_KEYS = ("name", "loss", "bootstrap", "override_weight", "training")
+VARIANT_KEYS = ("name", "loss", "bootstrap", "override_weight", "training", "init_from")
 #: Kinematic observables of the extrapolated events (thesis Figs. 5.7, 5.9, 5.11).
 OBSERVABLES = {
     "pt_j1": "Leading-jet $p_T$ [GeV]",
@@ -130,6 +132,9 @@ class JetGPTStudyConfig:
                                  f"valid: {list(VARIANT_KEYS)}")
             if v.get("loss", "full") not in ("full", "truncated", "override"):
                 raise ValueError(f"variants: {v['name']}: loss {v.get('loss')!r}")
+            if "init_from" in v and v["init_from"] not in names[:names.index(v["name"])]:
+                raise ValueError(f"variants: {v['name']}: init_from {v['init_from']!r} must "
+                                 "name an earlier variant (its trained model starts this one)")
         size_fields = set(JetGPTConfig.__dataclass_fields__) - set(EVENT_MODEL_FIELDS)
         unknown = set(self.model) - size_fields
         if unknown:
@@ -250,8 +255,11 @@ def _model_config(config: JetGPTStudyConfig) -> dict[str, Any]:
 
 def train_variant(variant: dict[str, Any], split: Split, prep: EventPreprocessing,
                   fit: staircase.PtBalanceFit | None, config: JetGPTStudyConfig,
-                  out_dir: Path, data_digest: str) -> Path:
-    """Train one variant (reused while its record matches); returns the model file."""
+                  out_dir: Path, data_digest: str, init: Path | None = None) -> Path:
+    """Train one variant (reused while its record matches; ``init``: the model file of the
+    variant it starts from); returns the model file."""
+    from jetfm.atomic import file_digest
+
     name = variant["name"]
     folder = out_dir / "models" / name
     path = folder / MODEL_FILE
@@ -259,7 +267,8 @@ def train_variant(variant: dict[str, Any], split: Split, prep: EventPreprocessin
             **{k: getattr(config, k) for k in ("n_max_jets", "n_extrapolate", "cap_below",
                                                "test_fraction", "val_fraction", "seed",
                                                "override")}}
-    stage = Stage(out_dir, f"models/{name}", keys, {"data": data_digest}, [path])
+    inputs = {"data": data_digest, **({"init": file_digest(init)} if init else {})}
+    stage = Stage(out_dir, f"models/{name}", keys, inputs, [path])
     if stage.prepare():
         return path
     resuming = start_cell(stage, folder)  # a changed config empties the folder: no resume
@@ -280,7 +289,7 @@ def train_variant(variant: dict[str, Any], split: Split, prep: EventPreprocessin
                override_weight=float(variant.get("override_weight", 0.2)),
                bootstrap=variant.get("bootstrap"), meta={"preprocessing": prep.to_dict()},
                seed=config.seed, resume=checkpoint if resuming and checkpoint.exists()
-               else None)
+               else None, init=init)
     stage.finish()
     return path
 
@@ -462,8 +471,11 @@ def run(config: JetGPTStudyConfig, out_dir: str | Path) -> dict[str, Any]:
                       f"GeV, 1/m_k = {fit.c:.4f} k + {fit.d:.4f} /GeV")
     data_digest = Stage(out_dir, "data", {}).digest
     samples = {}
+    paths: dict[str, Path] = {}
     for variant in config.variants:
-        path = train_variant(variant, split, prep, fit, config, out_dir, data_digest)
+        init = paths[variant["init_from"]] if "init_from" in variant else None
+        path = paths[variant["name"]] = train_variant(variant, split, prep, fit, config,
+                                                      out_dir, data_digest, init)
         samples[variant["name"]] = sample_variant(variant["name"], path, config, out_dir)
     summary = analyse(samples, split, config, out_dir)
     summary["data"] = {"counts": counts.tolist(), "ratios": np.nan_to_num(ratios, nan=-1)

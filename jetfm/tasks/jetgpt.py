@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from jetfm.checks import POSITIVE_INT, Rule, check_fields, from_mapping
-from jetfm.models.jetgpt import LOSS_MODES, JetGPT, JetGPTConfig, save_jetgpt
+from jetfm.models.jetgpt import LOSS_MODES, JetGPT, JetGPTConfig, load_jetgpt, save_jetgpt
 from jetfm.nn.bayesian import set_bayesian_mode
 from jetfm.tasks.training import LossTask, TrainConfig, fit, seed_all, tensor_dataset
 
@@ -175,11 +175,15 @@ def fit_jetgpt(
     meta: dict[str, Any] | None = None,
     seed: int = 1,
     resume: str | Path | None = None,
+    init: str | Path | None = None,
 ) -> JetGPT:
     """Train JetGPT on ``train`` (early stopping on ``val``); returns the best model (eval
     mode, CPU) and writes ``out_dir/jetgpt.safetensors`` with ``meta`` and the training
     settings. ``model``: :class:`JetGPTConfig` fields; ``training``: :class:`TrainConfig`
-    overrides (thesis: Adam, lr 3e-4, batch 1024). ``ValueError`` naming the bad key."""
+    overrides (thesis: Adam, lr 3e-4, batch 1024). ``init``: a JetGPT model file whose
+    weights start the training (e.g. bootstrapping after a full-length warm-up, thesis
+    Sec. 5.2.2); its configuration must equal ``model``. ``ValueError`` naming the bad key or
+    the differing configuration."""
     out_dir = Path(out_dir)
     config = TrainConfig.from_overrides(training, seed, "jetgpt training")
     if len(train) == 0 or len(val) == 0:
@@ -188,6 +192,11 @@ def fit_jetgpt(
     checked = asdict(from_mapping(JetGPTConfig, model, "jetgpt model"))
     task = JetGPTTask(checked, loss=loss, n_max=n_max, override_weight=override_weight,
                       n_train=len(train), bootstrap=bootstrap, **config.optimiser())
+    if init is not None and resume is None:
+        start, _ = load_jetgpt(init)
+        if start.config != task.net.config:
+            raise ValueError(f"{init}: its JetGPT configuration differs from the model's")
+        task.net.load_state_dict(start.state_dict())
     trainer = fit(task, train.dataset(), val.dataset(), config, out_dir, resume=resume)
     net = task.net.cpu().eval()
     if trainer.global_rank == 0:
@@ -195,6 +204,7 @@ def fit_jetgpt(
             **(meta or {}), "training": {"loss": loss, "n_max": n_max,
                                          "override_weight": override_weight,
                                          "bootstrap": bootstrap, "n_train": len(train),
-                                         "seed": seed,
+                                         "seed": seed, "init": None if init is None
+                                         else str(init),
                                          "bootstrap_sequences_added": task.buffer_added}})
     return net
