@@ -1,6 +1,7 @@
 """Every key of every config (top level and blocks) is used or rejected with an error naming it;
 ``weight_decay`` of a training block reaches AdamW; every shipped config loads."""
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,10 @@ def load_any(path: Path) -> object:
         return tokenizer_study_config(path)
     if kind == "gpt":
         return gpt_curve_config(path)
+    if kind in ("jetgpt", "amplitudes", "event"):
+        module = {"jetgpt": "jetgpt_extrapolation", "amplitudes": "amplitudes",
+                  "event": "event_generation"}[kind]
+        return importlib.import_module(f"jetfm.studies.{module}").load_config(path)
     if kind == "tagging":  # `jetfm finetune --config`: TaggingConfig keys and the seed
         data = yaml.safe_load(path.read_text())
         seed = data.pop("seed")
