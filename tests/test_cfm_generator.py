@@ -304,8 +304,11 @@ def test_jacobian_velocity_matches_autograd():
     assert expected.abs().max() > 0.1
 
 
-def test_lgatr_velocity_is_invariant_under_rotations_about_the_beam():
-    model, coords = generator(SMALL_LGATR)
+@pytest.mark.parametrize("extra", [{}, {"coordinate_scalars": True}])
+def test_lgatr_velocity_is_invariant_under_rotations_about_the_beam(extra):
+    """Rotations about the beam are pure azimuth shifts of every object: the velocity (with
+    or without the log pT, eta, log m scalars) is unchanged."""
+    model, coords = generator({**SMALL_LGATR, **extra})
     x, t = _states(coords), torch.full((32,), 0.3, dtype=torch.float64)
     with torch.no_grad():
         v = model.velocity(x, t)
@@ -410,3 +413,15 @@ def test_training_saves_a_model_that_loads_back(tmp_path):
     with pytest.raises(ValueError, match="not a CFM generator"):
         load_cfm(other)
     assert save_cfm(tmp_path / "again.safetensors", loaded).exists()
+
+
+def test_paper_sizes_match_the_thesis_parameter_counts():
+    """The default L-GATr velocity network has the size of thesis Tab. A.5 (5.4 x 10^5
+    parameters); the default transformer is within 20 % of the thesis' 5.7 x 10^5."""
+    from jetfm.models.cfm_generator import parameter_count
+
+    lgatr = parameter_count(CFMGenerator(CFMConfig(), EventCoordinates(1)))
+    transformer = parameter_count(CFMGenerator(CFMConfig(velocity="transformer"),
+                                               EventCoordinates(1)))
+    assert lgatr == pytest.approx(5.4e5, rel=0.01)
+    assert transformer == pytest.approx(5.7e5, rel=0.2)

@@ -508,12 +508,13 @@ def jetgpt_log_jacobian(prep: Any, events: Events) -> np.ndarray:
     phi relative to the leading muon, eta, log m) w.r.t. the physical ``(pT, eta, phi, m)``
     of the objects (muon masses and the leading muon's phi excluded; phi - phi_1 has unit
     Jacobian). A jet below the mass floor counts at the floor."""
-    from jetfm.models.jetgpt_inputs import _given_table
+    from jetfm.models.jetgpt_inputs import EVENT_COMPONENTS, EVENT_MODEL_FIELDS
 
     objects, mask = events.objects()
     types = np.r_[0, 1, np.full(objects.shape[1] - 2, 2)]
     std = np.asarray(prep.std)[types]  # (T, 4)
-    given = _given_table()[types]  # (T, 4)
+    given = np.array([[c in names for c in EVENT_COMPONENTS]
+                      for names in EVENT_MODEL_FIELDS["given"]])[types]  # (T, 4)
     cut = np.where(types == 2, prep.jet_pt_min, 0.0)[None]
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.stack([
@@ -665,26 +666,35 @@ def evaluate(events: Events, split: Split, config: EventGenerationConfig,
 
 
 # ----------------------------------------------------------------------------- plots
-def marginal_plots(results: list[dict[str, Any]], split: Split, size: int, out_dir: Path
-                   ) -> list[Path]:
+def marginal_plots(results: list[dict[str, Any]], split: Split, size: int, out_dir: Path,
+                   data_digest: str) -> list[Path]:
     """``plots/<n>j/D<D>/<obs>.png``: every generator's marginal over the reference, ratio
-    panels (:func:`jetfm.plots.histograms.plot_distribution`)."""
+    panels (:func:`jetfm.plots.histograms.plot_distribution`); a stage, redrawn only when a
+    generated sample or the data changed."""
+    from jetfm.atomic import file_digest
     from jetfm.plots.histograms import plot_distribution
 
     n = split.n_jets
     ref = observables(split.reference, n)
+    folder = out_dir / "plots" / f"{n}j" / f"D{size}"
+    paths = [folder / f"{key}.png" for key in ref]
+    samples = {r["name"]: out_dir / "cells" / f"{n}j" / f"D{size}" / r["name"] /
+               "generated.h5" for r in results}
+    stage = Stage(out_dir, f"plots/{n}j/D{size}", {"generators": list(samples)},
+                  {"data": data_digest, **{k: file_digest(v) for k, v in samples.items()}},
+                  paths)
+    if stage.prepare():
+        return paths
     gens = {}
-    for r in results:
-        events = read_events(out_dir / "cells" / f"{n}j" / f"D{size}" / r["name"] /
-                             "generated.h5")
+    for name, path in samples.items():
+        events = read_events(path)
         if len(events):
-            gens[r["name"]] = observables(events, n)
-    paths = []
-    for key in ref:
-        paths.append(plot_distribution(
-            ref[key], {name: g[key] for name, g in gens.items()},
-            out_dir / "plots" / f"{n}j" / f"D{size}" / f"{key}.png", xlabel=_label(key),
-            reference_label=f"truth (Z + {n} j)", logy=key.startswith("pt_")))
+            gens[name] = observables(events, n)
+    for key, path in zip(ref, paths, strict=True):
+        plot_distribution(ref[key], {name: g[key] for name, g in gens.items()}, path,
+                          xlabel=_label(key), reference_label=f"truth (Z + {n} j)",
+                          logy=key.startswith("pt_"))
+    stage.finish()
     return paths
 
 
@@ -783,11 +793,19 @@ def write_tables(results: list[dict[str, Any]], config: EventGenerationConfig,
 
 # ----------------------------------------------------------------------------- run
 def run(config: EventGenerationConfig, out_dir: str | Path) -> dict[str, Any]:
-    """The whole study (module docstring); returns the summary written to summary.json."""
-    out_dir = Path(out_dir)
-    begin = time.perf_counter()
+    """The whole study (module docstring); returns the summary written to summary.json.
+    Torch runs on ``config.threads`` CPU threads meanwhile (restored afterwards)."""
+    threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _run(config, Path(out_dir))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: EventGenerationConfig, out_dir: Path) -> dict[str, Any]:
+    begin = time.perf_counter()
     events, data_digest = simulate(config, out_dir)
     splits, data = split_events(events, config)
     console.print(f"data: {data['n_events']:,} events; with n jets: "
@@ -805,7 +823,7 @@ def run(config: EventGenerationConfig, out_dir: str | Path) -> dict[str, Any]:
                 console.print(f"[{i}/{cells}] {entry['name']}: {n} jets, D = {size:,}")
                 group.append(run_cell(entry, split, size, config, out_dir, data_digest,
                                       floor))
-            marginal_plots(group, split, size, out_dir)
+            marginal_plots(group, split, size, out_dir, data_digest)
             results += group
         for metric in ("auc", "nll"):
             scaling_plot(results, n, metric, out_dir)
