@@ -22,7 +22,8 @@ import json
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,37 @@ def training_log(run_dir: Path) -> dict[str, float]:
     log = pd.read_csv(Path(run_dir) / "logs" / "metrics.csv")
     return {"epochs": int(log["epoch"].max()) + 1, "steps": int(log["step"].max()) + 1,
             "best_val_loss": float(log["val/loss"].min())}
+
+
+def zjets_events(out_dir: Path, n_events: int, zjets: dict[str, Any], workers: int, seed: int
+                 ) -> tuple[Any, str]:
+    """The Z -> mu mu + jets events of a study (``out_dir/data/zjets.h5``, simulated by
+    :func:`jetfm.data.zjets.generate_zjets` with ``ZJetsConfig(**zjets)``; reused while these
+    keys match, as the stage ``data``) and the stage's digest for the stages downstream."""
+    from jetfm.data.events import read_events, write_events
+    from jetfm.data.zjets import ZJetsConfig, generate_zjets
+
+    path = Path(out_dir) / "data" / "zjets.h5"
+    keys = {"n_events": n_events, "zjets": zjets, "workers": workers, "seed": seed}
+    stage = Stage(out_dir, "data", keys, outputs=[path])
+    if not stage.prepare():
+        print(f"simulating {n_events:,} Z -> mu mu + jets events")
+        events = generate_zjets(n_events, ZJetsConfig(**zjets), seed=seed, workers=workers)
+        write_events(events, path)
+        stage.finish()
+    return read_events(path), stage.digest
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's CPU thread count set to ``threads`` (None or 0: unchanged) inside the block and
+    restored after it (an oversubscribed machine runs small networks faster on one thread)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -51,7 +51,14 @@ from jetfm.atomic import atomic_path, write_text_atomic
 from jetfm.checks import POSITIVE, Rule, check_fields, number
 from jetfm.console import Console
 from jetfm.report import markdown_table, write_json
-from jetfm.studies import Stage, config_from_yaml, file_digest, start_cell, training_log
+from jetfm.studies import (
+    Stage,
+    config_from_yaml,
+    file_digest,
+    start_cell,
+    torch_threads,
+    training_log,
+)
 
 console = Console(soft_wrap=True, emoji=False)
 MIN_VAL = 50
@@ -264,15 +271,8 @@ def _device(config: AmplitudeStudyConfig) -> str:
 def run(config: AmplitudeStudyConfig, out_dir: str | Path) -> dict[str, Any]:
     """The whole study; returns the summary (also ``summary.json``) with ``seconds``. Torch's
     thread count is ``config.threads`` while it runs (restored afterwards)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _run(config, Path(out_dir))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(config: AmplitudeStudyConfig, out_dir: Path) -> dict[str, Any]:

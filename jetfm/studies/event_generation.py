@@ -84,7 +84,15 @@ from jetfm.console import Console
 from jetfm.data.events import Events, read_events, write_events
 from jetfm.physics.kinematics import delta_phi
 from jetfm.report import format_with_error, markdown_table
-from jetfm.studies import Stage, config_from_yaml, start_cell, training_log, write_json
+from jetfm.studies import (
+    Stage,
+    config_from_yaml,
+    start_cell,
+    torch_threads,
+    training_log,
+    write_json,
+    zjets_events,
+)
 
 console = Console(soft_wrap=True, emoji=False)
 KINDS = ("cfm", "jetgpt")
@@ -251,19 +259,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> EventGenerat
 
 # ----------------------------------------------------------------------------- data
 def simulate(config: EventGenerationConfig, out_dir: Path) -> tuple[Events, str]:
-    """The simulated events (reused while the data keys match) and the data stage digest."""
-    from jetfm.data.zjets import ZJetsConfig, generate_zjets
-
-    path = out_dir / "data" / "zjets.h5"
-    keys = {k: getattr(config, k) for k in ("n_events", "zjets", "workers", "seed")}
-    stage = Stage(out_dir, "data", keys, outputs=[path])
-    if not stage.prepare():
-        console.rule(f"simulating {config.n_events:,} Z -> mu mu + jets events")
-        events = generate_zjets(config.n_events, ZJetsConfig(**config.zjets),
-                                seed=config.seed, workers=config.workers)
-        write_events(events, path)
-        stage.finish()
-    return read_events(path), stage.digest
+    """The simulated events (:func:`jetfm.studies.zjets_events`) and the data stage digest."""
+    return zjets_events(out_dir, config.n_events, config.zjets, config.workers, config.seed)
 
 
 @dataclass
@@ -795,13 +792,8 @@ def write_tables(results: list[dict[str, Any]], config: EventGenerationConfig,
 def run(config: EventGenerationConfig, out_dir: str | Path) -> dict[str, Any]:
     """The whole study (module docstring); returns the summary written to summary.json.
     Torch runs on ``config.threads`` CPU threads meanwhile (restored afterwards)."""
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _run(config, Path(out_dir))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(config: EventGenerationConfig, out_dir: Path) -> dict[str, Any]:

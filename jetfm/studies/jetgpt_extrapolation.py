@@ -65,6 +65,7 @@ from jetfm.studies import (
     config_from_yaml,
     start_cell,
     write_json,
+    zjets_events,
 )
 from jetfm.tasks.jetgpt import MODEL_FILE, SequenceData, fit_jetgpt
 from jetfm.tasks.training import TrainConfig
@@ -185,19 +186,8 @@ def _check_override(override: dict[str, Any], n_max_jets: int) -> None:
 
 # ----------------------------------------------------------------------------- data
 def simulate(config: JetGPTStudyConfig, out_dir: Path) -> Events:
-    """The simulated events (reused while the config's data keys match)."""
-    from jetfm.data.zjets import ZJetsConfig, generate_zjets
-
-    path = out_dir / "data" / "zjets.h5"
-    keys = {k: getattr(config, k) for k in ("n_events", "zjets", "workers", "seed")}
-    stage = Stage(out_dir, "data", keys, outputs=[path])
-    if not stage.prepare():
-        console.rule(f"simulating {config.n_events:,} Z -> mu mu + jets events")
-        events = generate_zjets(config.n_events, ZJetsConfig(**config.zjets),
-                                seed=config.seed, workers=config.workers)
-        write_events(events, path)
-        stage.finish()
-    return read_events(path)
+    """The simulated events (:func:`jetfm.studies.zjets_events`)."""
+    return zjets_events(out_dir, config.n_events, config.zjets, config.workers, config.seed)[0]
 
 
 @dataclass
