@@ -58,6 +58,9 @@ def test_study_runs_and_reports_every_variant(tmp_path, toy: None) -> None:
     for plot in ("multiplicity", "ratios", "pt_j1_4j", "pt_sum_4j", "delta_r_j1j2_5j"):
         assert (tmp_path / "plots" / f"{plot}.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "summary.json").read_text())
+    # every generated W1 carries its spread over the draws and its floor
+    w1_cells = [row[k] for row in saved["table"][1:] for k in row if k.startswith("W1")]
+    assert w1_cells and all(" ± " in c and c.endswith(")") for c in w1_cells)
     assert set(saved["fractions"]) == {"naive", "truncated", "override", "bootstrap"}
     for fractions in summary["fractions"].values():
         assert np.allclose(np.sum(fractions, axis=1), 1.0)

@@ -339,9 +339,9 @@ def kinematics(events: Events) -> dict[str, np.ndarray]:
 
 
 def _w1_with_floor(truth: np.ndarray, generated: list[np.ndarray], seed: int
-                   ) -> tuple[float, float]:
-    """W1(generated, truth half A) with as many generated events as truth events in half B,
-    averaged over draws, and the floor W1(half B, half A)."""
+                   ) -> tuple[float, float, float]:
+    """W1(generated, truth half A) with as many generated events as truth events in half B:
+    mean and standard deviation over the draws; and the floor W1(half B, half A)."""
     from scipy.stats import wasserstein_distance
 
     rng = np.random.default_rng(seed)
@@ -350,6 +350,7 @@ def _w1_with_floor(truth: np.ndarray, generated: list[np.ndarray], seed: int
     values = [wasserstein_distance(g[rng.permutation(len(g))[: len(b)]], a)
               for g in generated if len(g)]
     return (float(np.mean(values)) if values else float("nan"),
+            float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
             float(wasserstein_distance(b, a)) if len(a) and len(b) else float("nan"))
 
 
@@ -393,8 +394,9 @@ def analyse(samples: dict[str, list[tuple[Events, dict[str, int]]]], split: Spli
             row[f"R_({n + 1}/{n})"] = f"{mean:.3f} ± {std:.3f}"
         for n in kin_truth:
             for o in ("pt_j1", "pt_sum"):
-                w1, floor = _w1_with_floor(kin_truth[n][o], kin_gen[name][n][o], config.seed)
-                row[f"W1 {o} {n}j [GeV]"] = f"{w1:.1f} ({floor:.1f})"
+                w1, spread, floor = _w1_with_floor(kin_truth[n][o], kin_gen[name][n][o],
+                                                   config.seed)
+                row[f"W1 {o} {n}j [GeV]"] = f"{w1:.1f} ± {spread:.1f} ({floor:.1f})"
         rows.append(row)
     truth_row: dict[str, Any] = {"variant": "truth", "overflow": "-"}
     for n in range(config.n_max_jets, n_ext):
@@ -514,7 +516,8 @@ def _summary_markdown(summary: dict[str, Any], config: JetGPTStudyConfig) -> str
               f"for n < {config.cap_below} from the capped test events, else from every "
               "simulated event). overflow: fraction of sampled events that wanted more than "
               f"{config.n_extrapolate} jets (discarded). W1 of the extrapolated events' "
-              "kinematics, averaged over the draws, floor in brackets: two disjoint halves of "
+              "kinematics, mean ± standard deviation over the draws, floor in brackets: two "
+              "disjoint halves of "
               "the truth, as many generated events as in one half; with few truth events "
               "both are noisy.", "", markdown_table(summary["table"]), ""]
     lines.append(f"Run time {summary['seconds']:.0f} s.")
