@@ -27,10 +27,9 @@ CONFIG = {
 
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake(config: study.JetGPTStudyConfig, out_dir: object) -> object:
-        return toy_events(config.n_events, seed=config.seed, ratio=0.4, max_jets=7)
+    def fake(config: study.JetGPTStudyConfig, out_dir: object) -> tuple[object, str]:
+        return toy_events(config.n_events, seed=config.seed, ratio=0.4, max_jets=7), "toy"
     monkeypatch.setattr(study, "simulate", fake)
-    monkeypatch.setattr(study.Stage, "digest", property(lambda self: "toy"))
 
 
 def test_split_never_trains_beyond_n_max() -> None:

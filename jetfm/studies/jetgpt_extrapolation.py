@@ -185,9 +185,9 @@ def _check_override(override: dict[str, Any], n_max_jets: int) -> None:
 
 
 # ----------------------------------------------------------------------------- data
-def simulate(config: JetGPTStudyConfig, out_dir: Path) -> Events:
-    """The simulated events (:func:`jetfm.studies.zjets_events`)."""
-    return zjets_events(out_dir, config.n_events, config.zjets, config.workers, config.seed)[0]
+def simulate(config: JetGPTStudyConfig, out_dir: Path) -> tuple[Events, str]:
+    """The simulated events and the data stage's digest (:func:`jetfm.studies.zjets_events`)."""
+    return zjets_events(out_dir, config.n_events, config.zjets, config.workers, config.seed)
 
 
 @dataclass
@@ -442,7 +442,7 @@ def run(config: JetGPTStudyConfig, out_dir: str | Path) -> dict[str, Any]:
     """The whole study (module docstring); returns the summary written to summary.json."""
     out_dir = Path(out_dir)
     begin = _now()
-    events = simulate(config, out_dir)
+    events, data_digest = simulate(config, out_dir)
     counts, ratios, errors = staircase.staircase_ratios(events.n_jets)
     console.print("data: exclusive jet counts " + " ".join(map(str, counts.tolist())))
     console.print("data: R_(n+1)/n " + " ".join("n/a" if np.isnan(r) else f"{r:.3f}±{e:.3f}"
@@ -461,7 +461,6 @@ def run(config: JetGPTStudyConfig, out_dir: str | Path) -> dict[str, Any]:
                                        o["n_fit_slope"])
         console.print(f"pT-balance fit (Eq. 5.27): sigma(k;k) = {fit.a:.2f} k + {fit.b:.2f} "
                       f"GeV, 1/m_k = {fit.c:.4f} k + {fit.d:.4f} /GeV")
-    data_digest = Stage(out_dir, "data", {}).digest
     samples = {}
     paths: dict[str, Path] = {}
     for variant in config.variants:
