@@ -120,7 +120,11 @@ SEED_OPTION = option(NON_NEGATIVE_INT)
 
 def folder_output(text: str) -> str:
     """An argparse ``type`` for output folders: a path that is not an existing file (it is
-    created, or reused to resume), refused before any work is done."""
+    created, or reused to resume), refused before any work is done. An empty path is refused
+    (``Path("")`` is the current folder: a study would spill its files there)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a folder (it is created if "
+                                         "missing)")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder (it is created if "
@@ -524,14 +528,38 @@ def _save_config(out_dir: str | Path, args: argparse.Namespace, overrides: Seque
     """Write the config a run uses (``data``, by default the YAML of ``--config`` after
     ``overrides`` read for the dataclass of ``config``) to ``out_dir/config.resolved.yaml``
     (:func:`jetfm.configs.write_resolved`) and print its path; only in the process that
-    reports (rank 0 of DDP)."""
+    reports (rank 0 of DDP).
+
+    The file it replaces is remembered: a run that then stops on bad input (an
+    ``EXPECTED_ERRORS`` error, e.g. sizes larger than the data) gets it back (:func:`main`), so
+    a folder's config file always describes the run that made its results."""
+    from jetfm.configs import RESOLVED_NAME
     from jetfm.studies import read_config
 
     if _rank_zero():
         if data is None:
             data = read_config(args.config, type(config), overrides)
+        target = Path(out_dir) / RESOLVED_NAME
+        _REPLACED_CONFIGS.append((target, target.read_bytes() if target.is_file() else None))
         path = write_resolved(data, out_dir, source or args.config, overrides)
         console.print(f"config -> {path}")
+
+
+_REPLACED_CONFIGS: list[tuple[Path, bytes | None]] = []
+"""(config.resolved.yaml, its bytes before this command wrote it or None) of this command."""
+
+
+def _restore_configs() -> None:
+    """Put back the config files this command replaced (it stopped on bad input)."""
+    from jetfm.atomic import atomic_path
+
+    while _REPLACED_CONFIGS:
+        path, before = _REPLACED_CONFIGS.pop()
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            with atomic_path(path) as tmp:
+                Path(tmp).write_bytes(before)
 
 
 def _omnijet_config(path: Path, overrides: Sequence[str] = ()) -> OmniJetConfig:
@@ -1805,12 +1833,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help (0) or a usage error (2, one line already printed)
         return done.code if isinstance(done.code, int) else 2
     command = " ".join(filter(None, (args.command, getattr(args, "study", None))))
+    _REPLACED_CONFIGS.clear()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         print(f"jetfm {command}: interrupted", file=sys.stderr)
         return 130
     except EXPECTED_ERRORS as err:
+        _restore_configs()
         print(f"jetfm {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:

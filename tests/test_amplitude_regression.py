@@ -184,6 +184,14 @@ def test_study_end_to_end_and_resumed(tmp_path, capsys):
     ({"models": {"mlp": {"optimiser": "adam"}}}, "models: mlp: a mapping with keys"),
     ({"sizes": [10, 10]}, "sizes: .* lists a value twice"),
     ({"task": {"scheduler": "step"}}, "task: scheduler: 'step'"),
+    ({"seed": -1}, "seed: -1 must be >= 0"),
+    ({"seeds": [1, -1]}, "seeds: -1 must be >= 0"),
+    ({"y_cut": 0.0}, "y_cut: 0.0 must be > 0"),
+    # three massless partons: s_12 + s_13 + s_23 = s, so s_ij > s / 3 is impossible
+    ({"y_cut": 1 / 3}, r"y_cut: 0.333.* >= 2 / \(n \(n - 1\)\) = 0.3333 for the 3 "
+                       r"final-state partons of ee_qqg"),
+    ({"processes": ["ee_qqg", "ee_qq2g"], "y_cut": 0.17}, r"= 0.1667 for the 4 final-state "
+                                                          r"partons of ee_qq2g"),
 ])
 def test_config_errors(tmp_path, change, message):
     from jetfm.studies.amplitudes import load_config

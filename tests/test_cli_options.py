@@ -63,6 +63,8 @@ def one_line_error(capsys, command: str) -> str:
     (["finetune", "j.root", "--out-dir", "a_file"], "--out-dir", "a_file is a file"),
     (["benchmark", "tagging", "--out", "a_file"], "--out", "a_file is a file"),
     (["demo", "--out", "a_file"], "--out", "a_file is a file"),
+    (["study", "amplitudes", "--out", ""], "--out", "an empty path"),
+    (["finetune", "j.root", "--out-dir", " "], "--out-dir", "an empty path"),
 ])
 def test_bad_option_is_a_one_line_usage_error(tmp_path, monkeypatch, capsys, argv, option,
                                               problem):
@@ -164,6 +166,10 @@ def test_bad_block_of_every_omnijet_config_command(tmp_path, capsys, command, ch
                       "started at line 1, column 7: expected ',' or ']'"),
     ("seed: 1\n  gpt: 2\n", "line 2, column 6: malformed YAML: mapping values are not "
                             "allowed here"),
+    # PyYAML alone would keep the last value silently
+    ("seed: 1\ngpt: {dim: 8, dim: 16}\n", "line 2, column 15: malformed YAML: key 'dim' is "
+                                           "given twice in one mapping"),
+    ("seed: 1\nseed: 2\n", "line 2, column 1: malformed YAML: key 'seed' is given twice"),
 ])
 def test_malformed_yaml_names_the_file_and_line(tmp_path, capsys, text, where):
     path = tmp_path / "broken.yaml"
@@ -276,3 +282,33 @@ def test_tagging_split_balances_n_train_across_classes():
     assert not set(train) & set(val) and not set(train) & set(test)
     with pytest.raises(ValueError, match="raise --n-train or give more jets"):
         _tagging_split(labels, ["QCD", "Tbqq", "Wqq"], 0.2, 2, seed=1)
+
+
+def test_a_run_refused_on_bad_input_keeps_the_folders_config(tmp_path, monkeypatch, capsys):
+    """The resolved config is written before a study runs (a crash can resume from it); a run
+    that then stops on bad input puts the previous file back (or removes its own), so the
+    folder's config.resolved.yaml still describes the results beside it."""
+    from jetfm.studies import amplitudes
+
+    out = tmp_path / "run"
+    resolved = out / "config.resolved.yaml"
+
+    def refuse(config, out_dir):
+        raise ValueError("1 jets: 4,973 events, the split needs 5,900")
+
+    monkeypatch.setattr(amplitudes, "run", refuse)
+    argv = ["study", "amplitudes", "--config", "amplitudes_tiny", "--out", str(out)]
+    assert main([*argv, "n_test=40"]) == 2
+    assert "the split needs 5,900" in one_line_error(capsys, "study amplitudes")
+    assert not resolved.exists()  # a fresh folder keeps nothing of the refused run
+    out.mkdir(exist_ok=True)
+    resolved.write_text("# the finished run's config\nn_test: 300\n")
+    assert main([*argv, "n_test=40"]) == 2
+    capsys.readouterr()
+    assert resolved.read_text() == "# the finished run's config\nn_test: 300\n"
+    # an unexpected failure (a crash) keeps the new config: rerunning it resumes
+    monkeypatch.setattr(amplitudes, "run", lambda config, out_dir: 1 / 0)
+    monkeypatch.setattr(cli, "_write_log", lambda command, argv: tmp_path / "log")
+    assert main([*argv, "n_test=40"]) == 1
+    capsys.readouterr()
+    assert "n_test: 40" in resolved.read_text()

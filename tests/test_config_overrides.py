@@ -121,6 +121,34 @@ def test_overrides_set_nested_keys_and_lists():
     assert read_config(path, OmniLearnTransferConfig, ["seed=4", "seed=7"])["seed"] == 7
 
 
+def test_delete_overrides_drop_entries_and_an_empty_mapping_is_refused():
+    """A mapping value merges, so ``models={}`` would change nothing: it is refused, and
+    ``~KEY`` deletes (Hydra's syntax), from the API and the command line alike."""
+    from jetfm.studies.amplitudes import load_config as amplitude_config
+
+    path = preset("amplitudes_tiny")
+    base = amplitude_config(path)
+    assert len(base.models) >= 2
+    kept = amplitude_config(path, ["~models.mlp"])
+    assert list(kept.models) == [m for m in base.models if m != "mlp"]
+    assert amplitude_config(path, ["~sizes.0"]).sizes == base.sizes[1:]
+    assert amplitude_config(path, ["seed=5", "~seed"]).seed == 1  # the dataclass default
+    assert split_overrides(["~models.mlp", "a.yaml"]) == (["a.yaml"], ["~models.mlp"])
+    with pytest.raises(ValueError, match=r"'models=\{\}': a mapping value is merged into the "
+                                         r"block, so an empty one changes nothing; delete "
+                                         r"entries with ~models\.NAME"):
+        amplitude_config(path, ["models={}"])
+    with pytest.raises(ValueError, match=r"override '~models\.gnn': no key 'models\.gnn' to "
+                                         r"delete"):
+        amplitude_config(path, ["~models.gnn"])
+    with pytest.raises(ValueError, match=r"override '~sizes\.9': no key 'sizes\.9'"):
+        amplitude_config(path, ["~sizes.9"])
+    with pytest.raises(ValueError, match=r"unknown key 'modelz'"):
+        amplitude_config(path, ["~modelz.mlp"])
+    with pytest.raises(ValueError, match=r"models: give at least one model"):
+        amplitude_config(path, [f"~models.{m}" for m in base.models])
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("training.max_steps=10", r"override 'training\.max_steps=10': unknown key 'training'; "
                               r"valid: \['generation', .*'pretraining', .*'workers'\]"),

@@ -15,6 +15,7 @@ from toy_events import toy_events
 from jetfm.data.events import MUON_MASS, Events
 from jetfm.models.jetgpt_inputs import EventPreprocessing
 from jetfm.physics.kinematics import ptetaphim_to_p4
+from jetfm.report import format_with_error
 from jetfm.studies import event_generation as study
 from jetfm.studies.event_generation import (
     EventGenerationConfig,
@@ -189,7 +190,12 @@ def test_study_runs_reuses_and_redoes_only_what_changed(toy_data, tmp_path, monk
         for key in r["w1"]:
             assert (tmp_path / "plots" / "1j" / "D40" / f"{key}.png").exists()
     table = (tmp_path / "table.md").read_text()
-    assert all(g["name"] in table for g in GENERATORS) and "W1 / floor" in table
+    assert all(g["name"] in table for g in GENERATORS)
+    assert "## Z + 1 jet: W1 per marginal (floor: truth vs truth)" in table
+    w1 = results[0]["w1"]["pt_mu1"]
+    assert f"{w1['value']:.3g} ({w1['floor']:.2g})" in table and "pt_mu1 [GeV]" in table
+    floor = json.loads((tmp_path / "floors" / "1j.json").read_text())["auc"]
+    assert summary["rows"][0]["AUC floor"] == format_with_error(floor["value"], floor["error"])
     assert (tmp_path / "plots" / "1j_auc.png").exists()
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert len(saved["rows"]) == 3 and saved["floors"]["1j"]["auc"]["value"] is not None

@@ -154,6 +154,21 @@ def test_default_bins_cover_every_sample_and_resist_outliers() -> None:
         default_bins(np.array([np.nan]))
 
 
+def test_default_bins_keep_a_wide_generated_tail_from_squeezing_the_reference() -> None:
+    """A Z peak (91 +- 3 GeV) beside a generated sample with a tail to 5 TeV: the edges stay
+    within two reference widths of the reference's range, so the peak spans many bins."""
+    rng = np.random.default_rng(4)
+    peak = rng.normal(91.0, 3.0, 4000)
+    tail = np.r_[rng.normal(91.0, 3.0, 3000), rng.exponential(1500.0, 1000)]
+    ref_lo, ref_hi = np.quantile(peak, [0.005, 0.995])
+    edges = default_bins(peak, tail)
+    width = ref_hi - ref_lo
+    assert edges[0] >= ref_lo - 2 * width - 1e-9 and edges[-1] == pytest.approx(
+        ref_hi + 2 * width)
+    assert np.count_nonzero(np.histogram(peak, edges)[0]) >= 7  # not one bin
+    assert default_bins(peak, tail, reference_spans=None)[-1] > 3000  # the old union
+
+
 def test_generated_sample_beside_the_reference_is_drawn_not_counted_outside(
         monkeypatch) -> None:
     import jetfm.plots.histograms as histograms

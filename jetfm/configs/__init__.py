@@ -7,7 +7,10 @@ Presets are package data (``jetfm/configs/NAME.yaml``, in the wheel), found with
 Overrides: ``KEY=VALUE`` with a dotted ``KEY`` (``pretraining.training.max_steps=10``,
 ``sizes=[100,1000]``, ``variants.0.n_train=50``), applied to the YAML's mapping by OmegaConf
 (:meth:`omegaconf.DictConfig.merge_with_dotlist`: the value is YAML, a mapping value is merged
-key by key into the block, a list value replaces the list, ``null`` sets None). Interpolations
+key by key into the block, a list value replaces the list, ``null`` sets None). ``~KEY``
+deletes a key (``~models.mlp`` drops one entry of a block, as Hydra's ``~`` does), since a
+mapping value can only add or change entries (an empty mapping, ``models={}``, which would
+merge nothing, is refused). Interpolations
 (``${...}``) are left as text. Top-level keys are checked against the config dataclass's fields
 (unknown: ``ValueError`` listing the valid keys) and their values against the field types
 (:func:`apply_overrides`); the keys and values inside blocks are checked by the study's own
@@ -29,6 +32,8 @@ from typing import Any
 RESOLVED_NAME = "config.resolved.yaml"
 # KEY=VALUE: KEY a dotted path of names and list indices (``a.b.0.c`` or ``a.b[0].c``)
 OVERRIDE = re.compile(r"(?P<key>[A-Za-z_]\w*(?:\.\w+|\[\d+\])*)=(?P<value>.*)", re.DOTALL)
+# ~KEY: delete a key (Hydra's syntax)
+DELETE = re.compile(r"~(?P<key>[A-Za-z_]\w*(?:\.\w+|\[\d+\])*)")
 
 
 # ----------------------------------------------------------------------------- presets
@@ -81,8 +86,32 @@ def locate(text: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------- overrides
 def is_override(text: str) -> bool:
-    """True for ``KEY=VALUE`` text (a dotted key, ``=``, anything)."""
-    return OVERRIDE.fullmatch(text) is not None
+    """True for ``KEY=VALUE`` text (a dotted key, ``=``, anything) and ``~KEY`` (delete)."""
+    return OVERRIDE.fullmatch(text) is not None or DELETE.fullmatch(text) is not None
+
+
+def _key_path(key: str) -> list[str | int]:
+    """``a.b[0].c`` / ``a.b.0.c`` -> ``["a", "b", 0, "c"]``."""
+    return [int(part) if part.isdigit() else part
+            for part in re.split(r"\.|\[|\]", key) if part != ""]
+
+
+def _delete(data: dict[str, Any], text: str, key: str, where: str | Path) -> dict[str, Any]:
+    """``data`` without ``key`` (a dotted path); ``ValueError`` naming it when it is absent."""
+    data = copy.deepcopy(data)
+    node: Any = data
+    path = _key_path(key)
+    for i, part in enumerate(path):
+        if isinstance(node, dict) and str(part) in node:
+            part = str(part)
+        elif not (isinstance(node, list) and isinstance(part, int) and part < len(node)):
+            shown = ".".join(str(p) for p in path[:i + 1])
+            raise ValueError(f"{where}: override {text!r}: no key {shown!r} to delete")
+        if i == len(path) - 1:
+            del node[part]
+        else:
+            node = node[part]
+    return data
 
 
 def split_overrides(items: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -160,16 +189,26 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], cls: type,
     schema = schema_of(cls, extra)
     data = dict(data)
     for text in overrides:
-        match = OVERRIDE.fullmatch(text)
+        match = OVERRIDE.fullmatch(text) or DELETE.fullmatch(text)
         if match is None:
             raise ValueError(f"{where}: override {text!r}: expected KEY=VALUE with a dotted KEY "
-                             "(e.g. training.max_steps=10)")
+                             "(e.g. training.max_steps=10) or ~KEY (delete the key)")
         top = re.split(r"[.\[]", match["key"], maxsplit=1)[0]
         if top not in schema:
             raise ValueError(f"{where}: override {text!r}: unknown key {top!r}; valid: "
                              f"{sorted(schema)}")
         if top not in data and (default := _default(cls, top)) is not MISSING:
             data[top] = default
+        if text.startswith("~"):
+            data = _delete(data, text, match["key"], where)
+            if top in data and not matches(data[top], schema[top]):
+                raise ValueError(f"{where}: override {text!r}: {top}: {data[top]!r} is not of "
+                                 f"type {_hint_name(schema[top])}")
+            continue
+        if match["value"].strip() in ("{}", "{ }"):
+            raise ValueError(f"{where}: override {text!r}: a mapping value is merged into the "
+                             "block, so an empty one changes nothing; delete entries with "
+                             f"~{match['key']}.NAME")
         try:
             conf = OmegaConf.create(data)
             conf.merge_with_dotlist([text])
@@ -202,5 +241,6 @@ def write_resolved(data: Mapping[str, Any], out_dir: str | Path, source: str | P
     return write_text_atomic(Path(out_dir) / RESOLVED_NAME, text)
 
 
-__all__ = ["OVERRIDE", "RESOLVED_NAME", "apply_overrides", "is_override", "locate", "matches",
-           "names", "preset", "presets_dir", "schema_of", "split_overrides", "write_resolved"]
+__all__ = ["DELETE", "OVERRIDE", "RESOLVED_NAME", "apply_overrides", "is_override", "locate",
+           "matches", "names", "preset", "presets_dir", "schema_of", "split_overrides",
+           "write_resolved"]

@@ -39,7 +39,8 @@ def _bins(name: str, samples: list[np.ndarray]) -> np.ndarray:
     if not finite:
         fixed = DEFAULT_BINS.get(name)
         return fixed if fixed is not None else np.linspace(0.0, 1.0, 41)
-    wide = default_bins(*finite, discrete=name == "n_particles")
+    wide = default_bins(*finite, discrete=name == "n_particles",  # classes: no reference
+                        reference_spans=None)
     fixed = DEFAULT_BINS.get(name)
     if fixed is None:
         return wide

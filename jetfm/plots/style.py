@@ -67,14 +67,18 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def default_bins(
-    *samples: np.ndarray, n_bins: int = 40, discrete: bool = False, coverage: float = 0.99
+    *samples: np.ndarray, n_bins: int = 40, discrete: bool = False, coverage: float = 0.99,
+    reference_spans: float | None = 2.0,
 ) -> np.ndarray:
     """Bin edges covering the central ``coverage`` fraction of the finite values of *every*
-    sample: the union of the per-sample ranges [q_(1-c)/2, q_(1+c)/2].
+    sample: the union of the per-sample ranges [q_(1-c)/2, q_(1+c)/2], kept within
+    ``reference_spans`` widths of the first sample's (the reference's) range on either side.
 
     Taking the union (not the reference's range alone) keeps a generated sample that sits away
     from the reference inside the plot; taking quantiles (not min / max) keeps a few outliers
-    from stretching the range. The values left beyond the edges are what
+    from stretching the range; the limit keeps a generated sample with a wide tail (a
+    dimuon mass out to 5 TeV beside a Z peak 20 GeV wide) from squeezing the reference into one
+    bin (``None``: no limit). The values left beyond the edges are what
     :func:`hist_with_ratio` counts as below / above. The default 0.99 (0.5-99.5 %) is the range
     ``jetfm plot`` has always used for data-driven binning.
 
@@ -95,6 +99,12 @@ def default_bins(
     if not ranges:
         raise ValueError("no sample has finite values to derive bins from")
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    first = np.asarray(samples[0], dtype=np.float64).reshape(-1)
+    if reference_spans is not None and np.isfinite(first).any():
+        ref_lo, ref_hi = ranges[0]
+        width = max(ref_hi - ref_lo, 1e-12 * max(abs(ref_lo), abs(ref_hi), 1.0))
+        lo = max(lo, ref_lo - reference_spans * width)
+        hi = min(hi, ref_hi + reference_spans * width)
     if discrete:
         width = max(1, int(np.ceil((hi - lo + 1) / n_bins)))
         return np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 0.5 + width, width)

@@ -35,10 +35,27 @@ from jetfm.models.tokenizer import check_fingerprint  # noqa: F401  (re-exported
 from jetfm.report import write_json  # noqa: F401  (re-exported)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently: ``y_cut: 0.01`` then ``y_cut: 0.1`` would run with 0.1 unseen)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> Any:
     """The data in the YAML file ``path`` (None for an empty file). Raises
     ``FileNotFoundError`` naming a missing file and ``ValueError`` naming the file, the line
-    and the problem for malformed YAML (PyYAML's own message names only "<unicode string>").
+    and the problem for malformed YAML (PyYAML's own message names only "<unicode string>")
+    and for a key given twice in one mapping.
     ``path`` may name a shipped preset (``"omnijet_cpu"``: :func:`jetfm.configs.locate`), as
     on the command line."""
     from jetfm.configs import locate
@@ -48,7 +65,7 @@ def load_yaml(path: str | Path) -> Any:
         raise FileNotFoundError(f"no config file {path}" if not path.exists()
                                 else f"{path} is not a file")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""

@@ -98,9 +98,10 @@ class AmplitudeStudyConfig:
         from jetfm.tasks.amplitude import AmplitudeTaskConfig
 
         check_fields(self, {"sqrt_s": POSITIVE, "n_test": Rule(int, low=10),
-                            "y_cut": Rule(float, low=0, high=1, high_open=True),
+                            "y_cut": Rule(float, low=0, high=1, low_open=True,
+                                          high_open=True),
                             "val_fraction": Rule(float, low=0, low_open=True),
-                            "seed": Rule(int), "boost_rapidity": POSITIVE,
+                            "seed": Rule(int, low=0), "boost_rapidity": POSITIVE,
                             "threads": Rule(int, low=0)})
         if not isinstance(self.processes, list) or not self.processes:
             raise ValueError(f"processes: a list of process names, got {self.processes!r}")
@@ -111,7 +112,15 @@ class AmplitudeStudyConfig:
                 raise ValueError(f"processes: {err}") from None
         if len(set(self.processes)) != len(self.processes):
             raise ValueError(f"processes: {self.processes} lists a process twice")
-        for key, low in (("sizes", 2), ("seeds", None)):
+        for name in self.processes:
+            # the n(n-1)/2 invariants s_ij of n massless partons sum to s: none passes a cut
+            # s_ij > y_cut s with y_cut >= 2 / (n (n - 1))
+            n = get_process(name).n_particles - 2
+            if self.y_cut >= 2 / (n * (n - 1)):
+                raise ValueError(f"y_cut: {self.y_cut} >= 2 / (n (n - 1)) = {2 / (n * (n - 1)):.4g}"
+                                 f" for the {n} final-state partons of {name}: their pair "
+                                 "invariants sum to s, so no point passes s_ij > y_cut s")
+        for key, low in (("sizes", 2), ("seeds", 0)):
             values = getattr(self, key)
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{key}: a list of whole numbers, got {values!r}")
@@ -407,7 +416,8 @@ def write_markdown(config: AmplitudeStudyConfig, table: list[dict[str, Any]],
     if all(r["seeds"] == 1 for r in table):
         columns = [c for c in columns if not c.endswith("_std")]
     text = markdown_table(table, columns)
-    legend = ("mse: of the standardised log A; delta_68: half-width of the central 68 % "
+    legend = ("mse: of the standardised log A (1 is what predicting the training mean gives, "
+              "so mse >= 1 means the network learned nothing); delta_68: half-width of the central 68 % "
               "interval of Delta = (A_pred - A_true) / A_true; delta_median_abs: median "
               "|Delta|; frac_below_0.01: share of test points with |Delta| < 1 %; "
               f"boost_shift: RMS change of the standardised prediction under a random "

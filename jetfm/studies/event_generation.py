@@ -292,8 +292,9 @@ def split_events(events: Events, config: EventGenerationConfig
         own = events[events.n_jets == n]
         if len(own) < needed:
             raise ValueError(
-                f"{n} jets: {len(own):,} of the {len(events):,} simulated events have exactly "
-                f"{n} jets; the split needs {needed:,} (2 n_eval + max(sizes) + validation): "
+                f"{jets_text(n)}: {len(own):,} of the {len(events):,} simulated events have "
+                f"exactly {jets_text(n)}; the split needs {needed:,} (2 n_eval + max(sizes) + "
+                "validation): "
                 f"raise n_events (about {math.ceil(needed / max(len(own), 1) * len(events)):,})"
                 " or lower sizes / n_eval")
         order = np.random.default_rng([config.seed, n]).permutation(len(own))
@@ -316,6 +317,11 @@ def _p4(objects: np.ndarray) -> np.ndarray:
 def _pair_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     s = _p4(a) + _p4(b)
     return np.sqrt(np.maximum(s[..., 0] ** 2 - (s[..., 1:] ** 2).sum(-1), 0.0))
+
+
+def jets_text(n: int) -> str:
+    """``1 jet``, ``2 jets``."""
+    return f"{n} jet" if n == 1 else f"{n} jets"
 
 
 def _names(n_jets: int) -> list[str]:
@@ -575,7 +581,7 @@ def _run_jetgpt(entry: dict[str, Any], settings: dict[str, Any], split: Split, s
                          rng=np.random.default_rng(config.seed))
     out["sampling"] = {"seconds": seconds, "events_per_second": n_kept / max(seconds, 1e-9),
                        "kept": n_kept, **counts, "rounds": round_,
-                       "policy": f"only sequences with exactly {n} jets are kept"}
+                       "policy": f"only sequences with exactly {jets_text(n)} are kept"}
     if n_kept < config.n_eval:
         console.print(f"  [yellow]{entry['name']}: {n_kept} of {config.n_eval} events with "
                       f"{n} jets after {round_} rounds[/]")
@@ -618,7 +624,7 @@ def run_cell(entry: dict[str, Any], split: Split, size: int, config: EventGenera
         return json.loads(result_path.read_text())
     if start_cell(stage, cell):
         console.print(f"{label}: resuming the cell's unfinished run")
-    console.rule(f"{name} ({entry['kind']}), {n} jets, D = {size:,}")
+    console.rule(f"{name} ({entry['kind']}), {jets_text(n)}, D = {size:,}")
     settings = _entry_settings(entry)
     run = RUNNERS[entry["kind"]](entry, settings, split, size, config, cell)
     events: Events = run.pop("events")
@@ -677,7 +683,8 @@ def marginal_plots(results: list[dict[str, Any]], split: Split, size: int, out_d
     paths = [folder / f"{key}.png" for key in ref]
     samples = {r["name"]: out_dir / "cells" / f"{n}j" / f"D{size}" / r["name"] /
                "generated.h5" for r in results}
-    stage = Stage(out_dir, f"plots/{n}j/D{size}", {"generators": list(samples)},
+    stage = Stage(out_dir, f"plots/{n}j/D{size}",  # bins: the reference's range + 2 widths
+                  {"generators": list(samples), "bins": "reference_spans=2"},
                   {"data": data_digest, **{k: file_digest(v) for k, v in samples.items()}},
                   paths)
     if stage.prepare():
@@ -695,9 +702,10 @@ def marginal_plots(results: list[dict[str, Any]], split: Split, size: int, out_d
     return paths
 
 
-def scaling_plot(results: list[dict[str, Any]], n: int, metric: str, out_dir: Path
-                 ) -> Path | None:
-    """``plots/<n>j_<metric>.png``: AUC (with its floor) or NLL vs D per generator."""
+def scaling_plot(results: list[dict[str, Any]], n: int, metric: str, out_dir: Path,
+                 floor: dict[str, float] | None = None) -> Path | None:
+    """``plots/<n>j_<metric>.png``: AUC (with its floor: ``floor``, value and bootstrap error,
+    drawn as a band) or NLL vs D per generator."""
     import matplotlib.pyplot as plt
 
     from jetfm.plots.style import place_legend, save_figure, use_style
@@ -712,23 +720,32 @@ def scaling_plot(results: list[dict[str, Any]], n: int, metric: str, out_dir: Pa
         ax.errorbar([r["size"] for r in own], [r[metric]["value"] for r in own],
                     yerr=[r[metric]["error"] for r in own], fmt="o-", label=name)
     if metric == "auc":
-        ax.axhline(rows[0]["auc"]["floor"], color="grey", ls="--", label="floor (truth)")
+        floor = floor or {"value": rows[0]["auc"]["floor"], "error": 0.0}
+        shown = format_with_error(floor["value"], floor["error"])
+        ax.axhline(floor["value"], color="grey", ls="--",
+                   label=f"floor (truth vs truth), {shown}")
+        if floor["error"]:
+            ax.axhspan(floor["value"] - floor["error"], floor["value"] + floor["error"],
+                       color="grey", alpha=0.2, lw=0)
         ax.set_ylabel("Classifier AUC (generated vs truth)")
     else:
         ax.set_ylabel("NLL [nats / event]")
     ax.set_xscale("log")
     ax.set_xlabel("Training events $D$")
-    ax.set_title(f"Z + {n} jets", fontsize="small")
+    ax.set_title(f"Z + {jets_text(n)}", fontsize="small")
     place_legend(ax, fontsize="small")
     return save_figure(fig, out_dir / "plots" / f"{n}j_{metric}.png")
 
 
 # ----------------------------------------------------------------------------- tables
-def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (n, D, generator): AUC and floor, NLL, W1 / floor (mean and worst over
-    the observables), events/s, parameters, training time."""
+def summary_rows(results: list[dict[str, Any]],
+                 floors: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per (n, D, generator): AUC and floor (with its bootstrap error when
+    ``floors``, multiplicity -> :func:`floors`, is given), NLL, W1 / floor (mean and worst
+    over the observables), events/s, parameters, training time."""
     rows = []
     for r in results:
+        floor = (floors or {}).get(r["n_jets"], {}).get("auc")
         ratios = {k: w["value"] / w["floor"] for k, w in r.get("w1", {}).items()
                   if w["floor"] and w["value"] is not None}
         worst = max(ratios, key=ratios.get) if ratios else None
@@ -736,7 +753,8 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "jets": r["n_jets"], "D": r["size"], "generator": r["name"],
             "AUC": format_with_error(r["auc"]["value"], r["auc"]["error"]),
-            "AUC floor": r["auc"].get("floor"),
+            "AUC floor": format_with_error(floor["value"], floor["error"]) if floor
+            else r["auc"].get("floor"),
             "NLL": format_with_error(nll["value"], nll["error"]) if nll else "n/a",
             "W1/floor mean": float(np.mean(list(ratios.values()))) if ratios else None,
             "W1/floor worst": f"{ratios[worst]:.3g} ({worst})" if worst else "n/a",
@@ -746,21 +764,24 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def w1_rows(results: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """Per (D, generator) of multiplicity ``n``: W1 / floor of every observable."""
+    """Per (D, generator) of multiplicity ``n``: W1 of every observable and its floor, as
+    ``W1 (floor)``, in GeV for pT and masses (the column names say which)."""
     rows = []
     for r in results:
         if r["n_jets"] != n or not r.get("w1"):
             continue
         row: dict[str, Any] = {"D": r["size"], "generator": r["name"]}
         for key, w in r["w1"].items():
-            row[key] = w["value"] / w["floor"] if w["floor"] and w["value"] is not None \
-                else None
+            unit = " [GeV]" if key.split("_", 1)[0] in ("pt", "m") else ""
+            row[key + unit] = (f"{w['value']:.3g} ({w['floor']:.2g})"
+                               if w["value"] is not None and w["floor"] is not None else None)
         rows.append(row)
     return rows
 
 
 def write_tables(results: list[dict[str, Any]], config: EventGenerationConfig,
-                 data: dict[str, Any], out_dir: Path) -> str:
+                 data: dict[str, Any], out_dir: Path,
+                 floors: dict[int, dict[str, Any]] | None = None) -> str:
     """``table.md``: the summary table, the W1 / floor tables per multiplicity and the
     sampling counts."""
     lines = ["# Event generation: L-GATr CFM vs transformer CFM vs JetGPT", "",
@@ -770,11 +791,12 @@ def write_tables(results: list[dict[str, Any]], config: EventGenerationConfig,
              "(pT [GeV], eta, phi, m [GeV]) of every object, on the first "
              f"{config.n_nll} reference events. W1/floor: Wasserstein-1 of a marginal over its "
              "floor (truth vs truth), mean and worst over the marginals.", "",
-             markdown_table(summary_rows(results)), ""]
+             markdown_table(summary_rows(results, floors)), ""]
     for n in config.multiplicities:
         rows = w1_rows(results, n)
         if rows:
-            lines += [f"## Z + {n} jets: W1 / floor per marginal", "", markdown_table(rows),
+            lines += [f"## Z + {jets_text(n)}: W1 per marginal (floor: truth vs truth)", "",
+                      markdown_table(rows),
                       ""]
     sampling = [{"jets": r["n_jets"], "D": r["size"], "generator": r["name"],
                  **{k: v for k, v in r["sampling"].items() if k not in ("seconds",)},
@@ -802,28 +824,27 @@ def _run(config: EventGenerationConfig, out_dir: Path) -> dict[str, Any]:
     splits, data = split_events(events, config)
     console.print(f"data: {data['n_events']:,} events; with n jets: "
                   + ", ".join(f"{k} {v['with_n_jets']:,}" for k, v in data["selected"].items()))
-    results = []
+    results, floor_by_n = [], {}
     cells = len(config.multiplicities) * len(config.sizes) * len(config.generators)
     i = 0
     for n in config.multiplicities:
         split = splits[n]
-        floor = floors(split, config, out_dir, data_digest)
+        floor = floor_by_n[n] = floors(split, config, out_dir, data_digest)
         for size in config.sizes:
             group = []
             for entry in config.generators:
                 i += 1
-                console.print(f"[{i}/{cells}] {entry['name']}: {n} jets, D = {size:,}")
+                console.print(f"[{i}/{cells}] {entry['name']}: {jets_text(n)}, D = {size:,}")
                 group.append(run_cell(entry, split, size, config, out_dir, data_digest,
                                       floor))
             marginal_plots(group, split, size, out_dir, data_digest)
             results += group
         for metric in ("auc", "nll"):
-            scaling_plot(results, n, metric, out_dir)
-    table = write_tables(results, config, data, out_dir)
+            scaling_plot(results, n, metric, out_dir, floor["auc"])
+    table = write_tables(results, config, data, out_dir, floor_by_n)
     summary = {"config": asdict(config), "data": data,
-               "floors": {f"{n}j": floors(splits[n], config, out_dir, data_digest)
-                          for n in config.multiplicities},
-               "results": results, "rows": summary_rows(results),
+               "floors": {f"{n}j": floor for n, floor in floor_by_n.items()},
+               "results": results, "rows": summary_rows(results, floor_by_n),
                "seconds": time.perf_counter() - begin}
     write_json(out_dir / "summary.json", summary)
     write_text_atomic(out_dir / "summary.md", table)
