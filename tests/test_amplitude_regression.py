@@ -136,6 +136,10 @@ def test_targets_and_metrics():
     assert relative_error(np.array([3.0]), np.array([2.0]))[0] == 0.5
     with pytest.raises(ValueError, match="not positive and finite"):
         LogAmplitudeScaler.fit(np.array([1.0, -2.0]))
+    with pytest.raises(ValueError, match="got 2 amplitudes but all are equal"):
+        LogAmplitudeScaler.fit(np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="need at least 2 amplitudes to standardise, got 1"):
+        LogAmplitudeScaler.fit(np.array([1.0]))
     with pytest.raises(ValueError, match="non-finite predictions"):
         error_summary(np.array([np.nan, 0.0]), np.zeros(2), scaler)
 

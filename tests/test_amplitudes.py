@@ -206,3 +206,130 @@ def test_bad_input():
     with pytest.raises(ValueError, match="keeps"):
         generate("ee_qq3g", 10, SQRT_S, y_cut=0.3, seed=1, chunk=1000)
     assert set(PROCESSES) >= {"ee_qqg", "ee_qq2g", "ee_qq3g"}
+
+
+# ------------------------------------------------------------------ input checks
+AMPLITUDES = [("ee_qqg", 1, ee_qqg), ("surrogate", 1, lambda p: ee_qq_ng_surrogate(p, 1)),
+              ("surrogate", 2, lambda p: ee_qq_ng_surrogate(p, 2))]
+
+
+@pytest.mark.parametrize(("who", "n_gluons", "amplitude"), AMPLITUDES)
+@pytest.mark.parametrize("dtype", [int, bool, complex, str, object])
+def test_momenta_must_be_a_real_float_array(who, n_gluons, amplitude, dtype):
+    """Integer, bool, complex (cast with only a ComplexWarning before), string and object
+    arrays are refused with a TypeError, not cast."""
+    p = events(2 + n_gluons, 2, seed=20).astype(dtype)
+    with pytest.raises(TypeError, match=rf"{who}.*momenta: expected a real floating-point"):
+        amplitude(p)
+    with pytest.raises(TypeError, match="momenta: expected a real floating-point"):
+        ee_qqg(np.ones((2, 5, 4), int))  # was accepted: -0.10
+
+
+def _unphysical(kind: str, n_gluons: int) -> np.ndarray:
+    p = events(2 + n_gluons, 4, seed=21)
+    q3, g = 2, 4
+    if kind == "negative energy":
+        p[1, 3 + n_gluons, 0] *= -1  # one final-state energy sign flipped
+    elif kind == "zero-momentum gluon":
+        p[:, g] = 0.0
+    elif kind == "massive quark":
+        p[2, q3, 0] += 10.0
+    elif kind == "unbalanced":
+        p[3, g] *= 1.01  # massless, but p1 + p2 != sum of the final state
+    elif kind == "collinear gluon":
+        # the quark of a q qbar + (n - 1) g event splits into 0.7 q and an exactly collinear
+        # gluon 0.3 q (the first gluon): massless and conserved, with s_35 = 0
+        base = events(1 + n_gluons, 4, seed=21)
+        p = np.concatenate((base[:, :4], 0.3 * base[:, 2:3], base[:, 4:]), axis=1)
+        p[:, q3] = 0.7 * base[:, q3]
+    return p
+
+
+@pytest.mark.parametrize(("who", "n_gluons", "amplitude"), AMPLITUDES)
+@pytest.mark.parametrize(("kind", "message"), [
+    ("negative energy", r"every energy must be > 0; particle \d has E = -"),
+    ("zero-momentum gluon", "every energy must be > 0; particle 4 has E = 0"),
+    ("massive quark", r"momenta must be massless.*particle 2 of event 2"),
+    ("unbalanced", "four-momentum must be conserved.*event 3"),
+    ("collinear gluon", r"pole invariant s_35 = \(p3 \+ p5\)\^2 must be > 0"),
+])
+def test_unphysical_momenta_are_rejected(who, n_gluons, amplitude, kind, message):
+    """Before: a negative |M|^2 (flipped energy), inf or -6.7e10 (zero or collinear gluon),
+    values for a massive quark or unbalanced momenta; now a ValueError saying what."""
+    with pytest.raises(ValueError, match=rf"{who}.*{message}"):
+        amplitude(_unphysical(kind, n_gluons))
+
+
+def test_collinear_gluon_event_is_otherwise_physical():
+    """The collinear test point passes every check but the pole: it is massless, conserved
+    and has positive energies (so the pole check, not another, catches it)."""
+    p = _unphysical("collinear gluon", 1)
+    assert p.shape == (4, 5, 4) and (p[..., 0] > 0).all()
+    np.testing.assert_allclose(minkowski_dot(p, p), 0.0, atol=1e-9 * SQRT_S ** 2)
+    np.testing.assert_allclose(p[:, :2].sum(axis=1), p[:, 2:].sum(axis=1), atol=1e-9)
+    assert invariants(p)[:, 2, 4].max() <= 1e-12 * p[:, 2, 0].max() * p[:, 4, 0].max()
+
+
+@pytest.mark.parametrize("name", ["ee_qqg", "ee_qq2g", "ee_qq3g"])
+def test_float32_and_boosted_events_pass_the_checks(name):
+    """The tolerances keep float32 RAMBO momenta and events boosted in float32 (rapidity 3)
+    valid; the amplitude moves by their rounding only."""
+    proc = get_process(name)
+    p, a, _ = generate(name, 300, SQRT_S, seed=22)
+    np.testing.assert_allclose(proc.squared_amplitude(p.astype(np.float32)), a, rtol=1e-4)
+    lorentz = random_lorentz(len(p), 3.0, rng=4)
+    boosted = transform(p.astype(np.float32), lorentz.astype(np.float32))
+    assert boosted.dtype == np.float32
+    np.testing.assert_allclose(proc.squared_amplitude(boosted), a, rtol=1e-2)
+
+
+def test_cut_mask_shape_and_y_cut_range():
+    """One event without the batch axis is a ValueError naming the expected shape (was a raw
+    einsum error); y_cut must lie in (0, 2 / (n (n - 1))): beyond, no massless point passes
+    since the n (n - 1) / 2 invariants s_ij of the n final-state partons sum to s."""
+    p = events(3, 20, seed=23)
+    with pytest.raises(ValueError, match=r"shape \(n_events, n_particles, 4\).*got \(5, 4\)"):
+        cut_mask(p[0], 0.01)
+    with pytest.raises(ValueError, match="y_cut: 0.0 must be > 0"):
+        cut_mask(p, 0.0)
+    with pytest.raises(ValueError, match=r"y_cut: 0.34 must be < 2 / \(n \(n - 1\)\) = 0.3333 "
+                                         r"for n = 3 final-state partons.*keeps no point"):
+        cut_mask(p, 0.34)
+    assert cut_mask(p, 0.33).shape == (20,)  # allowed, if rarely passed
+    with pytest.raises(ValueError, match=r"= 0.1 for n = 5 final-state partons"):
+        generate("ee_qq3g", 10, SQRT_S, y_cut=0.1)  # checked before generating
+    with pytest.raises(TypeError, match="cut_mask: momenta: expected a real floating-point"):
+        cut_mask(p.astype(int), 0.01)
+    with pytest.raises(ValueError, match="at least 2 final-state particles"):
+        cut_mask(p[:, :3], 0.01)
+
+
+def test_random_lorentz_parameters():
+    for bad in (np.nan, np.inf, -1.0):
+        with pytest.raises(ValueError, match="rapidity"):
+            random_lorentz(3, bad)
+    with pytest.raises(TypeError, match="n: 3.0 is not an integer"):
+        random_lorentz(3.0, 1.0)
+    lorentz = random_lorentz(3, 0.5, rng=1)
+    assert np.isfinite(lorentz).all()
+    with pytest.raises(ValueError, match=r"lorentz must have shape \(4, 4\) or"):
+        transform(events(3, 2), lorentz)
+    with pytest.raises(ValueError, match=r"transform: momenta must have shape"):
+        transform(events(3, 2)[0], lorentz[0])
+
+
+def test_generate_and_process_arguments_are_named():
+    with pytest.raises(ValueError, match="seed: -1 must be >= 0"):
+        generate("ee_qqg", 10, SQRT_S, seed=-1)
+    with pytest.raises(TypeError, match="seed: '1' is not an integer"):
+        generate("ee_qqg", 10, SQRT_S, seed="1")
+    with pytest.raises(TypeError, match="n_events: 2.5 is not an integer"):
+        generate("ee_qqg", 2.5, SQRT_S)
+    with pytest.raises(TypeError, match="process: a process name or Process expected"):
+        generate(3, 10, SQRT_S)
+    with pytest.raises(TypeError, match="process: a process name"):
+        get_process(["ee_qqg"])
+    with pytest.raises(TypeError, match="n_gluons: '2' is not an integer"):
+        ee_qq_ng_surrogate(events(4, 2), "2")
+    with pytest.raises(TypeError, match="invariants: momenta: expected a real floating-point"):
+        invariants(np.ones((2, 5, 4), int))

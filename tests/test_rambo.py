@@ -93,3 +93,43 @@ def test_beams():
     np.testing.assert_allclose(b.sum(axis=1), [[SQRT_S, 0, 0, 0]] * 2)
     np.testing.assert_allclose(minkowski_dot(b, b), 0.0)
     assert minkowski_dot(b[:, 0], b[:, 1]) == pytest.approx(SQRT_S ** 2 / 2)
+
+
+def test_large_n_volume_in_log_space_and_checked_before_drawing():
+    """(2 pi)^(4 - 3n), s^(n - 2) and the factorials leave the float64 range for large n: the
+    volume comes from its logarithm then, and one outside the float64 range is a ValueError
+    raised before any momentum is drawn (it was a bare OverflowError after drawing them)."""
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    with pytest.raises(ValueError, match=r"200-particle .* outside the float64 range"):
+        rambo(2, 200, 100.0, rng=rng)
+    assert rng.bit_generator.state == state  # nothing drawn
+    s = SQRT_S ** 2
+    for n in (100, 200):
+        log_expected = ((n - 2) * math.log(s) - math.log(2) - (2 * n - 3) * math.log(4 * math.pi)
+                        - math.lgamma(n) - math.lgamma(n - 1))
+        assert math.log(phase_space_volume(n, SQRT_S)) == pytest.approx(log_expected, rel=1e-12)
+    p, weight = rambo(2, 200, SQRT_S, rng=1)
+    assert p.shape == (2, 200, 4) and weight == phase_space_volume(200, SQRT_S)
+    np.testing.assert_allclose(p.sum(axis=1)[:, 0], SQRT_S, rtol=1e-10)
+
+
+@pytest.mark.parametrize("bad", ["3", 2.7, 3.0, True, None])
+def test_counts_must_be_integers(bad):
+    """rambo, beams and phase_space_volume take whole numbers only (the message names the
+    argument); numpy integers are whole numbers too."""
+    for call, name in [(lambda: rambo(bad, 3, SQRT_S), "n_events"),
+                       (lambda: rambo(5, bad, SQRT_S), "n"),
+                       (lambda: beams(bad, SQRT_S), "n_events"),
+                       (lambda: phase_space_volume(bad, SQRT_S), "n")]:
+        with pytest.raises(TypeError, match=rf"^{name}: .* is not an integer"):
+            call()
+    with pytest.raises(ValueError, match="n_events: -1 must be >= 0"):
+        beams(-1, SQRT_S)
+    assert beams(np.int64(3), SQRT_S).shape == (3, 2, 4)
+    assert rambo(np.int32(2), np.int64(4), SQRT_S, rng=1)[0].shape == (2, 4, 4)
+
+
+def test_minkowski_dot_needs_four_vectors():
+    with pytest.raises(ValueError, match=r"four-vectors \(\.\.\., 4\) expected"):
+        minkowski_dot(np.ones((2, 3)), np.ones((2, 3)))

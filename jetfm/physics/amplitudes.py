@@ -51,6 +51,19 @@ resolution cut, default y_cut = 0.01), keeping away from the soft and collinear 
 thesis cuts pT > 20 GeV, Delta R > 0.4 at the LHC instead). The cut keeps the phase space
 flat in the accepted region; :func:`generate` counts what it removes.
 
+Input checks (every amplitude function, :func:`_check_momenta`): the momenta must be a real
+floating-point array (``TypeError`` otherwise: integer, bool, complex, strings) of shape
+(events, particles, 4), finite, with every energy > 0, every momentum massless within
+|p_i^2| <= :data:`MASS_TOLERANCE` E_i max_j E_j (the rounding of float32 momenta, also after
+a float32 boost of rapidity 3, stays below 5e-7 of that scale, while a quark of mass 10 GeV
+in a 500 GeV event is off by ~0.1), four-momentum conserved, |sum_in - sum_out| <=
+:data:`BALANCE_TOLERANCE` sum_i E_i per component (both formulas use s = (p1 + p2)^2 as the
+photon virtuality; the closed form is derived for p1 + p2 = p3 + p4 + p5), and every
+invariant in a denominator (s_12 and the pole invariants) resolved from zero,
+s_ij > :data:`POLE_FLOOR` E_i E_j (float64 rounding; an exactly collinear pair or a zero
+momentum gives 0, inf or a value of either sign at that level). Violations raise
+``ValueError`` naming the function, the check and the first events.
+
 Particle types (:attr:`Process.types`), the one-hot token of each particle for the
 regressors, as the reference code's ``TYPE_TOKEN_DICT`` with ``include_permsym``
 (heidelberg-hepml/lorentz-gatr, ``experiments/amplitudes/experiment.py``: ``zgg: [0, 0, 1,
@@ -67,8 +80,8 @@ from typing import Any
 
 import numpy as np
 
-from jetfm.checks import POSITIVE, Rule, number
-from jetfm.physics.rambo import beams, minkowski_dot, rambo
+from jetfm.checks import NON_NEGATIVE, POSITIVE, Rule, number
+from jetfm.physics.rambo import beams, check_count, float_array, minkowski_dot, rambo
 
 ALPHA = 1.0 / 128.0
 ALPHA_S = 0.118
@@ -81,23 +94,82 @@ MAX_GLUONS = 6
 Y_CUT = 0.01
 N_TYPES = 3
 """Particle types: 0 lepton (e+, e-), 1 quark (q, qbar), 2 gluon."""
+MASS_TOLERANCE = 1e-5
+"""Massless within |p_i^2| <= MASS_TOLERANCE E_i max_j E_j (module docstring: input checks)."""
+BALANCE_TOLERANCE = 1e-5
+"""Four-momentum conserved within BALANCE_TOLERANCE sum_i E_i per component (the soft-gluon
+limit tests append a gluon of 2e-3 GeV to a 500 GeV event: 2e-6)."""
+POLE_FLOOR = 1e-12
+"""A pole invariant s_ij <= POLE_FLOOR E_i E_j is zero within float64 rounding."""
 
 
-def _check_momenta(p4: np.ndarray, n: int, who: str) -> np.ndarray:
-    p4 = np.asarray(p4, dtype=np.float64)
+def _events(bad: np.ndarray) -> list[int]:
+    """The first 10 events flagged by ``bad`` (events, ...) for an error message."""
+    return np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[:10].tolist()
+
+
+def _check_array(p4: np.ndarray, who: str) -> np.ndarray:
+    """Momenta as a float64 (events, particles, 4) finite array; ``TypeError`` for a
+    non-float array, ``ValueError`` for another shape or non-finite entries."""
+    p4 = float_array(f"{who}: momenta", p4)
+    if p4.ndim != 3 or p4.shape[2] != 4:
+        raise ValueError(f"{who}: momenta must have shape (n_events, n_particles, 4) "
+                         f"(E, px, py, pz), got {p4.shape}")
+    p4 = p4.astype(np.float64, copy=False)
+    if not np.isfinite(p4).all():
+        raise ValueError(f"{who}: non-finite momenta in events {_events(~np.isfinite(p4))}")
+    return p4
+
+
+def _check_momenta(p4: np.ndarray, n: int, who: str, poles: list[tuple[int, int]]
+                   ) -> np.ndarray:
+    """The checks of the module docstring ("Input checks") on momenta (events, ``n``, 4),
+    e+ e- first; ``poles``: the pairs (i, j) whose invariant is in a denominator. Returns
+    them as float64 (the same array when already float64)."""
+    p4 = float_array(f"{who}: momenta", p4)
     if p4.ndim != 3 or p4.shape[1:] != (n, 4):
         raise ValueError(f"{who}: momenta must have shape (events, {n}, 4) (E, px, py, pz), "
                          f"got {p4.shape}")
-    if not np.isfinite(p4).all():
-        raise ValueError(f"{who}: non-finite momenta in events "
-                         f"{np.flatnonzero(~np.isfinite(p4).all(axis=(1, 2)))[:10].tolist()}")
+    p4 = _check_array(p4, who)
+    energy = p4[..., 0]
+    if not (energy > 0).all():
+        i = int(np.flatnonzero(~(energy > 0).all(axis=0))[0])
+        raise ValueError(f"{who}: every energy must be > 0; particle {i} has E = "
+                         f"{energy[~(energy[:, i] > 0), i][0]:g} GeV (events "
+                         f"{_events(~(energy > 0))})")
+    scale = energy * energy.max(axis=1, keepdims=True)
+    mass2 = energy * energy - np.sum(p4[..., 1:] * p4[..., 1:], axis=-1)
+    massive = np.abs(mass2) > MASS_TOLERANCE * scale
+    if massive.any():
+        e, i = np.argwhere(massive)[0]
+        raise ValueError(f"{who}: momenta must be massless, |p^2| <= {MASS_TOLERANCE:g} E "
+                         f"max(E); particle {i} of event {e} has p^2 = {mass2[e, i]:.6g} GeV^2 "
+                         f"at E = {energy[e, i]:.6g} GeV (events {_events(massive)})")
+    imbalance = np.abs(p4[:, :2].sum(axis=1) - p4[:, 2:].sum(axis=1))
+    unbalanced = imbalance > BALANCE_TOLERANCE * energy.sum(axis=1, keepdims=True)
+    if unbalanced.any():
+        e = int(np.flatnonzero(unbalanced.any(axis=1))[0])
+        raise ValueError(f"{who}: four-momentum must be conserved (p1 + p2 = sum of the final "
+                         f"state within {BALANCE_TOLERANCE:g} of the summed energies); event "
+                         f"{e} is off by {np.round(imbalance[e], 6).tolist()} GeV (events "
+                         f"{_events(unbalanced)})")
+    for i, j in poles:
+        s_ij = 2.0 * minkowski_dot(p4[:, i], p4[:, j])
+        zero = s_ij <= POLE_FLOOR * energy[:, i] * energy[:, j]
+        if zero.any():
+            e = int(np.flatnonzero(zero)[0])
+            raise ValueError(f"{who}: the pole invariant s_{i + 1}{j + 1} = (p{i + 1} + "
+                             f"p{j + 1})^2 must be > 0 (collinear or soft particles); event "
+                             f"{e} has s_{i + 1}{j + 1} = {s_ij[e]:.3g} GeV^2 (events "
+                             f"{_events(zero)})")
     return p4
 
 
 def invariants(p4: np.ndarray) -> np.ndarray:
     """s_ij = (p_i + p_j)^2 = 2 p_i . p_j of massless momenta: (events, n, n) [GeV^2] from
-    (events, n, 4)."""
-    p4 = np.asarray(p4, dtype=np.float64)
+    (events, n, 4). ``TypeError`` for a non-float array, ``ValueError`` for another shape or
+    non-finite momenta."""
+    p4 = _check_array(p4, "invariants")
     g = p4.copy()
     g[..., 1:] *= -1.0
     return 2.0 * np.einsum("eik,ejk->eij", p4, g)
@@ -114,8 +186,12 @@ def ee_qqg(p4: np.ndarray) -> np.ndarray:
     """Exact spin- and colour-summed, initial-spin-averaged |M|^2 of e+(p1) e-(p2) -> gamma*
     -> q(p3) qbar(p4) g(p5) (module docstring: formula and source), (events,) [GeV^-2], from
     massless momenta (events, 5, 4) (E, px, py, pz) [GeV] in the order e+, e-, q, qbar, g.
-    ``ValueError`` for a wrong shape or non-finite momenta."""
-    p4 = _check_momenta(p4, 5, "ee_qqg")
+
+    Raises ``TypeError`` for momenta that are not a real floating-point array; ``ValueError``
+    for a wrong shape, non-finite momenta, an energy <= 0, a massive momentum, unbalanced
+    four-momentum or a pole invariant s_12, s_35, s_45 that is not > 0 (module docstring:
+    input checks)."""
+    p4 = _check_momenta(p4, 5, "ee_qqg", [(0, 1), (2, 4), (3, 4)])
     d = minkowski_dot
     return (2 * N_C * C_F * E2 ** 2 * Q_QUARK ** 2 * GS2 * _lepton_factor(p4)
             / (d(p4[:, 2], p4[:, 4]) * d(p4[:, 3], p4[:, 4])))
@@ -125,10 +201,18 @@ def ee_qq_ng_surrogate(p4: np.ndarray, n_gluons: int) -> np.ndarray:
     """The leading-colour antenna surrogate A_n of e+ e- -> q qbar + ``n_gluons`` g (module
     docstring: formula, why, what it misses), (events,) [GeV^(-2n)], from massless momenta
     (events, 4 + n, 4) [GeV] in the order e+, e-, q, qbar, g1, ..., gn. n = 0 is the exact
-    Born |M|^2 of e+ e- -> q qbar. ``ValueError`` for n outside [0, MAX_GLUONS], a wrong
-    shape or non-finite momenta."""
-    n = number("n_gluons", n_gluons, Rule(int, low=0, high=MAX_GLUONS))
-    p4 = _check_momenta(p4, 4 + n, f"ee_qq{n}g surrogate")
+    Born |M|^2 of e+ e- -> q qbar.
+
+    Raises ``TypeError`` for an ``n_gluons`` that is not an integer or momenta that are not a
+    real floating-point array; ``ValueError`` for n outside [0, MAX_GLUONS], a wrong shape,
+    non-finite momenta, an energy <= 0, a massive momentum, unbalanced four-momentum or a
+    pole invariant that is not > 0: s_12 and, with gluons, every s_ij of q or qbar with a
+    gluon and of two gluons (without: s_34) (module docstring: input checks)."""
+    n = check_count("n_gluons", n_gluons, 0, MAX_GLUONS)
+    gluons = range(4, 4 + n)
+    poles = ([(0, 1), *((a, g) for a in (2, 3) for g in gluons),
+              *itertools.combinations(gluons, 2)] if n else [(0, 1), (2, 3)])
+    p4 = _check_momenta(p4, 4 + n, f"ee_qq{n}g surrogate", poles)
     s = invariants(p4)
     chains = np.zeros(len(p4))
     for order in itertools.permutations(range(4, 4 + n)):
@@ -181,18 +265,50 @@ PROCESSES.update({f"ee_qq{n}g": Process(f"ee_qq{n}g", n, False)
 
 
 def get_process(name: str) -> Process:
-    """The process called ``name``; ``ValueError`` listing the valid names."""
+    """The process called ``name``; ``ValueError`` listing the valid names (``TypeError``
+    for a name that is not a string)."""
+    if not isinstance(name, str):
+        raise TypeError(f"process: a process name (str) expected, got {name!r}")
     if name not in PROCESSES:
         raise ValueError(f"process {name!r}: use one of {list(PROCESSES)}")
     return PROCESSES[name]
 
 
+def check_y_cut(y_cut: float, n_final: int) -> float:
+    """``y_cut`` as a float in (0, 2 / (n (n - 1))) for ``n_final`` = n massless final-state
+    partons: their n (n - 1) / 2 invariants s_ij sum to s, so none passes s_ij > y_cut s
+    beyond; ``ValueError`` naming y_cut and the bound otherwise."""
+    y_cut = number("y_cut", y_cut, Rule(float, low=0, low_open=True))
+    bound = 2 / (n_final * (n_final - 1))
+    if y_cut >= bound:
+        raise ValueError(f"y_cut: {y_cut!r} must be < 2 / (n (n - 1)) = {bound:.4g} for n = "
+                         f"{n_final} final-state partons: their pair invariants s_ij sum to s, "
+                         "so the cut s_ij > y_cut s keeps no point")
+    return y_cut
+
+
 def cut_mask(p4: np.ndarray, y_cut: float, n_initial: int = 2) -> np.ndarray:
     """(events,) bool: every pair i < j of final-state particles (index >= ``n_initial``) has
-    s_ij > ``y_cut`` s, s = (p1 + p2)^2. ``ValueError`` for y_cut outside [0, 1)."""
-    y_cut = number("y_cut", y_cut, Rule(float, low=0, high=1, high_open=True))
+    s_ij > ``y_cut`` s, s = (p1 + p2)^2.
+
+    Raises ``TypeError`` for momenta that are not a real floating-point array or an
+    ``n_initial`` that is not an integer; ``ValueError`` for momenta not of shape (n_events,
+    n_particles, 4) with at least 2 final-state particles, non-finite momenta, s <= 0, or
+    y_cut outside (0, 2 / (n (n - 1))) for the n final-state particles
+    (:func:`check_y_cut`)."""
+    p4 = _check_array(p4, "cut_mask")
+    n_initial = check_count("n_initial", n_initial, 2)
+    n_final = p4.shape[1] - n_initial
+    if n_final < 2:
+        raise ValueError(f"cut_mask: momenta (n_events, n_particles, 4) with at least 2 "
+                         f"final-state particles after the n_initial = {n_initial} incoming "
+                         f"ones expected, got shape {p4.shape}")
+    y_cut = check_y_cut(y_cut, n_final)
     s = invariants(p4)
     s_total = s[:, 0, 1]
+    if not (s_total > 0).all():
+        raise ValueError(f"cut_mask: s = (p1 + p2)^2 must be > 0; not in events "
+                         f"{_events(~(s_total > 0))}")
     final = s[:, n_initial:, n_initial:]
     n = final.shape[1]
     upper = np.triu_indices(n, k=1)
@@ -209,13 +325,20 @@ def generate(process: str | Process, n_events: int, sqrt_s: float, y_cut: float 
     state, A (n_events,) float64, a report: ``generated`` points, ``accepted``, ``efficiency``
     and ``phase_space_volume`` of the accepted region [GeV^(2n-4)], the RAMBO weight times the
     efficiency). Points are drawn in chunks of ``chunk`` (at most 2 n_events, at least 1000)
-    until enough pass, seeded by ``seed``. ``ValueError`` for bad arguments or a cut that
-    keeps (almost) nothing."""
+    until enough pass, seeded by ``seed``.
+
+    Raises ``TypeError`` for a process that is neither a name nor a :class:`Process`, or for
+    n_events, chunk or seed that are not integers; ``ValueError`` for n_events < 1, chunk <
+    1, seed < 0, sqrt_s <= 0, y_cut outside (0, 2 / (n (n - 1))) for the n final-state
+    partons (:func:`check_y_cut`), or a cut that keeps (almost) nothing."""
+    if not isinstance(process, str | Process):
+        raise TypeError(f"process: a process name or Process expected, got {process!r}")
     proc = get_process(process) if isinstance(process, str) else process
-    n_events = number("n_events", n_events, Rule(int, low=1))
+    n_events = check_count("n_events", n_events, 1)
     sqrt_s = number("sqrt_s", sqrt_s, POSITIVE)
-    chunk = min(number("chunk", chunk, Rule(int, low=1)), max(1000, 2 * n_events))
-    rng = np.random.default_rng(seed)
+    check_y_cut(y_cut, proc.n_particles - 2)
+    chunk = min(check_count("chunk", chunk, 1), max(1000, 2 * n_events))
+    rng = np.random.default_rng(check_count("seed", seed, 0))
     kept, generated, accepted, weight = [], 0, 0, 0.0
     while accepted < n_events:
         final, weight = rambo(chunk, proc.n_particles - 2, sqrt_s, rng)
@@ -240,7 +363,12 @@ def random_lorentz(n: int, rapidity: float, rng: np.random.Generator | int | Non
                    ) -> np.ndarray:
     """(n, 4, 4) proper orthochronous Lorentz transformations acting on (E, px, py, pz): a
     rotation uniform in SO(3) (random unit quaternion) followed by a boost of ``rapidity`` in
-    a random direction."""
+    a random direction.
+
+    Raises ``TypeError`` for an n that is not an integer; ``ValueError`` for n < 0 or a
+    rapidity that is negative or not finite."""
+    n = check_count("n", n, 0)
+    rapidity = number("rapidity", rapidity, NON_NEGATIVE)
     rng = np.random.default_rng(rng)
     q = rng.normal(size=(n, 4))
     a, b, c, d = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
@@ -263,7 +391,18 @@ def random_lorentz(n: int, rapidity: float, rng: np.random.Generator | int | Non
 
 def transform(p4: np.ndarray, lorentz: np.ndarray) -> np.ndarray:
     """Momenta (events, particles, 4) transformed by one (4, 4) or per-event (events, 4, 4)
-    Lorentz matrix."""
+    Lorentz matrix. ``TypeError`` for arrays that are not real floating point; ``ValueError``
+    for other shapes or non-finite entries."""
+    p4 = float_array("transform: momenta", p4)
+    lorentz = float_array("transform: lorentz", lorentz)
+    if p4.ndim != 3 or p4.shape[2] != 4:
+        raise ValueError(f"transform: momenta must have shape (n_events, n_particles, 4), got "
+                         f"{p4.shape}")
+    if lorentz.shape not in ((4, 4), (len(p4), 4, 4)):
+        raise ValueError(f"transform: lorentz must have shape (4, 4) or (n_events, 4, 4) = "
+                         f"({len(p4)}, 4, 4), got {lorentz.shape}")
+    if not (np.isfinite(p4).all() and np.isfinite(lorentz).all()):
+        raise ValueError("transform: non-finite momenta or Lorentz matrices")
     if lorentz.ndim == 2:
         return p4 @ lorentz.T
     return np.einsum("eij,epj->epi", lorentz, p4)

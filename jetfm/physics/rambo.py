@@ -32,21 +32,76 @@ Conventions: four-momenta (E, px, py, pz) in GeV, float64, shape (events, n, 4).
 from __future__ import annotations
 
 import math
+import sys
+from typing import Any
 
 import numpy as np
 
-from jetfm.checks import POSITIVE, Rule, number
+from jetfm.checks import POSITIVE, number
+
+_TINY = sys.float_info.min  # smallest normal float64
+_LOG_TINY, _LOG_HUGE = math.log(sys.float_info.min), math.log(sys.float_info.max)
+
+
+def check_count(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an ``int`` in [``low``, ``high``]: a Python or numpy integer (not a bool,
+    float or string: ``TypeError``), ``ValueError`` naming ``name`` when out of range."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name}: {value!r} is not an integer (got {type(value).__name__})")
+    value = int(value)
+    if value < low:
+        raise ValueError(f"{name}: {value} must be >= {low}")
+    if high is not None and value > high:
+        raise ValueError(f"{name}: {value} must be <= {high}")
+    return value
+
+
+def float_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a real floating-point numpy array (not copied when it already is one);
+    ``TypeError`` naming ``name`` for integer, bool, complex, string or object data (an
+    integer or complex array would be cast silently, and lose the check on its meaning)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nesting, unconvertible objects
+        raise TypeError(f"{name}: not a rectangular numeric array ({err})") from None
+    if array.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a real floating-point array, got dtype {array.dtype}")
+    return array
 
 
 def phase_space_volume(n: int, sqrt_s: float) -> float:
     """Volume Phi_n [GeV^(2n - 4)] of the phase space of ``n`` >= 2 massless particles at
     centre-of-mass energy ``sqrt_s`` [GeV] (module docstring; Kleiss, Stirling, Ellis 1986,
-    Eq. 2.5). ``ValueError`` for n < 2 or sqrt_s <= 0."""
-    n = number("n", n, Rule(int, low=2))
+    Eq. 2.5).
+
+    The closed form is evaluated directly; where one of its factors would leave the float64
+    range (large n: (2 pi)^(4 - 3n) underflows, s^(n - 2) or the factorials overflow), from
+    its logarithm (``math.lgamma``) instead.
+
+    Raises ``TypeError`` for a non-integer n; ``ValueError`` for n < 2, sqrt_s <= 0 or
+    non-finite, or a volume outside the range of (normal) float64 numbers."""
+    n = check_count("n", n, 2)
     sqrt_s = number("sqrt_s", sqrt_s, POSITIVE)
+    log_volume = ((4 - 3 * n) * math.log(2 * math.pi) + (n - 1) * math.log(math.pi / 2)
+                  + 2 * (n - 2) * math.log(sqrt_s) - math.lgamma(n) - math.lgamma(n - 1))
+    if not _LOG_TINY < log_volume < _LOG_HUGE:
+        raise ValueError(f"phase_space_volume: the volume of {n}-particle phase space at "
+                         f"sqrt_s = {sqrt_s:g} GeV is 10^{log_volume / math.log(10):.1f} "
+                         f"GeV^{2 * n - 4}, outside the float64 range; use fewer particles "
+                         "(n) or another sqrt_s")
     s = sqrt_s * sqrt_s
-    return ((2 * math.pi) ** (4 - 3 * n) * (math.pi / 2) ** (n - 1) * s ** (n - 2)
-            / (math.factorial(n - 1) * math.factorial(n - 2)))
+    try:
+        factors = [(2 * math.pi) ** (4 - 3 * n), (math.pi / 2) ** (n - 1)]
+        factors.append(factors[0] * factors[1])
+        factors.append(s ** (n - 2))
+        factors.append(factors[2] * factors[3])
+        # the same operations, in the same order, as the closed form
+        factors.append(factors[4] / (math.factorial(n - 1) * math.factorial(n - 2)))
+    except OverflowError:
+        return math.exp(log_volume)
+    if all(_TINY <= f < math.inf for f in factors):
+        return factors[-1]
+    return math.exp(log_volume)
 
 
 def rambo(n_events: int, n: int, sqrt_s: float, rng: np.random.Generator | int | None = None
@@ -56,11 +111,17 @@ def rambo(n_events: int, n: int, sqrt_s: float, rng: np.random.Generator | int |
 
     Returns (momenta (n_events, n, 4) float64 (E, px, py, pz) [GeV] summing to
     (sqrt_s, 0, 0, 0), the common weight :func:`phase_space_volume`). ``rng``: a numpy
-    Generator or a seed. ``ValueError`` for n < 2, n_events < 0 or sqrt_s <= 0.
+    Generator or a seed.
+
+    Every argument, and the weight, is checked before any momentum is drawn: ``TypeError``
+    for a count that is not an integer (bools, floats and strings included); ``ValueError``
+    for n < 2, n_events < 0, sqrt_s <= 0 or non-finite, or a weight outside the float64 range
+    (:func:`phase_space_volume`).
     """
-    n_events = number("n_events", n_events, Rule(int, low=0))
-    n = number("n", n, Rule(int, low=2))
+    n_events = check_count("n_events", n_events, 0)
+    n = check_count("n", n, 2)
     sqrt_s = number("sqrt_s", sqrt_s, POSITIVE)
+    weight = phase_space_volume(n, sqrt_s)
     rng = np.random.default_rng(rng)
     # step 1: isotropic massless q_i with energy density q0 exp(-q0); 1 - U lies in (0, 1]
     r = 1.0 - rng.random((n_events, n, 4))
@@ -81,20 +142,28 @@ def rambo(n_events: int, n: int, sqrt_s: float, rng: np.random.Generator | int |
     p0 = x[:, None] * (gamma[:, None] * q[..., 0] + bq)
     p3 = x[:, None, None] * (q[..., 1:] + b[:, None, :] * q[..., :1]
                              + (a[:, None] * bq)[..., None] * b[:, None, :])
-    return np.concatenate((p0[..., None], p3), axis=-1), phase_space_volume(n, sqrt_s)
+    return np.concatenate((p0[..., None], p3), axis=-1), weight
 
 
 def minkowski_dot(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """p . q = E_p E_q - p_vec . q_vec over the last axis (length 4, (E, px, py, pz))."""
+    """p . q = E_p E_q - p_vec . q_vec over the last axis (length 4, (E, px, py, pz));
+    ``ValueError`` when that axis is not of length 4."""
+    p, q = np.asarray(p), np.asarray(q)
+    if p.shape[-1:] != (4,) or q.shape[-1:] != (4,):
+        raise ValueError(f"minkowski_dot: four-vectors (..., 4) expected, got shapes {p.shape} "
+                         f"and {q.shape}")
     return p[..., 0] * q[..., 0] - np.sum(p[..., 1:] * q[..., 1:], axis=-1)
 
 
 def beams(n_events: int, sqrt_s: float) -> np.ndarray:
     """The two incoming massless momenta of a collision in its centre-of-mass frame along z:
-    (n_events, 2, 4) = [(sqrt_s/2)(1, 0, 0, 1), (sqrt_s/2)(1, 0, 0, -1)] [GeV]."""
+    (n_events, 2, 4) = [(sqrt_s/2)(1, 0, 0, 1), (sqrt_s/2)(1, 0, 0, -1)] [GeV].
+    ``TypeError`` for an n_events that is not an integer; ``ValueError`` for n_events < 0 or
+    sqrt_s <= 0 or non-finite."""
+    n_events = check_count("n_events", n_events, 0)
     half = number("sqrt_s", sqrt_s, POSITIVE) / 2.0
     one = np.array([[half, 0.0, 0.0, half], [half, 0.0, 0.0, -half]])
-    return np.broadcast_to(one, (int(n_events), 2, 4)).copy()
+    return np.broadcast_to(one, (n_events, 2, 4)).copy()
 
 
 __all__ = ["beams", "minkowski_dot", "phase_space_volume", "rambo"]

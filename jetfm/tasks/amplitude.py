@@ -53,9 +53,12 @@ class LogAmplitudeScaler:
         """From positive, finite ``amplitudes`` (events,); ``ValueError`` naming ``who``
         otherwise or when there are fewer than 2 or all are equal."""
         log_a = _log_amplitude(amplitudes, who)
-        if len(log_a) < 2 or float(np.std(log_a)) == 0.0:
-            raise ValueError(f"{who}: need at least 2 different amplitudes to standardise, got "
+        if len(log_a) < 2:
+            raise ValueError(f"{who}: need at least 2 amplitudes to standardise, got "
                              f"{len(log_a)}")
+        if float(np.std(log_a)) == 0.0:
+            raise ValueError(f"{who}: got {len(log_a)} amplitudes but all are equal; "
+                             "standardising needs a spread")
         return cls(float(np.mean(log_a)), float(np.std(log_a)))
 
     def transform(self, amplitudes: np.ndarray, who: str = "amplitudes") -> np.ndarray:
