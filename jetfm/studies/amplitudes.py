@@ -419,7 +419,8 @@ def write_markdown(config: AmplitudeStudyConfig, table: list[dict[str, Any]],
     legend = ("mse: of the standardised log A (1 is what predicting the training mean gives, "
               "so mse >= 1 means the network learned nothing); delta_68: half-width of the "
               "central 68 % interval of Delta = (A_pred - A_true) / A_true; "
-              "delta_median_abs: median |Delta|; frac_below_0.01: share of test points with |Delta| < 1 %; "
+              "delta_median_abs: median |Delta|; frac_below_0.01: share of test points "
+              "with |Delta| < 1 %; "
               f"boost_shift: RMS change of the standardised prediction under a random "
               f"rotation and a boost of rapidity {config.boost_rapidity:g} of each test "
               "event (0 for a Lorentz-invariant network up to float32 rounding).")
