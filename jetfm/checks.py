@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -115,3 +117,29 @@ def from_mapping(cls: type, data: Mapping[str, Any], where: str, *,
         return cls(**data, **fixed)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from None
+
+
+def check_count(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an ``int`` in [``low``, ``high``]: a Python or numpy integer (not a bool,
+    float or string: ``TypeError``), ``ValueError`` naming ``name`` when out of range."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name}: {value!r} is not an integer (got {type(value).__name__})")
+    value = int(value)
+    if value < low:
+        raise ValueError(f"{name}: {value} must be >= {low}")
+    if high is not None and value > high:
+        raise ValueError(f"{name}: {value} must be <= {high}")
+    return value
+
+
+def float_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a real floating-point numpy array (not copied when it already is one);
+    ``TypeError`` naming ``name`` for integer, bool, complex, string or object data (an
+    integer or complex array would be cast silently, and lose the check on its meaning)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nesting, unconvertible objects
+        raise TypeError(f"{name}: not a rectangular numeric array ({err})") from None
+    if array.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a real floating-point array, got dtype {array.dtype}")
+    return array

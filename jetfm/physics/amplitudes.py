@@ -80,8 +80,8 @@ from typing import Any
 
 import numpy as np
 
-from jetfm.checks import NON_NEGATIVE, POSITIVE, Rule, number
-from jetfm.physics.rambo import beams, check_count, float_array, minkowski_dot, rambo
+from jetfm.checks import NON_NEGATIVE, POSITIVE, Rule, check_count, float_array, number
+from jetfm.physics.rambo import beams, minkowski_dot, rambo
 
 ALPHA = 1.0 / 128.0
 ALPHA_S = 0.118

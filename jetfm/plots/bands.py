@@ -79,7 +79,7 @@ def plot_with_bands(truth: np.ndarray, draws: Mapping[str, Sequence[np.ndarray]]
     if title:
         ax.set_title(title, fontsize="medium")
     ax_ratio.set_ylim(*ratio_range)
-    ax_ratio.set_ylabel("Ratio to truth")
+    ax_ratio.set_ylabel("Ratio", fontsize="small")  # to truth; short: the panel is low
     ax_ratio.set_xlabel(xlabel)
     place_legend(ax, fontsize="small")
     return save_figure(fig, path)
@@ -122,7 +122,7 @@ def plot_counts_with_bands(truth: np.ndarray, truth_err: np.ndarray,
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax_ratio.set_ylim(*ratio_range)
-    ax_ratio.set_ylabel("Ratio to truth")
+    ax_ratio.set_ylabel("Ratio", fontsize="small")  # to truth; short: the panel is low
     ax_ratio.set_xlabel(xlabel)
     place_legend(ax, fontsize="small")
     return save_figure(fig, path)
