@@ -343,7 +343,7 @@ def hist_with_ratio(
     if logy:
         ax_main.set_yscale("log")
     ax_ratio.set_ylim(*ratio_range)
-    ax_ratio.set_ylabel(ratio_label)
+    ax_ratio.set_ylabel(ratio_label, fontsize="small")  # the panel is low: no overlap
     ax_ratio.set_xlim(bins[0], bins[-1])
     if xlabel:
         ax_ratio.set_xlabel(xlabel)

@@ -684,7 +684,7 @@ def marginal_plots(results: list[dict[str, Any]], split: Split, size: int, out_d
     samples = {r["name"]: out_dir / "cells" / f"{n}j" / f"D{size}" / r["name"] /
                "generated.h5" for r in results}
     stage = Stage(out_dir, f"plots/{n}j/D{size}",  # bins: the reference's range + 2 widths
-                  {"generators": list(samples), "bins": "reference_spans=2"},
+                  {"generators": list(samples), "bins": "reference_spans=2", "style": 2},
                   {"data": data_digest, **{k: file_digest(v) for k, v in samples.items()}},
                   paths)
     if stage.prepare():
