@@ -10,15 +10,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import wasserstein_distance
 from toy_events import toy_events
 
 from jetfm.data.events import MUON_MASS, Events
+from jetfm.metrics.two_sample import classifier_two_sample_auc
 from jetfm.models.jetgpt_inputs import EventPreprocessing
 from jetfm.physics.kinematics import ptetaphim_to_p4
 from jetfm.report import format_with_error
 from jetfm.studies import event_generation as study
 from jetfm.studies.event_generation import (
     EventGenerationConfig,
+    classifier_features,
     jetgpt_log_jacobian,
     observables,
     split_events,
@@ -178,15 +181,31 @@ def test_study_runs_reuses_and_redoes_only_what_changed(toy_data, tmp_path, monk
     assert torch.get_num_threads() == threads  # the study's threads setting is undone
     results = summary["results"]
     assert len(results) == 3 and {r["kind"] for r in results} == {"cfm", "jetgpt"}
+    # the metrics, recomputed independently from the files the study wrote and its split
+    split = split_events(toy_data, cfg)[0][1]
+    reference, floor_events = observables(split.reference, 1), observables(split.floor, 1)
+    floor_file = json.loads((tmp_path / "floors" / "1j.json").read_text())
+    for key, values in reference.items():
+        assert floor_file["w1"][key]["value"] == pytest.approx(
+            wasserstein_distance(floor_events[key], values), rel=1e-12)
     for r in results:
-        assert 0 <= r["auc"]["value"] <= 1 and 0 <= r["auc"]["floor"] <= 1
-        assert set(r["w1"]) == set(observables(toy_data[:1], 1))
-        assert all(w["floor"] > 0 and w["value"] >= 0 for w in r["w1"].values())
+        assert r["auc"]["floor"] == floor_file["auc"]["value"]
+        assert set(r["w1"]) == set(reference)
         assert math.isfinite(r["nll"]["value"]) and r["nll"]["n_events"] == 10
         assert r["sampling"]["events_per_second"] > 0 and r["parameters"] > 0
         generated = study.read_events(tmp_path / "cells" / "1j" / "D40" / r["name"] /
                                       "generated.h5")
         assert np.all(generated.n_jets == 1) and len(generated) == r["n_generated"] == 30
+        mine = observables(generated, 1)
+        for key, w in r["w1"].items():
+            assert w["floor"] == floor_file["w1"][key]["value"]
+            assert w["value"] == pytest.approx(wasserstein_distance(mine[key], reference[key]),
+                                               rel=1e-12)
+        auc = classifier_two_sample_auc(classifier_features(split.reference, 1),
+                                        classifier_features(generated, 1),
+                                        n_bootstrap=cfg.n_bootstrap,
+                                        max_iter=cfg.classifier_iter, seed=cfg.seed)
+        assert r["auc"]["value"] == pytest.approx(auc.value, abs=1e-12)
         for key in r["w1"]:
             assert (tmp_path / "plots" / "1j" / "D40" / f"{key}.png").exists()
     table = (tmp_path / "table.md").read_text()

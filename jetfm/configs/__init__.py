@@ -8,7 +8,9 @@ Overrides: ``KEY=VALUE`` with a dotted ``KEY`` (``pretraining.training.max_steps
 ``sizes=[100,1000]``, ``variants.0.n_train=50``), applied to the YAML's mapping by OmegaConf
 (:meth:`omegaconf.DictConfig.merge_with_dotlist`: the value is YAML, a mapping value is merged
 key by key into the block, a list value replaces the list, ``null`` sets None). ``~KEY``
-deletes a key (``~models.mlp`` drops one entry of a block, as Hydra's ``~`` does), since a
+deletes a key inside a block or list (``~models.mlp`` drops one entry of a block, as Hydra's
+``~`` does; a top-level key cannot be deleted, which would fall back silently to the
+built-in default), since a
 mapping value can only add or change entries (an empty mapping, ``models={}``, which would
 merge nothing, is refused). Interpolations
 (``${...}``) are left as text. Top-level keys are checked against the config dataclass's fields
@@ -200,6 +202,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], cls: type,
         if top not in data and (default := _default(cls, top)) is not MISSING:
             data[top] = default
         if text.startswith("~"):
+            if match["key"] == top:  # the file's value would silently become the default
+                raise ValueError(f"{where}: override {text!r}: a top-level key cannot be "
+                                 f"deleted (it would fall back to the built-in default); set "
+                                 f"it instead, or delete entries inside it (~{top}.NAME)")
             data = _delete(data, text, match["key"], where)
             if top in data and not matches(data[top], schema[top]):
                 raise ValueError(f"{where}: override {text!r}: {top}: {data[top]!r} is not of "
