@@ -9,11 +9,10 @@ Overrides: ``KEY=VALUE`` with a dotted ``KEY`` (``pretraining.training.max_steps
 (:meth:`omegaconf.DictConfig.merge_with_dotlist`: the value is YAML, a mapping value is merged
 key by key into the block, a list value replaces the list, ``null`` sets None). ``~KEY``
 deletes a key inside a block or list (``~models.mlp`` drops one entry of a block, as Hydra's
-``~`` does; a top-level key cannot be deleted, which would fall back silently to the
-built-in default), since a
-mapping value can only add or change entries (an empty mapping, ``models={}``, which would
-merge nothing, is refused). Interpolations
-(``${...}``) are left as text. Top-level keys are checked against the config dataclass's fields
+``~`` does), since a mapping value can only add or change entries: an empty mapping
+(``models={}``, which would merge nothing) is refused, and so is deleting a top-level key
+(it would fall back silently to the built-in default). Interpolations (``${...}``) are left
+as text. Top-level keys are checked against the config dataclass's fields
 (unknown: ``ValueError`` listing the valid keys) and their values against the field types
 (:func:`apply_overrides`); the keys and values inside blocks are checked by the study's own
 loader, as those of the YAML file are.
@@ -211,7 +210,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], cls: type,
                 raise ValueError(f"{where}: override {text!r}: {top}: {data[top]!r} is not of "
                                  f"type {_hint_name(schema[top])}")
             continue
-        if match["value"].strip() in ("{}", "{ }"):
+        if re.fullmatch(r"\s*\{\s*\}\s*", match["value"]):
             raise ValueError(f"{where}: override {text!r}: a mapping value is merged into the "
                              "block, so an empty one changes nothing; delete entries with "
                              f"~{match['key']}.NAME")

@@ -64,17 +64,13 @@ def phase_space_volume(n: int, sqrt_s: float) -> float:
                          "(n) or another sqrt_s")
     s = sqrt_s * sqrt_s
     try:
-        factors = [(2 * math.pi) ** (4 - 3 * n), (math.pi / 2) ** (n - 1)]
-        factors.append(factors[0] * factors[1])
-        factors.append(s ** (n - 2))
-        factors.append(factors[2] * factors[3])
-        # the same operations, in the same order, as the closed form
-        factors.append(factors[4] / (math.factorial(n - 1) * math.factorial(n - 2)))
-    except OverflowError:
+        small = (2 * math.pi) ** (4 - 3 * n)
+        volume = (small * (math.pi / 2) ** (n - 1) * s ** (n - 2)
+                  / (math.factorial(n - 1) * math.factorial(n - 2)))
+    except OverflowError:  # s^(n - 2) or a factorial beyond float64
         return math.exp(log_volume)
-    if all(_TINY <= f < math.inf for f in factors):
-        return factors[-1]
-    return math.exp(log_volume)
+    # the direct product unless a factor underflowed or the product overflowed
+    return volume if small >= _TINY and _TINY <= volume < math.inf else math.exp(log_volume)
 
 
 def rambo(n_events: int, n: int, sqrt_s: float, rng: np.random.Generator | int | None = None

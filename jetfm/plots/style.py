@@ -90,18 +90,19 @@ def default_bins(
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"coverage must be in (0, 1], got {coverage}")
     tail = 0.5 * (1.0 - coverage)
-    ranges = []
-    for sample in samples:
+    ranges, reference = [], None
+    for i, sample in enumerate(samples):
         finite = np.asarray(sample, dtype=np.float64).reshape(-1)
         finite = finite[np.isfinite(finite)]
         if len(finite):
             ranges.append(np.quantile(finite, [tail, 1.0 - tail]))
+            if i == 0:
+                reference = ranges[-1]
     if not ranges:
         raise ValueError("no sample has finite values to derive bins from")
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    first = np.asarray(samples[0], dtype=np.float64).reshape(-1)
-    if reference_spans is not None and np.isfinite(first).any():
-        ref_lo, ref_hi = ranges[0]
+    if reference_spans is not None and reference is not None:
+        ref_lo, ref_hi = reference
         width = max(ref_hi - ref_lo, 1e-12 * max(abs(ref_lo), abs(ref_hi), 1.0))
         lo = max(lo, ref_lo - reference_spans * width)
         hi = min(hi, ref_hi + reference_spans * width)
